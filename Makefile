@@ -1,0 +1,48 @@
+# The README's two commands: `make run` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Debian packages the tests use: ipmi_sim (BMC), tftp-hpa + curl (TFTP clients), tftpd-hpa (bench peer)
+DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl
+
+.PHONY: run test bench lint system-deps venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Installs missing Debian packages when run as root; otherwise says what is missing.
+system-deps:
+	@missing=""; \
+	for cmd in ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl; do \
+	  command -v $${cmd%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${cmd%%:*} ] || missing="$$missing $${cmd##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "missing Debian packages:$$missing (run make as root, or apt-get install them)"; exit 1; \
+	  fi; \
+	fi
+
+run: $(STAMP)
+	$(BIN)/provision node import examples/inventory.yaml
+	$(BIN)/provision serve
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check provision tests bench
+
+clean:
+	rm -rf $(VENV) var

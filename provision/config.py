@@ -1,0 +1,186 @@
+"""Configuration: one TOML file (`--config FILE` or PROVISION_CONFIG), embedded defaults otherwise.
+
+Secrets are never inline: each is a `*_file` path or an environment variable
+(PROVISION_<SECTION>_PASSWORD). Relative paths in a config file are relative to that file;
+embedded defaults are relative to the working directory (so `make run` keeps state in ./var/).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from .domain.inventory import format_errors
+from .errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+_KARG = re.compile(r"^[A-Za-z0-9_.:,=/@+-]{1,200}$")
+
+
+def _bind(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return value
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._~/%-]*)?$", value):
+        raise ValueError(f"{value!r} is not an http(s) URL without query or spaces")
+    return value.rstrip("/")
+
+
+def _kargs(value: str) -> str:
+    for word in value.split():
+        if not _KARG.match(word):
+            raise ValueError(f"kernel argument {word!r} has characters outside A-Z a-z 0-9 _ . : , = / @ + -")
+    return " ".join(value.split())
+
+
+Bind = Annotated[str, AfterValidator(_bind)]
+Url = Annotated[str, AfterValidator(_url)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    http_bind: Bind = "127.0.0.1:8080"
+    tftp_bind: Bind = "127.0.0.1:6969"
+    public_url: Url = "http://127.0.0.1:8080"
+    db_url: str = "sqlite:///var/provision.db"
+    admin_token_file: Path = Path("var/admin.token")
+    secret_key_file: Path = Path("var/secret.key")
+    threads: int = Field(default=8, ge=1, le=256)
+
+
+class PathsConfig(_Section):
+    state_dir: Path = Path("var")
+    bootfiles: Path = REPO / "bootfiles"
+    media: Path = Path("var/media")
+    templates: Path = REPO
+
+
+class EngineConfig(_Section):
+    url: Url | None = None
+    username: str = "admin@internal"
+    password_file: Path | None = None
+    ca_file: Path | None = None
+
+
+class IpaConfig(_Section):
+    server: str | None = None
+    username: str = "admin"
+    password_file: Path | None = None
+    domain: str | None = None
+    realm: str | None = None
+    ca_file: Path | None = None
+    updatedns: bool = True
+
+
+class SatelliteConfig(_Section):
+    url: Url | None = None
+    username: str = "admin"
+    password_file: Path | None = None
+    organization: str | None = None
+    location: str | None = None
+    activation_keys: list[str] = Field(default_factory=list)
+    ca_file: Path | None = None
+
+
+class DefaultsConfig(_Section):
+    timezone: str = Field(default="Etc/UTC", pattern=r"^[A-Za-z0-9_+/-]{1,64}$")
+    lang: str = Field(default="en_US.UTF-8", pattern=r"^[A-Za-z0-9_.@-]{1,32}$")
+    keyboard: str = Field(default="us", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    root_password_hash_file: Path | None = None
+    ssh_key_file: Path | None = None
+    rhvh_media: str = Field(default="rhvh", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    rhvh_liveimg: str = Field(default="ovirt-node-ng-image.squashfs.img", pattern=r"^[A-Za-z0-9_./-]{1,200}$")
+    el_media: str = Field(default="el", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    kernel_args: Annotated[str, AfterValidator(_kargs)] = "inst.text"
+    build_token_ttl: int = Field(default=6 * 3600, ge=60)
+    installer_log_max: int = Field(default=1024 * 1024, ge=1024)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    ipa: IpaConfig = Field(default_factory=IpaConfig)
+    satellite: SatelliteConfig = Field(default_factory=SatelliteConfig)
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+
+    @property
+    def media_url(self) -> str:
+        return f"{self.server.public_url}/media"
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load the config file named by `path` or PROVISION_CONFIG; embedded defaults when neither."""
+    path = path or os.environ.get("PROVISION_CONFIG")
+    if not path:
+        return Config()
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except OSError as exc:
+        raise InputError(f"config {file}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"config {file}: not valid TOML: {exc}") from None
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise InputError("\n".join(format_errors(exc, f"config {file}: "))) from None
+    return _relative_to(cfg, file.resolve().parent)
+
+
+def _relative_to(cfg: Config, base: Path) -> Config:
+    for section in (cfg.server, cfg.paths, cfg.engine, cfg.ipa, cfg.satellite, cfg.defaults):
+        for name, value in section:
+            if isinstance(value, Path) and not value.is_absolute():
+                setattr(section, name, base / value)
+    if cfg.server.db_url.startswith("sqlite:///") and not cfg.server.db_url.startswith("sqlite:////"):
+        rel = cfg.server.db_url.removeprefix("sqlite:///")
+        if rel and rel != ":memory:":
+            cfg.server.db_url = f"sqlite:///{base / rel}"
+    return cfg
+
+
+def read_secret(path: Path | None, env: str, what: str) -> str:
+    """A secret from the environment variable `env`, else from `path`; never logged."""
+    value = os.environ.get(env)
+    if value:
+        return value
+    if path is None:
+        raise InputError(f"{what}: no secret configured (set {env} or the *_file option)")
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise InputError(f"{what}: cannot read secret file {path}: {exc.strerror}") from None
+
+
+def ensure_secret_file(path: Path, nbytes: int = 32) -> str:
+    """Read a generated secret (admin token, signing key), creating it 0600 on first use."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(nbytes) + "\n")
+    value = path.read_text().strip()
+    if len(value) < 16:
+        raise InputError(f"secret file {path}: shorter than 16 characters")
+    return value

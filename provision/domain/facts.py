@@ -1,0 +1,218 @@
+"""Host facts: what a node is before it is wiped (NICs by MAC, bonds, VLANs, networks, disks)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from . import bonding
+from .types import show, DiskId, Fqdn, IfName, IpAddress, IpInterface, Mac, Name, Str
+
+Mtu = Annotated[int, Field(ge=68, le=9216)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Nic(_Model):
+    name: IfName
+    mac: Mac
+    mtu: Mtu | None = None
+
+
+class Bond(_Model):
+    name: IfName
+    mode: Str
+    slaves: list[IfName] = Field(min_length=1, max_length=16)
+    options: dict[str, Str] = Field(default_factory=dict)
+    mtu: Mtu | None = None
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        return bonding.normalize_mode(v)
+
+    @model_validator(mode="after")
+    def _options(self) -> "Bond":
+        clean = {}
+        for key, value in self.options.items():
+            clean[key] = bonding.check_option(key, value, list(self.slaves))
+        object.__setattr__(self, "options", dict(sorted(clean.items())))
+        if len(set(self.slaves)) != len(self.slaves):
+            raise ValueError(f"bond {self.name}: a slave is listed twice")
+        return self
+
+    def option_string(self, sep: str = ",") -> str:
+        return sep.join([f"mode={self.mode}"] + [f"{k}={v}" for k, v in self.options.items()])
+
+
+class Vlan(_Model):
+    id: int = Field(ge=1, le=4094)
+    parent: IfName
+    name: IfName | None = None
+    mtu: Mtu | None = None
+
+    @property
+    def ifname(self) -> str:
+        return self.name or f"{self.parent}.{self.id}"
+
+
+class NetworkAttachment(_Model):
+    """An engine network placed on a NIC, bond or VLAN device of this host."""
+
+    network: Name
+    interface: IfName
+    address: IpInterface | None = None
+    gateway: IpAddress | None = None
+    address6: IpInterface | None = None
+    gateway6: IpAddress | None = None
+    management: bool = False
+
+    @model_validator(mode="after")
+    def _gateways(self) -> "NetworkAttachment":
+        for addr, gw, fam, label in ((self.address, self.gateway, 4, "gateway"),
+                                     (self.address6, self.gateway6, 6, "gateway6")):
+            if addr is not None and addr.version != fam:
+                raise ValueError(f"{'address' if fam == 4 else 'address6'} {addr} is not IPv{fam}")
+            if gw is None:
+                continue
+            if addr is None:
+                raise ValueError(f"{label} {gw} given without an address")
+            if gw.version != fam or gw not in addr.network:
+                raise ValueError(f"{label} {gw} is not inside {addr.network}")
+            if gw == addr.ip:
+                raise ValueError(f"{label} {gw} is the host's own address")
+        for addr in (self.address, self.address6):
+            if addr is not None and addr.network.num_addresses > 2 and addr.ip in (
+                addr.network.network_address, addr.network.broadcast_address
+            ):
+                raise ValueError(f"address {addr} is the network or broadcast address of its prefix")
+        return self
+
+
+_WWN = re.compile(r"^(0x[0-9a-f]{16}|0x[0-9a-f]{32}|eui\.[0-9a-f]{16,32}|naa\.[0-9a-f]{16,32})$")
+_SERIAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class Disk(_Model):
+    id: DiskId | None = None
+    wwn: Str | None = None
+    serial: Str | None = None
+    size_gb: float | None = Field(default=None, ge=0)
+    model: Str | None = None
+    install: bool = False
+
+    @model_validator(mode="after")
+    def _identity(self) -> "Disk":
+        if self.wwn is not None:
+            wwn = self.wwn.lower()
+            if not _WWN.match(wwn):
+                raise ValueError(f"wwn {show(self.wwn)} is not a WWN (0x + 16 or 32 hex digits, eui./naa.)")
+            object.__setattr__(self, "wwn", wwn)
+        if self.serial is not None and not _SERIAL.match(self.serial):
+            raise ValueError(f"serial {show(self.serial)} may hold only A-Z a-z 0-9 _ . -")
+        if self.id is None:
+            if self.wwn is None:
+                raise ValueError("a disk needs an id (/dev/disk/by-id name) or a wwn")
+            object.__setattr__(self, "id", f"wwn-{self.wwn}")
+        if self.install and self.wwn is None and self.serial is None:
+            raise ValueError(f"install disk {self.id}: needs a wwn or serial to be identified uniquely")
+        return self
+
+    @property
+    def by_id(self) -> str:
+        return f"disk/by-id/{self.id}"
+
+
+class Facts(_Model):
+    firmware: Literal["uefi", "bios"]
+    nics: list[Nic] = Field(min_length=1, max_length=64)
+    bonds: list[Bond] = Field(default_factory=list, max_length=32)
+    vlans: list[Vlan] = Field(default_factory=list, max_length=256)
+    networks: list[NetworkAttachment] = Field(min_length=1, max_length=256)
+    disks: list[Disk] = Field(min_length=1, max_length=64)
+    dns_servers: list[IpAddress] = Field(default_factory=list, max_length=3)
+    dns_search: list[Fqdn] = Field(default_factory=list, max_length=6)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Facts":
+        _unique("nics", [n.name for n in self.nics], "NIC name")
+        _unique("nics", [n.mac for n in self.nics], "MAC")
+        nic_names = {n.name for n in self.nics}
+        bond_names = {b.name for b in self.bonds}
+        _unique("bonds", [b.name for b in self.bonds], "bond name")
+        if nic_names & bond_names:
+            raise ValueError(f"bonds: {sorted(nic_names & bond_names)} also named as NICs")
+        enslaved: dict[str, str] = {}
+        for i, bond in enumerate(self.bonds):
+            for s in bond.slaves:
+                if s not in nic_names:
+                    raise ValueError(f"bonds[{i}].slaves: {s!r} is not one of the host's NICs")
+                if s in enslaved:
+                    raise ValueError(f"bonds[{i}].slaves: {s!r} is already a slave of {enslaved[s]}")
+                enslaved[s] = bond.name
+        _unique("vlans", [v.ifname for v in self.vlans], "VLAN interface")
+        for i, vlan in enumerate(self.vlans):
+            if vlan.parent not in nic_names | bond_names:
+                raise ValueError(f"vlans[{i}].parent: {vlan.parent!r} is not a NIC or bond of the host")
+            if vlan.parent in enslaved:
+                raise ValueError(f"vlans[{i}].parent: {vlan.parent!r} is a bond slave")
+        devices = nic_names | bond_names | {v.ifname for v in self.vlans}
+        _unique("networks", [a.network for a in self.networks], "network")
+        for i, att in enumerate(self.networks):
+            if att.interface not in devices:
+                raise ValueError(f"networks[{i}].interface: {att.interface!r} is not a NIC, bond or VLAN of the host")
+            if att.interface in enslaved:
+                raise ValueError(f"networks[{i}].interface: {att.interface!r} is a bond slave")
+        mgmt = [a for a in self.networks if a.management]
+        if len(mgmt) != 1:
+            raise ValueError(f"networks: exactly one attachment needs management: true (found {len(mgmt)})")
+        if mgmt[0].address is None and mgmt[0].address6 is None:
+            raise ValueError(f"networks: management network {mgmt[0].network} needs a static address")
+        _unique("networks", [str(a.ip) for a in self.addresses()], "IP address")
+        _unique("disks", [d.id for d in self.disks], "disk id")
+        _unique("disks", [d.wwn for d in self.disks if d.wwn], "disk wwn")
+        installs = [d for d in self.disks if d.install]
+        if len(installs) != 1:
+            raise ValueError(f"disks: exactly one disk needs install: true (found {len(installs)})")
+        return self
+
+    # -- derived views, used by render and the engine client -------------------------------
+    def addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        return [a for att in self.networks for a in (att.address, att.address6) if a is not None]
+
+    @property
+    def management(self) -> NetworkAttachment:
+        return next(a for a in self.networks if a.management)
+
+    @property
+    def install_disk(self) -> Disk:
+        return next(d for d in self.disks if d.install)
+
+    @property
+    def kept_disks(self) -> list[Disk]:
+        return [d for d in self.disks if not d.install]
+
+    def nic(self, name: str) -> Nic | None:
+        return next((n for n in self.nics if n.name == name), None)
+
+    def bond(self, name: str) -> Bond | None:
+        return next((b for b in self.bonds if b.name == name), None)
+
+    def vlan(self, ifname: str) -> Vlan | None:
+        return next((v for v in self.vlans if v.ifname == ifname), None)
+
+    def macs(self) -> list[str]:
+        return [n.mac for n in self.nics]
+
+
+def _unique(field: str, values: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"{field}: {what} {v!r} appears twice")
+        seen.add(v)

@@ -1,0 +1,144 @@
+"""The one template context. Building it reads nothing and writes nothing.
+
+Context (every template gets exactly these keys; a missing one is an error):
+
+  node      name, fqdn, hostname (short), cluster, profile
+  facts     snapshot_id, firmware ('uefi'|'bios'), uefi (bool), nics, bonds, vlans, networks,
+            dns_servers (list of str), dns_search (list of str)
+  mgmt      network, device (kickstart --device: MAC of a plain NIC, else bond/VLAN name), ifname
+            (the device the IP sits on), nics [{name, mac}], bond (None | {name, slaves, opts}),
+            vlan (None | {id, parent, ifname}), ip, prefix, netmask, gateway (str|None),
+            ip6, gateway6 (str|None), mtu (int|None)
+  disk      install {id, path, wwn, serial}, kept [{id, path, size_gb, model}]
+  build     armed (bool), token (masked unless shown), ks_url, callback_url
+  media     kernel (TFTP path), initrd (TFTP path), kernel_url, initrd_url (HTTP),
+            stage2_url, repo_url, liveimg_url
+  kernel_args   the whole installer command line after the kernel (inst.ks=... ip=... etc.)
+  settings  timezone, lang, keyboard, root_password_hash (None -> root locked), ssh_key (None | str)
+  server    public_url
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import __version__
+from ..config import Config
+from ..domain import Facts, Node
+
+MASK = "********"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What the renderer may need that is secret; masked in previews."""
+
+    token: str | None = None
+    root_password_hash: str | None = None
+
+
+def build_context(node: Node, facts: Facts, snapshot_id: int | None, cfg: Config, *,
+                  armed: bool, secrets: Secrets, ssh_key: str | None, show_secrets: bool = False) -> dict:
+    def hide(value: str | None) -> str | None:
+        return value if value is None or show_secrets else MASK
+
+    token = (secrets.token if armed and secrets.token else None)
+    token = hide(token) if token else MASK
+    base = cfg.server.public_url
+    mgmt = _mgmt(facts)
+    media = _media(node, cfg)
+    ks_url = f"{base}/ks/{token}"
+    kernel_args = " ".join(
+        [f"inst.ks={ks_url}", "inst.ks.sendmac"]
+        + ([f"inst.stage2={media['stage2_url']}"] if node.profile == "rhvh" else [f"inst.repo={media['repo_url']}"])
+        + _dracut(node, facts, mgmt)
+        + ([cfg.defaults.kernel_args] if cfg.defaults.kernel_args else [])
+    )
+    return {
+        "provision_version": __version__,
+        "node": {"name": node.name, "fqdn": node.fqdn, "hostname": node.short, "cluster": node.cluster,
+                 "profile": node.profile},
+        "facts": {
+            "snapshot_id": snapshot_id, "firmware": facts.firmware, "uefi": facts.firmware == "uefi",
+            "nics": [n.model_dump(mode="json") for n in facts.nics],
+            "bonds": [dict(b.model_dump(mode="json"), opts=b.option_string()) for b in facts.bonds],
+            "vlans": [dict(v.model_dump(mode="json"), ifname=v.ifname) for v in facts.vlans],
+            "networks": [a.model_dump(mode="json") for a in facts.networks],
+            "dns_servers": [str(a) for a in facts.dns_servers],
+            "dns_search": list(facts.dns_search),
+        },
+        "mgmt": mgmt,
+        "disk": {
+            "install": {"id": facts.install_disk.id, "path": facts.install_disk.by_id,
+                        "wwn": facts.install_disk.wwn, "serial": facts.install_disk.serial},
+            "kept": [{"id": d.id, "path": d.by_id, "size_gb": d.size_gb, "model": d.model} for d in facts.kept_disks],
+        },
+        "build": {"armed": armed, "token": token, "ks_url": ks_url,
+                  "callback_url": f"{base}/api/v1/callback/{token}"},
+        "media": media,
+        "kernel_args": kernel_args,
+        "settings": {"timezone": cfg.defaults.timezone, "lang": cfg.defaults.lang,
+                     "keyboard": cfg.defaults.keyboard,
+                     "root_password_hash": hide(secrets.root_password_hash), "ssh_key": ssh_key},
+        "server": {"public_url": base},
+    }
+
+
+def _mgmt(facts: Facts) -> dict:
+    att = facts.management
+    vlan = facts.vlan(att.interface)
+    base = vlan.parent if vlan else att.interface
+    bond = facts.bond(base)
+    nic_names = list(bond.slaves) if bond else [base]
+    nics = [{"name": n, "mac": facts.nic(n).mac} for n in nic_names]
+    mtu = (vlan.mtu if vlan else None) or (bond.mtu if bond else None) or (None if bond else facts.nic(base).mtu)
+    a4, a6 = att.address, att.address6
+    return {
+        "network": att.network,
+        "device": vlan.ifname if vlan else (bond.name if bond else nics[0]["mac"]),
+        "ifname": att.interface,
+        "nics": nics,
+        "bond": {"name": bond.name, "slaves": list(bond.slaves), "opts": bond.option_string()} if bond else None,
+        "vlan": {"id": vlan.id, "parent": vlan.parent, "ifname": vlan.ifname} if vlan else None,
+        "ip": str(a4.ip) if a4 else None,
+        "prefix": a4.network.prefixlen if a4 else None,
+        "netmask": str(a4.netmask) if a4 else None,
+        "gateway": str(att.gateway) if att.gateway else None,
+        "ip6": f"{a6.ip}/{a6.network.prefixlen}" if a6 else None,
+        "gateway6": str(att.gateway6) if att.gateway6 else None,
+        "mtu": mtu,
+    }
+
+
+def _media(node: Node, cfg: Config) -> dict:
+    d = cfg.defaults
+    name = d.rhvh_media if node.profile == "rhvh" else d.el_media
+    url = f"{cfg.media_url}/{name}"
+    return {
+        "kernel": f"/media/{name}/images/pxeboot/vmlinuz",
+        "initrd": f"/media/{name}/images/pxeboot/initrd.img",
+        "kernel_url": f"{url}/images/pxeboot/vmlinuz",
+        "initrd_url": f"{url}/images/pxeboot/initrd.img",
+        "stage2_url": url,
+        "repo_url": url,
+        "liveimg_url": f"{url}/{d.rhvh_liveimg}",
+    }
+
+
+def _dracut(node: Node, facts: Facts, mgmt: dict) -> list[str]:
+    """dracut.cmdline(7) options that bring up the management network in the installer."""
+    args = [f"ifname={n['name']}:{n['mac']}" for n in mgmt["nics"]]
+    if mgmt["bond"]:
+        b = mgmt["bond"]
+        args.append(f"bond={b['name']}:{','.join(b['slaves'])}:{b['opts']}")
+    if mgmt["vlan"]:
+        args.append(f"vlan={mgmt['vlan']['ifname']}:{mgmt['vlan']['parent']}")
+    mtu = f":{mgmt['mtu']}" if mgmt["mtu"] else ""
+    if mgmt["ip"]:
+        args.append(f"ip={mgmt['ip']}::{mgmt['gateway'] or ''}:{mgmt['netmask']}:{node.fqdn}:{mgmt['ifname']}:none{mtu}")
+    if mgmt["ip6"]:
+        gw6 = f"[{mgmt['gateway6']}]" if mgmt["gateway6"] else ""
+        ip6, prefix6 = mgmt["ip6"].split("/")
+        args.append(f"ip=[{ip6}]::{gw6}:{prefix6}:{node.fqdn}:{mgmt['ifname']}:none{mtu}")
+    args += [f"nameserver={s}" for s in facts.dns_servers]
+    return args + ["rd.neednet=1"]

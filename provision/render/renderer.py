@@ -1,0 +1,79 @@
+"""Render one node's kickstart or boot config from the store, for previews and for serving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import TypeAdapter, ValidationError
+
+from .. import tokens
+from ..config import Config
+from ..domain.types import CryptHash, SshKey
+from ..errors import InputError
+from ..store import Build, Store
+from .context import Secrets, build_context
+from .env import make_env
+
+KINDS = ("kickstart", "grub", "pxelinux", "ipxe")
+_TEMPLATES = {"grub": "grub.cfg.j2", "pxelinux": "pxelinux.cfg.j2", "ipxe": "ipxe.j2"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    kind: str
+    node: str
+    text: str
+    armed: bool
+    snapshot_id: int | None
+
+
+class Renderer:
+    def __init__(self, cfg: Config, store: Store, key: str) -> None:
+        self.cfg, self.store, self.key = cfg, store, key
+        self.env = make_env(cfg.paths.templates)
+
+    def render(self, name: str, kind: str, *, show_secrets: bool = False, install: bool | None = None,
+               snapshot_id: int | None = None) -> Rendered:
+        """What node `name` gets now (install config while a build is live, else local boot).
+        `install=True` previews the install config of a node that is not armed."""
+        build = self.store.active_build(name)
+        armed = build is not None if install is None else install
+        return self._render(name, kind, build if armed else None, armed=armed, show_secrets=show_secrets,
+                            snapshot_id=snapshot_id)
+
+    def render_build(self, build: Build, kind: str) -> Rendered:
+        """The real thing for a live build, with its token, as served to the node."""
+        return self._render(build.node, kind, build, armed=True, show_secrets=True, snapshot_id=build.snapshot_id)
+
+    def _render(self, name: str, kind: str, build: Build | None, *, armed: bool, show_secrets: bool,
+                snapshot_id: int | None) -> Rendered:
+        if kind not in KINDS:
+            raise InputError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
+        rec = self.store.get(name)
+        snap = self.store.snapshot(name, snapshot_id)
+        secrets = Secrets(token=tokens.derive(self.key, build.nonce) if build else None,
+                          root_password_hash=self._root_hash())
+        ctx = build_context(rec.node, snap.facts, snap.id, self.cfg, armed=armed, secrets=secrets,
+                            ssh_key=self._ssh_key(), show_secrets=show_secrets)
+        template = f"{rec.node.profile}.ks.j2" if kind == "kickstart" else _TEMPLATES[kind]
+        text = self.env.get_template(template).render(ctx)
+        return Rendered(kind, name, text, armed, snap.id)
+
+    def _root_hash(self) -> str | None:
+        path = self.cfg.defaults.root_password_hash_file
+        return _read_checked(path, CryptHash, "defaults.root_password_hash_file") if path else None
+
+    def _ssh_key(self) -> str | None:
+        path = self.cfg.defaults.ssh_key_file
+        return _read_checked(path, SshKey, "defaults.ssh_key_file") if path else None
+
+
+def _read_checked(path, kind, field: str) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise InputError(f"{field}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return TypeAdapter(kind).validate_python(text)
+    except ValidationError as exc:
+        raise InputError(f"{field}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None

@@ -1,0 +1,290 @@
+"""The store: the only module that speaks SQL (SQLAlchemy 2; SQLite by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .. import tokens
+from ..domain import Facts, Node, check_unique
+from ..errors import InputError, NotFound
+from .models import Base, BuildRow, EventRow, MetaRow, NodeRow, SnapshotRow
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: int
+    node: str
+    created_at: datetime
+    source: str
+    facts: Facts
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    node: Node
+    state: str
+    snapshot_id: int | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Build:
+    id: int
+    node: str
+    nonce: str
+    snapshot_id: int | None
+    created_at: datetime
+    expires_at: datetime
+    ks_fetched_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+    def live(self, now: datetime | None = None) -> bool:
+        return self.ended_at is None and (now or utcnow()) < self.expires_at
+
+
+@dataclass(frozen=True)
+class Event:
+    ts: datetime
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: list[str]
+    updated: list[str]
+    snapshots: list[str]
+
+
+def facts_digest(facts: Facts) -> str:
+    return hashlib.sha256(json.dumps(facts.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- nodes ------------------------------------------------------------------------------
+    def import_nodes(self, nodes: list[Node]) -> ImportResult:
+        """Create or update nodes in one transaction; inline facts that differ from the latest
+        snapshot become a new snapshot (source 'file'). Nothing stored is deleted."""
+        names = {n.name for n in nodes}
+        now = utcnow()
+        created, updated, snaps = [], [], []
+        with self._session.begin() as s:
+            others = [(r.name, r.fqdn, self._latest(s, r.id)) for r in s.scalars(select(NodeRow))
+                      if r.name not in names]
+            check_unique(nodes, [(n, f, snap.facts if snap else None) for n, f, snap in others])
+            for node in nodes:
+                row = s.scalar(select(NodeRow).where(NodeRow.name == node.name))
+                if row is None:
+                    row = NodeRow(name=node.name, created_at=now, state="ready")
+                    s.add(row)
+                    created.append(node.name)
+                else:
+                    updated.append(node.name)
+                row.fqdn, row.cluster, row.profile = node.fqdn, node.cluster, node.profile
+                row.bmc, row.updated_at = node.bmc.model_dump(mode="json"), now
+                s.flush()
+                if node.facts is not None:
+                    latest = self._latest(s, row.id)
+                    if latest is None or latest.digest != facts_digest(node.facts):
+                        self._add_snapshot(s, row.id, node.facts, "file", now)
+                        snaps.append(node.name)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise InputError("inventory: a name or fqdn collides with a stored node") from None
+            self._bump(s)
+        return ImportResult(created, updated, snaps)
+
+    def list_nodes(self, cluster: str | None = None) -> list[NodeRecord]:
+        with self._session() as s:
+            q = select(NodeRow).order_by(NodeRow.name)
+            if cluster:
+                q = q.where(NodeRow.cluster == cluster)
+            return [self._record(s, r) for r in s.scalars(q)]
+
+    def get(self, name: str) -> NodeRecord:
+        with self._session() as s:
+            return self._record(s, self._row(s, name))
+
+    def set_state(self, name: str, state: str) -> None:
+        with self._session.begin() as s:
+            self._row(s, name).state = state
+            self._bump(s)
+
+    # -- facts snapshots (append-only) --------------------------------------------------------
+    def add_snapshot(self, name: str, facts: Facts, source: str) -> Snapshot:
+        with self._session.begin() as s:
+            row = self._row(s, name)
+            snap = self._add_snapshot(s, row.id, facts, source, utcnow())
+            self._bump(s)
+            return Snapshot(snap.id, name, snap.created_at, source, facts)
+
+    def snapshots(self, name: str) -> list[Snapshot]:
+        with self._session() as s:
+            row = self._row(s, name)
+            rows = s.scalars(select(SnapshotRow).where(SnapshotRow.node_id == row.id).order_by(SnapshotRow.id))
+            return [self._snapshot(name, r) for r in rows]
+
+    def snapshot(self, name: str, snapshot_id: int | None = None) -> Snapshot:
+        """The named snapshot of `name`, or its latest; NotFound when there is none."""
+        with self._session() as s:
+            row = self._row(s, name)
+            if snapshot_id is None:
+                snap = self._latest(s, row.id)
+            else:
+                snap = s.get(SnapshotRow, snapshot_id)
+                snap = snap if snap is not None and snap.node_id == row.id else None
+            if snap is None:
+                raise NotFound(f"node {name!r}: no facts snapshot" + (f" {snapshot_id}" if snapshot_id else ""))
+            return self._snapshot(name, snap)
+
+    # -- builds and tokens --------------------------------------------------------------------
+    def arm(self, name: str, key: str, ttl_seconds: int, snapshot_id: int | None = None) -> tuple[Build, str]:
+        """Start a build: a fresh nonce and the token derived from it with the server `key`
+        (only its digest is stored); ends any earlier build. Returns the build and its token."""
+        now = utcnow()
+        nonce = tokens.new_nonce()
+        token = tokens.derive(key, nonce)
+        with self._session.begin() as s:
+            row = self._row(s, name)
+            self._end_builds(s, row.id, now, "superseded")
+            build = BuildRow(node_id=row.id, nonce=nonce, token_digest=tokens.digest(token), snapshot_id=snapshot_id,
+                             created_at=now, expires_at=now + timedelta(seconds=ttl_seconds))
+            s.add(build)
+            s.flush()
+            self._bump(s)
+            return self._build(name, build), token
+
+    def active_build(self, name: str) -> Build | None:
+        with self._session() as s:
+            row = self._row(s, name)
+            b = s.scalar(select(BuildRow).where(BuildRow.node_id == row.id, BuildRow.ended_at.is_(None))
+                         .order_by(BuildRow.id.desc()))
+            build = self._build(name, b) if b else None
+            return build if build and build.live() else None
+
+    def build_by_digest(self, digest: str) -> Build | None:
+        with self._session() as s:
+            b = s.scalar(select(BuildRow).where(BuildRow.token_digest == digest))
+            if b is None:
+                return None
+            return self._build(s.get(NodeRow, b.node_id).name, b)
+
+    def mark_ks_fetched(self, build_id: int) -> None:
+        with self._session.begin() as s:
+            b = s.get(BuildRow, build_id)
+            if b.ks_fetched_at is None:
+                b.ks_fetched_at = utcnow()
+
+    def end_build(self, name: str, reason: str) -> None:
+        with self._session.begin() as s:
+            self._end_builds(s, self._row(s, name).id, utcnow(), reason)
+            self._bump(s)
+
+    def macs(self) -> dict[str, str]:
+        """MAC -> node name, from every node's latest snapshot."""
+        index: dict[str, str] = {}
+        with self._session() as s:
+            for row in s.scalars(select(NodeRow)):
+                snap = self._latest(s, row.id)
+                if snap is not None:
+                    for mac in json.loads(snap.data)["nics"]:
+                        index[mac["mac"]] = row.name
+        return index
+
+    # -- events -------------------------------------------------------------------------------
+    def add_event(self, name: str, kind: str, message: str) -> None:
+        with self._session.begin() as s:
+            s.add(EventRow(node_id=self._row(s, name).id, ts=utcnow(), kind=kind, message=message))
+
+    def events(self, name: str) -> list[Event]:
+        with self._session() as s:
+            row = self._row(s, name)
+            rows = s.scalars(select(EventRow).where(EventRow.node_id == row.id).order_by(EventRow.id))
+            return [Event(r.ts, r.kind, r.message) for r in rows]
+
+    def generation(self) -> int:
+        with self._session() as s:
+            return s.scalar(select(MetaRow.value).where(MetaRow.key == "generation")) or 0
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _row(s: Session, name: str) -> NodeRow:
+        row = s.scalar(select(NodeRow).where(NodeRow.name == name))
+        if row is None:
+            raise NotFound(f"node {name!r} is not in the inventory")
+        return row
+
+    @staticmethod
+    def _latest(s: Session, node_id: int) -> SnapshotRow | None:
+        return s.scalar(select(SnapshotRow).where(SnapshotRow.node_id == node_id)
+                        .order_by(SnapshotRow.id.desc()).limit(1))
+
+    @staticmethod
+    def _add_snapshot(s: Session, node_id: int, facts: Facts, source: str, now: datetime) -> SnapshotRow:
+        data = json.dumps(facts.model_dump(mode="json"), sort_keys=True)
+        snap = SnapshotRow(node_id=node_id, created_at=now, source=source, digest=facts_digest(facts), data=data)
+        s.add(snap)
+        s.flush()
+        return snap
+
+    @staticmethod
+    def _snapshot(name: str, r: SnapshotRow) -> Snapshot:
+        return Snapshot(r.id, name, r.created_at, r.source, Facts.model_validate_json(r.data))
+
+    def _record(self, s: Session, r: NodeRow) -> NodeRecord:
+        snap = self._latest(s, r.id)
+        facts = Facts.model_validate_json(snap.data) if snap else None
+        node = Node(name=r.name, fqdn=r.fqdn, cluster=r.cluster, profile=r.profile, bmc=r.bmc, facts=facts)
+        return NodeRecord(node, r.state, snap.id if snap else None, r.updated_at)
+
+    @staticmethod
+    def _build(name: str, b: BuildRow) -> Build:
+        return Build(b.id, name, b.nonce, b.snapshot_id, b.created_at, b.expires_at, b.ks_fetched_at,
+                     b.ended_at, b.end_reason)
+
+    @staticmethod
+    def _end_builds(s: Session, node_id: int, now: datetime, reason: str) -> None:
+        s.execute(update(BuildRow).where(BuildRow.node_id == node_id, BuildRow.ended_at.is_(None))
+                  .values(ended_at=now, end_reason=reason))
+
+    @staticmethod
+    def _bump(s: Session) -> None:
+        meta = s.get(MetaRow, "generation")
+        if meta is None:
+            s.add(MetaRow(key="generation", value=1))
+        else:
+            meta.value = meta.value + 1
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

@@ -1,0 +1,51 @@
+"""The Flask application factory: the one place the web side is wired."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, g, jsonify, request
+
+from ..config import Config
+from ..errors import InputError, NotFound, ProvisionError
+from ..metrics import Metrics
+from ..render import Renderer
+from ..store import Store
+from . import api, boot, kickstart, ops, ui
+
+
+def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: str, secret_key: str,
+               metrics: Metrics | None = None, power=None, engine=None, ipa=None, satellite=None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=secret_key, MAX_CONTENT_LENGTH=cfg.defaults.installer_log_max + 4096,
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
+    app.extensions["provision"] = {
+        "cfg": cfg, "store": store, "renderer": renderer, "metrics": metrics or Metrics(),
+        "admin_token": admin_token, "power": power, "engine": engine, "ipa": ipa, "satellite": satellite,
+    }
+    for bp in (boot.bp, kickstart.bp, api.bp, ui.bp, ops.bp):
+        app.register_blueprint(bp)
+
+    @app.before_request
+    def _start() -> None:
+        g.t0 = time.monotonic()
+
+    @app.after_request
+    def _count(resp):
+        app.extensions["provision"]["metrics"].http_requests.labels(
+            request.endpoint or "none", str(resp.status_code)).inc()
+        return resp
+
+    @app.errorhandler(NotFound)
+    def _not_found(exc):
+        return jsonify(error=str(exc)), 404
+
+    @app.errorhandler(InputError)
+    def _bad_input(exc):
+        return jsonify(error=str(exc)), 400
+
+    @app.errorhandler(ProvisionError)
+    def _failed(exc):
+        return jsonify(error=str(exc)), 500
+
+    return app

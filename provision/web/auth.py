@@ -1,0 +1,39 @@
+"""Admin authentication: `Authorization: Bearer <token>` (API) or a session cookie set by the
+login form (web UI). The token comes from [server] admin_token_file."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+
+from flask import jsonify, redirect, request, session, url_for
+
+from .deps import svc
+
+
+def token_ok(presented: str | None) -> bool:
+    expected = svc("admin_token")
+    return bool(presented) and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.startswith("Bearer ") else None
+
+
+def api_auth(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not token_ok(bearer()):
+            return jsonify(error="missing or wrong bearer token"), 401, {"WWW-Authenticate": "Bearer"}
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def ui_auth(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not (session.get("admin") or token_ok(bearer())):
+            return redirect(url_for("ui.login", next=request.path))
+        return view(*args, **kwargs)
+    return wrapped

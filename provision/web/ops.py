@@ -1,0 +1,29 @@
+"""Operational endpoints: /healthz, /metrics, and installation media under /media/."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, send_from_directory
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .deps import svc
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    try:
+        generation = svc("store").generation()
+    except Exception as exc:  # the database is the one dependency a health check must report
+        return jsonify(status="error", error=type(exc).__name__), 503
+    return jsonify(status="ok", generation=generation)
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(svc("metrics").registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/media/<path:path>")
+def media(path: str):
+    return send_from_directory(svc("cfg").paths.media.resolve(), path)
