@@ -65,6 +65,7 @@ def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> N
             except ValueError as exc:
                 raise InputError(f"{what}: {exc}") from None
     logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("tftpy").setLevel(logging.WARNING)
     run(svc, http_bind or svc.cfg.server.http_bind, tftp_bind or svc.cfg.server.tftp_bind)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import yaml
@@ -13,6 +14,7 @@ from .node import Node
 
 MAX_BYTES = 16 * 1024 * 1024
 SECRET_WORDS = ("password", "secret", "token", "otp")
+_SUBFIELD = re.compile(r"^([a-z_0-9]+(?:\[\d+\])?(?:\.[a-z_0-9]+)?): ")
 
 
 def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
@@ -27,6 +29,9 @@ def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
         if err["type"] == "extra_forbidden":
             msg = ("inline secrets are not accepted; give a *_file path instead"
                    if any(w in last.lower() for w in SECRET_WORDS) else "unknown field")
+        sub = _SUBFIELD.match(msg)
+        if sub and path:  # a model-level check that names its sub-field: 'facts' + 'bonds[0].slaves: ...'
+            path, msg = f"{path}.{sub.group(1)}", msg[sub.end():]
         where = f"{prefix}{path}" if path else prefix.rstrip(": .") or "value"
         lines.append(f"{where}: {msg}")
     return lines

@@ -6,7 +6,7 @@ import warnings
 
 from pykickstart.errors import KickstartError
 from pykickstart.parser import KickstartParser
-from pykickstart.version import RHEL8, RHEL9, makeVersion, versionToLongString
+from pykickstart.version import RHEL8, RHEL9, makeVersion, versionToString
 
 HANDLERS = (RHEL8, RHEL9)
 
@@ -16,7 +16,7 @@ def check_kickstart(text: str) -> list[str]:
     'RHEL8: line N: message'; an empty list means valid for both."""
     problems = []
     for version in HANDLERS:
-        label = versionToLongString(version)
+        label = versionToString(version)
         parser = KickstartParser(makeVersion(version), errorsAreFatal=True, missingIncludeIsFatal=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

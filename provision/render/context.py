@@ -5,7 +5,7 @@ Context (every template gets exactly these keys; a missing one is an error):
   node      name, fqdn, hostname (short), cluster, profile
   facts     snapshot_id, firmware ('uefi'|'bios'), uefi (bool), nics, bonds, vlans, networks,
             dns_servers (list of str), dns_search (list of str)
-  mgmt      network, device (kickstart --device: MAC of a plain NIC, else bond/VLAN name), ifname
+  mgmt      network, device (kickstart --device: the bond name, else the NIC's MAC; a VLAN sits on it), ifname
             (the device the IP sits on), nics [{name, mac}], bond (None | {name, slaves, opts}),
             vlan (None | {id, parent, ifname}), ip, prefix, netmask, gateway (str|None),
             ip6, gateway6 (str|None), mtu (int|None)
@@ -95,7 +95,7 @@ def _mgmt(facts: Facts) -> dict:
     a4, a6 = att.address, att.address6
     return {
         "network": att.network,
-        "device": vlan.ifname if vlan else (bond.name if bond else nics[0]["mac"]),
+        "device": bond.name if bond else nics[0]["mac"],
         "ifname": att.interface,
         "nics": nics,
         "bond": {"name": bond.name, "slaves": list(bond.slaves), "opts": bond.option_string()} if bond else None,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jinja2 import TemplateError
 from pydantic import TypeAdapter, ValidationError
 
 from .. import tokens
 from ..config import Config
 from ..domain.types import CryptHash, SshKey
-from ..errors import InputError
+from ..errors import InputError, ProvisionError
 from ..store import Build, Store
 from .context import Secrets, build_context
 from .env import make_env
@@ -56,7 +57,10 @@ class Renderer:
         ctx = build_context(rec.node, snap.facts, snap.id, self.cfg, armed=armed, secrets=secrets,
                             ssh_key=self._ssh_key(), show_secrets=show_secrets)
         template = f"{rec.node.profile}.ks.j2" if kind == "kickstart" else _TEMPLATES[kind]
-        text = self.env.get_template(template).render(ctx)
+        try:
+            text = self.env.get_template(template).render(ctx)
+        except TemplateError as exc:
+            raise ProvisionError(f"template {template} for node {name!r}: {type(exc).__name__}: {exc}") from None
         return Rendered(kind, name, text, armed, snap.id)
 
     def _root_hash(self) -> str | None:

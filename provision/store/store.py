@@ -97,7 +97,8 @@ class Store:
         with self._session.begin() as s:
             others = [(r.name, r.fqdn, self._latest(s, r.id)) for r in s.scalars(select(NodeRow))
                       if r.name not in names]
-            check_unique(nodes, [(n, f, snap.facts if snap else None) for n, f, snap in others])
+            check_unique(nodes, [(n, f, Facts.model_validate_json(snap.data) if snap else None)
+                                 for n, f, snap in others])
             for node in nodes:
                 row = s.scalar(select(NodeRow).where(NodeRow.name == node.name))
                 if row is None:

@@ -1,0 +1,118 @@
+"""Shared fixtures: a config in a temp dir, the example inventory, and a real `provision serve`
+subprocess on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from provision import config as config_mod
+from provision import services
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "inventory.yaml"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(tmp: Path, http_port: int = 8080, tftp_port: int = 6969, extra: str = "") -> Path:
+    (tmp / "bootfiles").mkdir(exist_ok=True)
+    (tmp / "media").mkdir(exist_ok=True)
+    cfg = tmp / "provision.toml"
+    cfg.write_text(f"""
+[server]
+http_bind = "127.0.0.1:{http_port}"
+tftp_bind = "127.0.0.1:{tftp_port}"
+public_url = "http://127.0.0.1:{http_port}"
+db_url = "sqlite:///{tmp}/provision.db"
+admin_token_file = "{tmp}/admin.token"
+secret_key_file = "{tmp}/secret.key"
+
+[paths]
+state_dir = "{tmp}/var"
+bootfiles = "{tmp}/bootfiles"
+media = "{tmp}/media"
+templates = "{REPO}"
+{extra}
+""")
+    return cfg
+
+
+def run_cli(*args: str, config: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "provision"] + (["--config", str(config)] if config else []) + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=120)
+
+
+@pytest.fixture
+def cfg_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def svc(cfg_path: Path):
+    s = services.build(config_mod.load(cfg_path))
+    yield s
+    s.close()
+
+
+@dataclass
+class Server:
+    root: Path
+    config: Path
+    http: str
+    tftp_port: int
+    proc: subprocess.Popen
+    svc: services.Services
+
+    @property
+    def token(self) -> str:
+        return (self.root / "admin.token").read_text().strip()
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.http + path, timeout=10, **kw)
+
+    def api(self, path: str, method: str = "GET", **kw) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} | kw.pop("headers", {})
+        return requests.request(method, self.http + "/api/v1" + path, headers=headers, timeout=10, **kw)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
+    cfg = write_config(tmp_path, http_port, tftp_port)
+    svc = services.build(config_mod.load(cfg))
+    svc.admin_token()
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(cfg), "serve"],
+                            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    url = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(url + "/healthz", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("provision serve did not start:\n" + (tmp_path / "serve.log").read_text())
+        time.sleep(0.1)
+    yield Server(tmp_path, cfg, url, tftp_port, proc, svc)
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    svc.close()
+    log.close()
