@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from tftpy.TftpContexts import TftpContextServer
@@ -30,6 +31,7 @@ from tftpy.TftpShared import MAX_BLKSIZE, TftpTimeout, TftpTimeoutExpectACK
 
 from .bootnames import classify
 from .metrics import Metrics
+from .store import utcnow
 
 log = logging.getLogger("provision.tftp")
 REFUSED_SUFFIXES = (".j2", ".md")
@@ -37,14 +39,14 @@ REFUSED_SUFFIXES = (".j2", ".md")
 
 class BootConfigCache:
     """(kind, mac) -> rendered bytes for every node, rebuilt off the TFTP loop when the store's
-    generation changes (and every `max_age` seconds, so expired builds fall back to local boot)."""
+    generation changes or when the next live build expires (so it falls back to local boot)."""
 
-    def __init__(self, store, renderer, *, poll: float = 0.5, max_age: float = 30.0) -> None:
-        self.store, self.renderer, self.poll, self.max_age = store, renderer, poll, max_age
+    def __init__(self, store, renderer, *, poll: float = 0.5) -> None:
+        self.store, self.renderer, self.poll = store, renderer, poll
         self._data: dict[tuple[str, str], bytes] = {}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.generation = -1
+        self.next_expiry: datetime | None = None
 
     def get(self, kind: str, mac: str) -> bytes | None:
         return self._data.get((kind, mac))
@@ -52,36 +54,39 @@ class BootConfigCache:
     def refresh(self) -> None:
         generation = self.store.generation()
         data: dict[tuple[str, str], bytes] = {}
+        expiries = []
         for rec in self.store.list_nodes():
             if rec.node.facts is None:
                 continue
             for kind in ("grub", "pxelinux"):
                 try:
-                    text = self.renderer.render(rec.node.name, kind, show_secrets=True).text.encode()
+                    rendered = self.renderer.render(rec.node.name, kind, show_secrets=True)
                 except Exception:  # one broken node must not take the others' boot configs away
                     log.exception("cannot render %s config for node %s", kind, rec.node.name)
                     continue
+                if rendered.expires_at:
+                    expiries.append(rendered.expires_at)
                 for mac in rec.node.facts.macs():
-                    data[(kind, mac)] = text
+                    data[(kind, mac)] = rendered.text.encode()
         self._data = data  # one atomic swap; readers see the old or the new map, never half
-        self.generation = generation
+        self.generation, self.next_expiry = generation, min(expiries, default=None)
+
+    def stale(self) -> bool:
+        return self.store.generation() != self.generation or (
+            self.next_expiry is not None and utcnow() >= self.next_expiry)
 
     def start(self) -> None:
         self.refresh()
-        self._thread = threading.Thread(target=self._run, name="bootconfig-cache", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name="bootconfig-cache", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
 
     def _run(self) -> None:
-        age = 0.0
         while not self._stop.wait(self.poll):
-            age += self.poll
             try:
-                if age >= self.max_age or self.store.generation() != self.generation:
+                if self.stale():
                     self.refresh()
-                    age = 0.0
             except Exception:
                 log.exception("boot config cache refresh failed; keeping the previous configs")
 

@@ -254,3 +254,16 @@ def test_media_served_without_traversal(srv):
     op, payload, sock, _ = rawtftp.request(srv.tftp_port, "/media/rhvh/images/pxeboot/vmlinuz")
     sock.close()
     assert op == rawtftp.DATA and payload[2:] == b"K" * 512
+
+
+def test_tftp_config_falls_back_to_local_boot_when_the_build_expires(srv, tmp_path):
+    srv.svc.store.arm("rhvnode4", srv.svc.key, 2)
+    name = f"grub.cfg-01-{MAC4.replace(':', '-')}"
+    out = tmp_path / "g"
+
+    def content():
+        curl_tftp(srv.tftp_port, name, out)
+        return out.read_text() if out.exists() else ""
+
+    assert wait_for(lambda: "set default=install" in content())
+    assert wait_for(lambda: "set default=local" in content(), timeout=15)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from jinja2 import TemplateError
 from pydantic import TypeAdapter, ValidationError
@@ -11,7 +12,7 @@ from .. import tokens
 from ..config import Config
 from ..domain.types import CryptHash, SshKey
 from ..errors import InputError, ProvisionError
-from ..store import Build, Store
+from ..store import Build, NodeRecord, Snapshot, Store
 from .context import Secrets, build_context
 from .env import make_env
 
@@ -26,6 +27,7 @@ class Rendered:
     text: str
     armed: bool
     snapshot_id: int | None
+    expires_at: datetime | None = None  # when the live build behind an install config expires
 
 
 class Renderer:
@@ -37,21 +39,20 @@ class Renderer:
                snapshot_id: int | None = None) -> Rendered:
         """What node `name` gets now (install config while a build is live, else local boot).
         `install=True` previews the install config of a node that is not armed."""
-        build = self.store.active_build(name)
+        rec, snap, build = self.store.render_view(name, snapshot_id)
         armed = build is not None if install is None else install
-        return self._render(name, kind, build if armed else None, armed=armed, show_secrets=show_secrets,
-                            snapshot_id=snapshot_id)
+        return self._render(rec, snap, kind, build if armed else None, armed=armed, show_secrets=show_secrets)
 
     def render_build(self, build: Build, kind: str) -> Rendered:
         """The real thing for a live build, with its token, as served to the node."""
-        return self._render(build.node, kind, build, armed=True, show_secrets=True, snapshot_id=build.snapshot_id)
+        rec, snap, _ = self.store.render_view(build.node, build.snapshot_id)
+        return self._render(rec, snap, kind, build, armed=True, show_secrets=True)
 
-    def _render(self, name: str, kind: str, build: Build | None, *, armed: bool, show_secrets: bool,
-                snapshot_id: int | None) -> Rendered:
+    def _render(self, rec: NodeRecord, snap: Snapshot, kind: str, build: Build | None, *, armed: bool,
+                show_secrets: bool) -> Rendered:
+        name = rec.node.name
         if kind not in KINDS:
             raise InputError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
-        rec = self.store.get(name)
-        snap = self.store.snapshot(name, snapshot_id)
         secrets = Secrets(token=tokens.derive(self.key, build.nonce) if build else None,
                           root_password_hash=self._root_hash())
         ctx = build_context(rec.node, snap.facts, snap.id, self.cfg, armed=armed, secrets=secrets,
@@ -61,7 +62,7 @@ class Renderer:
             text = self.env.get_template(template).render(ctx)
         except TemplateError as exc:
             raise ProvisionError(f"template {template} for node {name!r}: {type(exc).__name__}: {exc}") from None
-        return Rendered(kind, name, text, armed, snap.id)
+        return Rendered(kind, name, text, armed, snap.id, build.expires_at if build else None)
 
     def _root_hash(self) -> str | None:
         path = self.cfg.defaults.root_password_hash_file

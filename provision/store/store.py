@@ -83,6 +83,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._facts: dict[int, Facts] = {}  # snapshots are immutable: parsed facts by snapshot id
 
     def close(self) -> None:
         self.engine.dispose()
@@ -97,7 +98,7 @@ class Store:
         with self._session.begin() as s:
             others = [(r.name, r.fqdn, self._latest(s, r.id)) for r in s.scalars(select(NodeRow))
                       if r.name not in names]
-            check_unique(nodes, [(n, f, Facts.model_validate_json(snap.data) if snap else None)
+            check_unique(nodes, [(n, f, self._parsed(snap) if snap else None)
                                  for n, f, snap in others])
             for node in nodes:
                 row = s.scalar(select(NodeRow).where(NodeRow.name == node.name))
@@ -164,6 +165,24 @@ class Store:
             if snap is None:
                 raise NotFound(f"node {name!r}: no facts snapshot" + (f" {snapshot_id}" if snapshot_id else ""))
             return self._snapshot(name, snap)
+
+    def render_view(self, name: str, snapshot_id: int | None = None) -> tuple[NodeRecord, Snapshot, Build | None]:
+        """Everything a render needs, in one session: the node, its facts snapshot (latest or
+        named; NotFound when none) and its live build (or None)."""
+        with self._session() as s:
+            row = self._row(s, name)
+            latest = self._latest(s, row.id)
+            snap = latest if snapshot_id is None else s.get(SnapshotRow, snapshot_id)
+            if snap is None or snap.node_id != row.id:
+                raise NotFound(f"node {name!r}: no facts snapshot" + (f" {snapshot_id}" if snapshot_id else "")
+                               + " (capture or import facts first)")
+            b = s.scalar(select(BuildRow).where(BuildRow.node_id == row.id, BuildRow.ended_at.is_(None))
+                         .order_by(BuildRow.id.desc()).limit(1))
+            build = self._build(name, b) if b else None
+            node = Node(name=row.name, fqdn=row.fqdn, cluster=row.cluster, profile=row.profile, bmc=row.bmc,
+                        facts=self._parsed(latest))
+            return (NodeRecord(node, row.state, latest.id, row.updated_at), self._snapshot(name, snap),
+                    build if build and build.live() else None)
 
     # -- builds and tokens --------------------------------------------------------------------
     def arm(self, name: str, key: str, ttl_seconds: int, snapshot_id: int | None = None) -> tuple[Build, str]:
@@ -255,13 +274,20 @@ class Store:
         s.flush()
         return snap
 
-    @staticmethod
-    def _snapshot(name: str, r: SnapshotRow) -> Snapshot:
-        return Snapshot(r.id, name, r.created_at, r.source, Facts.model_validate_json(r.data))
+    def _parsed(self, r: SnapshotRow) -> Facts:
+        facts = self._facts.get(r.id)
+        if facts is None:
+            if len(self._facts) > 20000:
+                self._facts.clear()
+            facts = self._facts[r.id] = Facts.model_validate_json(r.data)
+        return facts
+
+    def _snapshot(self, name: str, r: SnapshotRow) -> Snapshot:
+        return Snapshot(r.id, name, r.created_at, r.source, self._parsed(r))
 
     def _record(self, s: Session, r: NodeRow) -> NodeRecord:
         snap = self._latest(s, r.id)
-        facts = Facts.model_validate_json(snap.data) if snap else None
+        facts = self._parsed(snap) if snap else None
         node = Node(name=r.name, fqdn=r.fqdn, cluster=r.cluster, profile=r.profile, bmc=r.bmc, facts=facts)
         return NodeRecord(node, r.state, snap.id if snap else None, r.updated_at)
 
