@@ -7,7 +7,6 @@ def nodes(n: int, cluster_size: int = 20) -> dict:
     out = []
     for i in range(n):
         a, b = divmod(i, 250)
-        mac = lambda k: f"0a:00:{a:02x}:{b:02x}:00:{k:02x}"  # noqa: E731
         out.append({
             "name": f"hv{i:04d}", "fqdn": f"hv{i:04d}.bench.example.com", "cluster": f"c{i // cluster_size:03d}",
             "profile": "rhvh" if i % 4 else "el",
@@ -15,7 +14,7 @@ def nodes(n: int, cluster_size: int = 20) -> dict:
                     "password_file": "examples/secrets/bmc-rhvnode3.password"},
             "facts": {
                 "firmware": "uefi" if i % 3 else "bios",
-                "nics": [{"name": f"eno{k}", "mac": mac(k)} for k in range(1, 7)],
+                "nics": [{"name": f"eno{k}", "mac": f"0a:00:{a:02x}:{b:02x}:00:{k:02x}"} for k in range(1, 7)],
                 "bonds": [{"name": "bond0", "mode": "802.3ad", "slaves": ["eno2", "eno3"], "options": {"miimon": "100"}},
                           {"name": "bond1", "mode": "active-backup", "slaves": ["eno4", "eno5"]}],
                 "vlans": [{"id": 20, "parent": "bond1"}],

@@ -69,7 +69,7 @@ def test_only_install_disk_named_in_destructive_commands(rsvc, name):
     assert handler.clearpart.drives == [install]
     assert all(p.disk in ("", install) for p in handler.partition.partitions)
     for kept in facts.kept_disks:
-        assert kept.id not in "\n".join(l for l in text.splitlines() if not l.startswith("#"))
+        assert kept.id not in "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     assert handler.autopart.autopart != handler.reqpart.reqpart  # one or the other, never both
 
 
@@ -120,7 +120,7 @@ def test_check_fails_with_pykickstart_message_and_line(tmp_path):
     root = _templates_copy(tmp_path)
     ks = root / "kickstarts" / "rhvh.ks.j2"
     ks.write_text(ks.read_text().replace("autopart --type=thinp", "autopart --type=thinp\nreqpart --add-boot"))
-    cfg = write_config(tmp_path, extra=f'\n')
+    cfg = write_config(tmp_path, extra='\n')
     cfg.write_text(cfg.read_text().replace(f'templates = "{REPO}"', f'templates = "{root}"'))
     runner = CliRunner()
     assert runner.invoke(main, ["--config", str(cfg), "node", "import", str(EXAMPLE)]).exit_code == 0

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import bonding
-from .types import show, DiskId, Fqdn, IfName, IpAddress, IpInterface, Mac, Name, Str
+from .types import DiskId, Fqdn, IfName, IpAddress, IpInterface, Mac, Name, Str, show
 
 Mtu = Annotated[int, Field(ge=68, le=9216)]
 
@@ -37,7 +37,7 @@ class Bond(_Model):
         return bonding.normalize_mode(v)
 
     @model_validator(mode="after")
-    def _options(self) -> "Bond":
+    def _options(self) -> Bond:
         clean = {}
         for key, value in self.options.items():
             clean[key] = bonding.check_option(key, value, list(self.slaves))
@@ -73,7 +73,7 @@ class NetworkAttachment(_Model):
     management: bool = False
 
     @model_validator(mode="after")
-    def _gateways(self) -> "NetworkAttachment":
+    def _gateways(self) -> NetworkAttachment:
         for addr, gw, fam, label in ((self.address, self.gateway, 4, "gateway"),
                                      (self.address6, self.gateway6, 6, "gateway6")):
             if addr is not None and addr.version != fam:
@@ -107,7 +107,7 @@ class Disk(_Model):
     install: bool = False
 
     @model_validator(mode="after")
-    def _identity(self) -> "Disk":
+    def _identity(self) -> Disk:
         if self.wwn is not None:
             wwn = self.wwn.lower()
             if not _WWN.match(wwn):
@@ -139,7 +139,7 @@ class Facts(_Model):
     dns_search: list[Fqdn] = Field(default_factory=list, max_length=6)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Facts":
+    def _consistent(self) -> Facts:
         _unique("nics", [n.name for n in self.nics], "NIC name")
         _unique("nics", [n.mac for n in self.nics], "MAC")
         nic_names = {n.name for n in self.nics}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template_string, request, session, url_for
+from flask import Blueprint, redirect, render_template_string, request, session
 
 from ..errors import ProvisionError
 from ..render import KINDS
