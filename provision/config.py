@@ -155,9 +155,9 @@ def _relative_to(cfg: Config, base: Path) -> Config:
     return cfg
 
 
-def read_secret(path: Path | None, env: str, what: str) -> str:
-    """A secret from the environment variable `env`, else from `path`; never logged."""
-    value = os.environ.get(env)
+def read_secret(path: Path | None, env: str | None, what: str) -> str:
+    """A secret from the environment variable `env` (if given and set), else from `path`; never logged."""
+    value = os.environ.get(env) if env else None
     if value:
         return value
     if path is None:

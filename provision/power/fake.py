@@ -1,0 +1,74 @@
+"""In-memory power driver: records every call; failures and latency can be injected."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .base import PowerAuthError, PowerRejected, PowerUnreachable
+
+
+@dataclass
+class FakeBmc:
+    power: str = "on"
+    boot: str = "disk"
+    uefi: bool = False
+    calls: list[tuple[float, str]] = field(default_factory=list)
+    fail: str | None = None  # 'auth' | 'unreachable' | 'rejected'
+    latency: float = 0.0
+
+    def cycles(self) -> int:
+        return sum(1 for _, c in self.calls if c in ("cycle", "on-from-off"))
+
+
+class FakePowerFactory:
+    def __init__(self, latency: float = 0.0) -> None:
+        self.bmcs: dict[str, FakeBmc] = {}
+        self.latency = latency
+        self._lock = threading.Lock()
+
+    def __call__(self, node) -> "FakeDriver":
+        with self._lock:
+            bmc = self.bmcs.setdefault(node.name, FakeBmc(latency=self.latency))
+        return FakeDriver(node.name, f"{node.bmc.address}:{node.bmc.port}", bmc)
+
+
+class FakeDriver:
+    def __init__(self, node: str, label: str, bmc: FakeBmc) -> None:
+        self.node, self.label, self.bmc = node, label, bmc
+
+    def _call(self, what: str) -> None:
+        if self.bmc.latency:
+            time.sleep(self.bmc.latency)
+        if self.bmc.fail == "auth":
+            raise PowerAuthError(self.node, self.label, "Incorrect password provided")
+        if self.bmc.fail == "unreachable":
+            raise PowerUnreachable(self.node, self.label, "no answer")
+        if self.bmc.fail == "rejected" and what.startswith("boot"):
+            raise PowerRejected(self.node, self.label, "set_bootdev: invalid data field (0xcc)")
+        self.bmc.calls.append((time.time(), what))
+
+    def validate(self) -> None:
+        pass
+
+    def get_power_state(self) -> str:
+        self._call("get")
+        return self.bmc.power
+
+    def set_power_state(self, action: str) -> None:
+        self._call(action)
+        self.bmc.power = "off" if action == "off" else "on"
+
+    def set_boot_device(self, device: str, persistent: bool = False, uefi: bool = False) -> None:
+        self._call(f"boot-{device}")
+        self.bmc.boot, self.bmc.uefi = device, uefi
+
+    def netboot(self, uefi: bool) -> str:
+        self.set_boot_device("network", False, uefi)
+        if self.bmc.power == "on":
+            self._call("cycle")
+            return "cycle"
+        self._call("on-from-off")
+        self.bmc.power = "on"
+        return "on"

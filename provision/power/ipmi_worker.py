@@ -1,0 +1,72 @@
+"""One BMC session in a child process: `python -m provision.power.ipmi_worker`.
+
+Reads {"address", "port", "username", "password", "ops": [[name, args...], ...]} as JSON on stdin
+(never argv: the password must not show in `ps`), runs the ops in ONE pyghmi session, logs out,
+and prints {"ok": true, "results": [...]} or {"ok": false, "kind": ..., "message": ...}.
+
+Why a process: pyghmi keeps a process-wide session cache; a logged-out or failed session stays
+in `Session.initting_sessions` and the next Command for the same BMC gets it back (TypeError or a
+hang). A fresh process per operation has no such state, and the parent can kill it on timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def run(req: dict) -> dict:
+    from pyghmi.exceptions import IpmiException
+    from pyghmi.ipmi import command
+
+    try:
+        cmd = command.Command(bmc=req["address"], userid=req["username"], password=req["password"],
+                              port=int(req["port"]))
+    except IpmiException as exc:
+        text = str(exc)
+        kind = "auth" if "password" in text.lower() or "unauthorized" in text.lower() else "unreachable"
+        return {"ok": False, "kind": kind, "message": text if text != "None" else "no answer"}
+    results = []
+    try:
+        for op, *args in req["ops"]:
+            results.append(_op(cmd, op, args))
+    except IpmiException as exc:
+        return {"ok": False, "kind": "rejected", "message": f"{op}: {exc}"}
+    finally:
+        try:
+            cmd.ipmi_session.logout()
+        except Exception:  # the session may already be gone; the process ends anyway
+            pass
+    return {"ok": True, "results": results}
+
+
+def _op(cmd, op: str, args: list):
+    if op == "get_power":
+        return cmd.get_power()["powerstate"]
+    if op == "set_power":
+        return cmd.set_power(args[0], wait=bool(args[1]) if len(args) > 1 else False)
+    if op == "set_bootdev":
+        device, persist, uefi = args
+        return cmd.set_bootdev(device, persist=persist, uefiboot=uefi)
+    if op == "netboot":
+        cmd.set_bootdev("network", persist=False, uefiboot=bool(args[0]))
+        if cmd.get_power()["powerstate"] == "on":
+            cmd.set_power("off", wait=True)
+            cmd.set_power("on", wait=False)
+            return "cycle"
+        cmd.set_power("on", wait=False)
+        return "on"
+    raise ValueError(f"unknown op {op}")
+
+
+def main() -> None:
+    req = json.loads(sys.stdin.read())
+    try:
+        out = run(req)
+    except Exception as exc:  # report, never a traceback with the request in it
+        out = {"ok": False, "kind": "error", "message": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""IPMI power driver against OpenIPMI's ipmi_sim over real UDP sockets."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from provision.domain import Bmc
+from provision.errors import InputError
+from provision.power import PowerAuthError, PowerRejected, PowerUnreachable
+from provision.power.ipmi import BmcLocks, IpmiDriver
+
+from .ipmisim import free_udp_port, start_bmc
+
+
+@pytest.fixture
+def sim(tmp_path):
+    bmc = start_bmc(tmp_path, "bmc1")
+    yield bmc
+    bmc.stop()
+
+
+def driver(tmp_path, port, password="password", **kw) -> IpmiDriver:
+    pw = tmp_path / f"pw-{port}-{password}"
+    pw.write_text(password + "\n")
+    bmc = Bmc(address="127.0.0.1", port=port, username="admin", password_file=str(pw))
+    return IpmiDriver("node1", bmc, kw.pop("locks", BmcLocks()), **kw)
+
+
+def test_netboot_uefi_on_a_running_node_sets_pxe_then_cycles_once(sim, tmp_path):
+    sim.set_power(True)
+    d = driver(tmp_path, sim.port)
+    assert d.get_power_state() == "on"
+    assert d.netboot(uefi=True) == "cycle"
+    assert sim.sets() == ["set boot pxe", "set power 0", "set power 1"]
+
+
+def test_netboot_on_a_node_that_is_off_powers_on(sim, tmp_path):
+    sim.set_power(False)
+    assert driver(tmp_path, sim.port).netboot(uefi=False) == "on"
+    assert sim.sets() == ["set boot pxe", "set power 1"]
+
+
+def test_two_operations_in_a_row_on_one_bmc(sim, tmp_path):
+    d = driver(tmp_path, sim.port)
+    d.set_power_state("on")
+    assert d.get_power_state() == "on"
+    d.set_power_state("off")
+    assert d.get_power_state() == "off"
+    d.set_boot_device("network", uefi=True)
+    assert sim.sets() == ["set power 1", "set power 0", "set boot pxe"]
+
+
+def test_wrong_password_is_clear_and_does_not_poison_the_next_session(sim, tmp_path):
+    bad = driver(tmp_path, sim.port, password="hunter2")
+    with pytest.raises(PowerAuthError) as exc:
+        bad.get_power_state()
+    msg = str(exc.value)
+    assert "node node1" in msg and f"127.0.0.1:{sim.port}" in msg and "hunter2" not in msg
+    assert driver(tmp_path, sim.port).get_power_state() in ("on", "off")
+
+
+def test_dead_bmc_is_unreachable_after_bounded_retries(tmp_path):
+    d = driver(tmp_path, free_udp_port(), attempts=2, backoff=0.1, timeout=20)
+    t0 = time.monotonic()
+    with pytest.raises(PowerUnreachable) as exc:
+        d.get_power_state()
+    assert "node node1" in str(exc.value) and "127.0.0.1" in str(exc.value)
+    assert time.monotonic() - t0 < 30
+
+
+def test_bmc_that_rejects_the_boot_device(tmp_path):
+    sim = start_bmc(tmp_path, "nochassis", chassis=False)
+    try:
+        with pytest.raises(PowerRejected) as exc:
+            driver(tmp_path, sim.port).set_boot_device("network", uefi=True)
+        assert "node node1" in str(exc.value)
+    finally:
+        sim.stop()
+
+
+def test_validate_needs_no_network(tmp_path):
+    bmc = Bmc(address="127.0.0.1", port=9, username="admin", password_file=str(tmp_path / "missing"))
+    with pytest.raises(InputError, match="password_file"):
+        IpmiDriver("node1", bmc, BmcLocks()).validate()
