@@ -107,6 +107,19 @@ class DefaultsConfig(_Section):
     kernel_args: Annotated[str, AfterValidator(_kargs)] = "inst.text"
     build_token_ttl: int = Field(default=6 * 3600, ge=60)
     installer_log_max: int = Field(default=1024 * 1024, ge=1024)
+    # seconds each step may take before the node is failed (installing: until the `installed` callback)
+    step_timeouts: dict[str, float] = Field(default_factory=lambda: {
+        "drain": 1800, "installing": 5400, "enroll": 1800, "register": 3600})
+    poll_interval: float = Field(default=2.0, gt=0, le=60)
+    ipmi_timeout: float = Field(default=30.0, gt=0)
+    ipmi_attempts: int = Field(default=3, ge=1, le=10)
+
+
+class IntegrationsConfig(_Section):
+    """For demos and tests only: with fake_dir set, the engine, IPA and Satellite are file-backed
+    fakes under that directory (shared by every provision process), and DNS checks pass."""
+
+    fake_dir: Path | None = None
 
 
 class Config(BaseModel):
@@ -118,6 +131,7 @@ class Config(BaseModel):
     ipa: IpaConfig = Field(default_factory=IpaConfig)
     satellite: SatelliteConfig = Field(default_factory=SatelliteConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+    integrations: IntegrationsConfig = Field(default_factory=IntegrationsConfig)
 
     @property
     def media_url(self) -> str:
@@ -144,7 +158,7 @@ def load(path: str | os.PathLike | None = None) -> Config:
 
 
 def _relative_to(cfg: Config, base: Path) -> Config:
-    for section in (cfg.server, cfg.paths, cfg.engine, cfg.ipa, cfg.satellite, cfg.defaults):
+    for section in (cfg.server, cfg.paths, cfg.engine, cfg.ipa, cfg.satellite, cfg.defaults, cfg.integrations):
         for name, value in section:
             if isinstance(value, Path) and not value.is_absolute():
                 setattr(section, name, base / value)

@@ -24,7 +24,7 @@ def split_bind(bind: str) -> tuple[str, int]:
 def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
     cfg = svc.cfg
     app = create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token=svc.admin_token(),
-                     secret_key=svc.key, metrics=svc.metrics)
+                     secret_key=svc.key, workflow=svc.workflow, metrics=svc.metrics)
     cache = BootConfigCache(svc.store, svc.renderer)
     cache.start()
     tftp = TftpService(FileResolver(cfg.paths.bootfiles, cfg.paths.media, cache, svc.metrics),

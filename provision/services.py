@@ -1,14 +1,22 @@
 """Wiring: build the long-lived objects from a Config. Used by the CLI and by `serve`;
-nothing else constructs a Store or a Renderer."""
+nothing else constructs a Store, a Renderer or an integration client."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .config import Config, ensure_secret_file
+from .integrations import Unconfigured
+from .integrations.dns import FakeDns
+from .integrations.engine import FakeEngine
+from .integrations.fakestate import FakeState
+from .integrations.ipa import FakeIpa
+from .integrations.satellite import FakeSatellite
 from .metrics import Metrics
+from .power.ipmi import IpmiFactory
 from .render import Renderer
 from .store import Store
+from .workflow.context import Context
 
 
 @dataclass
@@ -18,6 +26,7 @@ class Services:
     renderer: Renderer
     key: str
     metrics: Metrics
+    workflow: Context
 
     def admin_token(self) -> str:
         return ensure_secret_file(self.cfg.server.admin_token_file)
@@ -26,7 +35,21 @@ class Services:
         self.store.close()
 
 
-def build(cfg: Config) -> Services:
+def integrations(cfg: Config) -> dict:
+    fake = cfg.integrations.fake_dir
+    if fake is not None:
+        return {"engine": FakeEngine(FakeState(fake / "engine.json")), "ipa": FakeIpa(FakeState(fake / "ipa.json")),
+                "satellite": FakeSatellite(FakeState(fake / "satellite.json")), "dns": FakeDns()}
+    return {"engine": Unconfigured("engine", "[engine] url"), "ipa": Unconfigured("ipa", "[ipa] server"),
+            "satellite": Unconfigured("satellite", "[satellite] url"), "dns": FakeDns()}
+
+
+def build(cfg: Config, *, power=None, **overrides) -> Services:
     store = Store(cfg.server.db_url)
     key = ensure_secret_file(cfg.server.secret_key_file)
-    return Services(cfg=cfg, store=store, renderer=Renderer(cfg, store, key), key=key, metrics=Metrics())
+    d = cfg.defaults
+    power = power or IpmiFactory(timeout=d.ipmi_timeout, attempts=d.ipmi_attempts)
+    clients = integrations(cfg) | overrides
+    workflow = Context(cfg=cfg, store=store, key=key, power=power, poll=d.poll_interval, **clients)
+    return Services(cfg=cfg, store=store, renderer=Renderer(cfg, store, key), key=key, metrics=Metrics(),
+                    workflow=workflow)

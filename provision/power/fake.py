@@ -28,7 +28,7 @@ class FakePowerFactory:
         self.latency = latency
         self._lock = threading.Lock()
 
-    def __call__(self, node) -> "FakeDriver":
+    def __call__(self, node) -> FakeDriver:
         with self._lock:
             bmc = self.bmcs.setdefault(node.name, FakeBmc(latency=self.latency))
         return FakeDriver(node.name, f"{node.bmc.address}:{node.bmc.port}", bmc)

@@ -47,7 +47,7 @@ class IpmiFactory:
     def __init__(self, *, timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
         self.locks, self.timeout, self.attempts, self.backoff = BmcLocks(), timeout, attempts, backoff
 
-    def __call__(self, node) -> "IpmiDriver":
+    def __call__(self, node) -> IpmiDriver:
         return IpmiDriver(node.name, node.bmc, self.locks, timeout=self.timeout, attempts=self.attempts,
                           backoff=self.backoff)
 

@@ -40,6 +40,8 @@ class Renderer:
         """What node `name` gets now (install config while a build is live, else local boot).
         `install=True` previews the install config of a node that is not armed."""
         rec, snap, build = self.store.render_view(name, snapshot_id)
+        if build is not None and not build.boots_install:
+            build = None  # installed: boot configs are back to local boot, the token lives on for callbacks
         armed = build is not None if install is None else install
         return self._render(rec, snap, kind, build if armed else None, armed=armed, show_secrets=show_secrets)
 

@@ -22,6 +22,11 @@ class NodeRow(Base):
     profile: Mapped[str] = mapped_column(String(16))
     bmc: Mapped[dict] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(32), default="ready")
+    step_started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    failed_step: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rebuild_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -46,6 +51,7 @@ class BuildRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     ks_fetched_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    boot_local_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
@@ -59,6 +65,28 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_events_node_ts", "node_id", "ts"),)
+
+
+class LogRow(Base):
+    """Installer and enrollment logs uploaded by nodes (size-capped)."""
+
+    __tablename__ = "logs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    ts: Mapped[datetime] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class RebuildRow(Base):
+    """One `provision rebuild` run: its nodes in order and its options, for --resume."""
+
+    __tablename__ = "rebuilds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    nodes: Mapped[list] = mapped_column(JSON)
+    options: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="running")
 
 
 class MetaRow(Base):

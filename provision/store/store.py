@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import tokens
 from ..domain import Facts, Node, check_unique
 from ..errors import InputError, NotFound
-from .models import Base, BuildRow, EventRow, MetaRow, NodeRow, SnapshotRow
+from .models import Base, BuildRow, EventRow, LogRow, MetaRow, NodeRow, RebuildRow, SnapshotRow
 
 
 def utcnow() -> datetime:
@@ -50,6 +50,12 @@ class Build:
     ks_fetched_at: datetime | None
     ended_at: datetime | None
     end_reason: str | None
+    boot_local_at: datetime | None = None
+
+    @property
+    def boots_install(self) -> bool:
+        """Per-MAC boot configs say 'install' (until the `installed` callback switches them)."""
+        return self.live() and self.boot_local_at is None
 
     def live(self, now: datetime | None = None) -> bool:
         return self.ended_at is None and (now or utcnow()) < self.expires_at
@@ -60,6 +66,27 @@ class Event:
     ts: datetime
     kind: str
     message: str
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    cluster: str
+    state: str
+    step_started_at: datetime | None
+    failed_step: str | None
+    fail_reason: str | None
+    rebuild_id: int | None
+    data: dict
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    id: int
+    created_at: datetime
+    nodes: list[str]
+    options: dict
+    status: str
 
 
 @dataclass(frozen=True)
@@ -227,6 +254,16 @@ class Store:
             self._end_builds(s, self._row(s, name).id, utcnow(), reason)
             self._bump(s)
 
+    def set_boot_local(self, build_id: int) -> bool:
+        """Switch a build's boot configs to local boot (the token stays valid). True if it changed."""
+        with self._session.begin() as s:
+            b = s.get(BuildRow, build_id)
+            if b.boot_local_at is not None:
+                return False
+            b.boot_local_at = utcnow()
+            self._bump(s)
+            return True
+
     def macs(self) -> dict[str, str]:
         """MAC -> node name, from every node's latest snapshot."""
         index: dict[str, str] = {}
@@ -237,6 +274,73 @@ class Store:
                     for mac in json.loads(snap.data)["nics"]:
                         index[mac["mac"]] = row.name
         return index
+
+    # -- the node state machine's persistence (moved only by workflow.machine) ---------------
+    def node_state(self, name: str) -> NodeState:
+        with self._session() as s:
+            r = self._row(s, name)
+            return NodeState(r.name, r.cluster, r.state, r.step_started_at, r.failed_step, r.fail_reason,
+                             r.rebuild_id, dict(r.data or {}))
+
+    def compare_and_set_state(self, name: str, expected: str, new: str, message: str, *,
+                              failed_step: str | None = None, reason: str | None = None,
+                              rebuild_id: int | None = None, data: dict | None = None,
+                              replace_data: bool = False) -> bool:
+        """Move `name` from `expected` to `new` in one transaction with its event row; False (and
+        nothing written) when the node is no longer in `expected`."""
+        now = utcnow()
+        with self._session.begin() as s:
+            r = self._row(s, name)
+            if r.state != expected:
+                return False
+            r.state, r.step_started_at, r.updated_at = new, now, now
+            if new == "failed":
+                r.failed_step, r.fail_reason = failed_step, reason
+            elif expected == "failed" or new == "preflight":
+                r.failed_step = r.fail_reason = None
+            if rebuild_id is not None:
+                r.rebuild_id = rebuild_id
+            if data is not None:
+                r.data = _merge({} if replace_data else r.data, data)
+            s.add(EventRow(node_id=r.id, ts=now, kind="transition", message=message))
+            self._bump(s)
+            return True
+
+    def update_data(self, name: str, **values) -> dict:
+        """Merge step data (None removes a key); returns the new data."""
+        with self._session.begin() as s:
+            r = self._row(s, name)
+            r.data = _merge(r.data, values)
+            return dict(r.data)
+
+    def add_log(self, name: str, kind: str, text: str) -> None:
+        with self._session.begin() as s:
+            s.add(LogRow(node_id=self._row(s, name).id, ts=utcnow(), kind=kind, text=text))
+
+    def logs(self, name: str) -> list[tuple[datetime, str, str]]:
+        with self._session() as s:
+            row = self._row(s, name)
+            return [(r.ts, r.kind, r.text) for r in s.scalars(select(LogRow).where(LogRow.node_id == row.id)
+                                                                 .order_by(LogRow.id))]
+
+    # -- rebuild runs -----------------------------------------------------------------------
+    def create_rebuild(self, nodes: list[str], options: dict) -> Rebuild:
+        with self._session.begin() as s:
+            r = RebuildRow(created_at=utcnow(), nodes=list(nodes), options=dict(options), status="running")
+            s.add(r)
+            s.flush()
+            return Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status)
+
+    def rebuilds(self, status: str | None = None) -> list[Rebuild]:
+        with self._session() as s:
+            q = select(RebuildRow).order_by(RebuildRow.id)
+            if status:
+                q = q.where(RebuildRow.status == status)
+            return [Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status) for r in s.scalars(q)]
+
+    def set_rebuild_status(self, rebuild_id: int, status: str) -> None:
+        with self._session.begin() as s:
+            s.get(RebuildRow, rebuild_id).status = status
 
     # -- events -------------------------------------------------------------------------------
     def add_event(self, name: str, kind: str, message: str) -> None:
@@ -294,7 +398,7 @@ class Store:
     @staticmethod
     def _build(name: str, b: BuildRow) -> Build:
         return Build(b.id, name, b.nonce, b.snapshot_id, b.created_at, b.expires_at, b.ks_fetched_at,
-                     b.ended_at, b.end_reason)
+                     b.ended_at, b.end_reason, b.boot_local_at)
 
     @staticmethod
     def _end_builds(s: Session, node_id: int, now: datetime, reason: str) -> None:
@@ -308,6 +412,16 @@ class Store:
             s.add(MetaRow(key="generation", value=1))
         else:
             meta.value = meta.value + 1
+
+
+def _merge(old: dict | None, new: dict) -> dict:
+    out = dict(old or {})
+    for k, v in new.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -11,19 +11,19 @@ from ..errors import InputError, NotFound, ProvisionError
 from ..metrics import Metrics
 from ..render import Renderer
 from ..store import Store
-from . import api, boot, kickstart, ops, ui
+from . import api, boot, callbacks, kickstart, ops, ui
 
 
 def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: str, secret_key: str,
-               metrics: Metrics | None = None, power=None, engine=None, ipa=None, satellite=None) -> Flask:
+               workflow=None, metrics: Metrics | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(SECRET_KEY=secret_key, MAX_CONTENT_LENGTH=cfg.defaults.installer_log_max + 4096,
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
     app.extensions["provision"] = {
         "cfg": cfg, "store": store, "renderer": renderer, "metrics": metrics or Metrics(),
-        "admin_token": admin_token, "power": power, "engine": engine, "ipa": ipa, "satellite": satellite,
+        "admin_token": admin_token, "workflow": workflow,
     }
-    for bp in (boot.bp, kickstart.bp, api.bp, ui.bp, ops.bp):
+    for bp in (boot.bp, kickstart.bp, callbacks.bp, api.bp, ui.bp, ops.bp):
         app.register_blueprint(bp)
 
     @app.before_request

@@ -1,0 +1,50 @@
+"""`provision` command line. Exit codes: 0 success, 1 failed operation, 2 bad input."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .. import config as config_mod
+from ..errors import InputError
+from .common import Cli, svc
+from .nodes import facts, node, render
+from .rebuild import rebuild, status
+
+
+@click.group(cls=Cli)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="PROVISION_CONFIG",
+              help="TOML config file (default: embedded defaults)")
+@click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """Reinstall bare-metal hypervisors unattended."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ctx.ensure_object(dict)["config"] = config_path
+
+
+@main.command()
+@click.option("--http", "http_bind", help="HOST:PORT for HTTP (default [server] http_bind)")
+@click.option("--tftp", "tftp_bind", help="HOST:PORT for TFTP (default [server] tftp_bind)")
+@click.pass_context
+def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> None:
+    """Serve kickstarts, boot configs, callbacks and the admin API over HTTP, and TFTP."""
+    from ..serve import serve as run
+
+    s = svc(ctx)
+    for value, what in ((http_bind, "--http"), (tftp_bind, "--tftp")):
+        if value is not None:
+            try:
+                config_mod._bind(value)
+            except ValueError as exc:
+                raise InputError(f"{what}: {exc}") from None
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("tftpy").setLevel(logging.WARNING)
+    run(s, http_bind or s.cfg.server.http_bind, tftp_bind or s.cfg.server.tftp_bind)
+
+
+
+for command in (node, facts, render, rebuild, status):
+    main.add_command(command)

@@ -1,0 +1,129 @@
+"""oVirt engine: the protocol the workflow uses, and a fake.
+
+The real client (REST API v4, requests) implements the same verbs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..domain import Facts
+from . import IntegrationError
+from .fakestate import FakeState
+
+BAD_STATES = {"install_failed", "non_operational", "non_responsive"}
+
+
+@dataclass(frozen=True)
+class Host:
+    id: str
+    name: str
+    status: str
+    cluster: str
+    address: str | None = None
+
+
+class EngineError(IntegrationError):
+    def __init__(self, message: str) -> None:
+        super().__init__("engine", message)
+
+
+class Engine(Protocol):
+    def validate(self) -> None: ...
+    def find_host(self, name: str) -> Host | None: ...
+    def cluster_hosts(self, cluster: str) -> list[Host]: ...
+    def deactivate(self, host_id: str) -> None: ...
+    def wait_status(self, host_id: str, wanted: set[str], timeout: float) -> Host: ...
+    def remove(self, host_id: str) -> None: ...
+    def add_host(self, name: str, address: str, cluster: str) -> Host: ...
+    def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None: ...
+    def setup_networks(self, host_id: str, facts: Facts) -> None: ...
+    def activate(self, host_id: str) -> None: ...
+    def ssh_public_key(self) -> str: ...
+
+
+class FakeEngine:
+    """Hosts in a FakeState: {'hosts': {id: {...}}, 'calls': [...]}. deactivate -> maintenance,
+    add_host -> installing (then maintenance on the next wait), activate -> up."""
+
+    SSH_KEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDfakeengineKEY ovirt-engine"
+
+    def __init__(self, state: FakeState, poll: float = 0.05) -> None:
+        self.state, self.poll = state, poll
+
+    @staticmethod
+    def _host(h: dict) -> Host:
+        return Host(h["id"], h["name"], h["status"], h["cluster"], h.get("address"))
+
+    def validate(self) -> None:
+        pass
+
+    def find_host(self, name: str) -> Host | None:
+        with self.state.edit() as d:
+            self.state.record(d, "find_host", name=name)
+            h = next((h for h in d.get("hosts", {}).values() if h["name"] == name), None)
+            return self._host(h) if h else None
+
+    def cluster_hosts(self, cluster: str) -> list[Host]:
+        with self.state.edit() as d:
+            return [self._host(h) for h in d.get("hosts", {}).values() if h["cluster"] == cluster]
+
+    def _set(self, host_id: str, verb: str, status: str | None = None, **args) -> None:
+        with self.state.edit() as d:
+            self.state.record(d, verb, host_id=host_id, **args)
+            h = d.get("hosts", {}).get(host_id)
+            if h is None:
+                raise EngineError(f"host {host_id} not found")
+            if status:
+                h["status"] = status
+            h.update({k: v for k, v in args.items() if k in ("fence_agent", "networks")})
+
+    def deactivate(self, host_id: str) -> None:
+        self._set(host_id, "deactivate", "maintenance")
+
+    def wait_status(self, host_id: str, wanted: set[str], timeout: float) -> Host:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.state.edit() as d:
+                h = d.get("hosts", {}).get(host_id)
+                if h is None:
+                    raise EngineError(f"host {host_id} not found")
+                if h["status"] == "installing":
+                    h["status"] = "maintenance"
+                host = self._host(h)
+            if host.status in wanted:
+                return host
+            if host.status in BAD_STATES:
+                raise EngineError(f"host {host.name} is {host.status}")
+            if time.monotonic() > deadline:
+                raise EngineError(f"host {host.name} still {host.status} after {timeout:.0f} s")
+            time.sleep(self.poll)
+
+    def remove(self, host_id: str) -> None:
+        with self.state.edit() as d:
+            self.state.record(d, "remove", host_id=host_id)
+            d.get("hosts", {}).pop(host_id, None)
+
+    def add_host(self, name: str, address: str, cluster: str) -> Host:
+        with self.state.edit() as d:
+            host_id = str(uuid.uuid4())
+            h = {"id": host_id, "name": name, "status": "installing", "cluster": cluster, "address": address}
+            d.setdefault("hosts", {})[host_id] = h
+            self.state.record(d, "add_host", name=name, address=address, cluster=cluster)
+            return self._host(h)
+
+    def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None:
+        self._set(host_id, "add_fence_agent", fence_agent={"address": address, "port": port, "username": username})
+
+    def setup_networks(self, host_id: str, facts: Facts) -> None:
+        nets = {a.network: {"interface": a.interface, "address": str(a.address) if a.address else None}
+                for a in facts.networks}
+        self._set(host_id, "setup_networks", networks=nets, bonds=[b.name for b in facts.bonds])
+
+    def activate(self, host_id: str) -> None:
+        self._set(host_id, "activate", "up")
+
+    def ssh_public_key(self) -> str:
+        return self.SSH_KEY

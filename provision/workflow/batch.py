@@ -1,0 +1,116 @@
+"""A rolling batch: canaries first and alone, then at most `max_parallel` nodes in flight,
+never leaving fewer than `min_up` hosts Up in a cluster; the first failure stops new nodes from
+starting while the ones in flight finish their current step."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from . import states as S
+from .context import Context
+from .machine import advance
+from .runner import drive
+
+
+@dataclass
+class BatchResult:
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # not started, or stopped part-way
+    error: str | None = None
+    peak_in_flight: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.pending and self.error is None
+
+
+class Batch:
+    def __init__(self, ctx: Context, names: list[str], *, rebuild_id: int, max_parallel: int = 1,
+                 min_up: int | None = None, canary: int = 0, retry_failed: set[str] | None = None,
+                 on_change: Callable[[str, str, str | None], None] | None = None) -> None:
+        self.ctx, self.names, self.rebuild_id = ctx, list(names), rebuild_id
+        self.max_parallel, self.min_up, self.canary = max(1, max_parallel), min_up, canary
+        self.retry_failed = retry_failed or set()
+        self.on_change = on_change or (lambda *_: None)
+        self.stop = threading.Event()
+        self.in_flight: dict[str, Future] = {}
+        self.result = BatchResult()
+
+    # -- scheduling -------------------------------------------------------------------------
+    def run(self) -> BatchResult:
+        store = self.ctx.store
+        # nodes already part-way (a resumed run) go first: they are down already
+        queue = sorted(self.names, key=lambda n: store.node_state(n).state not in S.ACTIVE)
+        canaries, rest = queue[: self.canary], queue[self.canary:]
+        with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="rebuild") as pool:
+            for i, name in enumerate(canaries):
+                if self.stop.is_set():
+                    rest = canaries[i:] + rest
+                    break
+                self._start(pool, name)
+                self._reap(wait_all=True)
+            while rest and not self.stop.is_set():
+                if len(self.in_flight) < self.max_parallel:
+                    blocked = self._min_up_blocks(rest[0])
+                    if not blocked:
+                        self._start(pool, rest.pop(0))
+                        continue
+                    if not self.in_flight:
+                        self.result.error = blocked
+                        self.stop.set()
+                        break
+                self._reap(wait_all=False)
+            self._reap(wait_all=True)
+        self.result.pending += [n for n in rest if n not in self.result.pending]
+        return self.result
+
+    def _start(self, pool: ThreadPoolExecutor, name: str) -> None:
+        st = self.ctx.store.node_state(name)
+        if st.state in (S.READY, S.DONE):
+            advance(self.ctx.store, name, "start", expect=st.state, rebuild_id=self.rebuild_id)
+            self.on_change(name, S.PREFLIGHT, None)
+        elif st.state == S.FAILED:
+            if name not in self.retry_failed:
+                self.result.failed.append(name)
+                self.stop.set()
+                return
+            advance(self.ctx.store, name, "resume", expect=S.FAILED, rebuild_id=self.rebuild_id)
+            self.on_change(name, self.ctx.store.node_state(name).state, "resumed")
+        self.in_flight[name] = pool.submit(drive, self.ctx, name, stop=self.stop, on_change=self.on_change)
+        self.result.peak_in_flight = max(self.result.peak_in_flight, len(self.in_flight))
+
+    def _reap(self, *, wait_all: bool) -> None:
+        if not self.in_flight:
+            return
+        futures = list(self.in_flight.values())
+        if wait_all:
+            wait(futures)
+        else:
+            wait(futures, timeout=self.ctx.poll, return_when=FIRST_COMPLETED)
+        for name, fut in list(self.in_flight.items()):
+            if not fut.done():
+                continue
+            del self.in_flight[name]
+            final = fut.result()
+            bucket = {S.DONE: self.result.done, S.FAILED: self.result.failed}.get(final, self.result.pending)
+            bucket.append(name)
+            if final != S.DONE:
+                self.stop.set()
+
+    def _min_up_blocks(self, name: str) -> str | None:
+        """Why starting `name` now would leave its cluster with too few hosts Up, or None."""
+        if self.min_up is None or self.ctx.store.node_state(name).state in S.ACTIVE:
+            return None
+        cluster = self.ctx.store.node_state(name).cluster
+        up = sum(1 for h in self.ctx.engine.cluster_hosts(cluster) if h.status == "up")
+        going_down = sum(1 for n in self.in_flight
+                         if self.ctx.store.node_state(n).cluster == cluster
+                         and self.ctx.store.node_state(n).state in S.STILL_UP)
+        if up - going_down - 1 >= self.min_up:
+            return None
+        return (f"cluster {cluster}: {up} host(s) Up, {going_down} about to go down; rebuilding {name} "
+                f"would leave fewer than --min-up {self.min_up}")

@@ -1,0 +1,118 @@
+"""Callbacks from an installing node: POST /api/v1/callback/<token>/installed|enrolled|failed.
+
+A token is bound to one node's build; a callback is accepted only from one of the node's known
+addresses, only while the build lives; a replay gets the same answer and causes no second
+action. `installed` first switches the node's boot configs back to local boot (so a node that
+PXE-boots again does not reinstall), then does the server side of enrollment and hands the
+node what it needs as JSON."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .. import tokens
+from ..errors import ProvisionError
+from . import states as S
+from .context import Context
+from .machine import advance
+
+PHASES = ("installed", "enrolled", "failed")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict
+
+
+def handle(ctx: Context, token: str, phase: str, remote_addr: str, body: bytes) -> Reply:
+    if phase not in PHASES:
+        return Reply(404, {"error": "unknown phase"})
+    build = ctx.store.build_by_digest(tokens.digest(token)) if tokens.looks_valid(token) else None
+    if build is None or not build.live():
+        return Reply(403, {"error": "unknown or expired token"})
+    name = build.node
+    node = ctx.store.get(name).node
+    if not _from_node(node, remote_addr):
+        ctx.store.add_event(name, "callback-denied", f"{phase} callback from {remote_addr}: not the node's address")
+        return Reply(403, {"error": "not accepted from this address"})
+    state = ctx.store.node_state(name)
+    if phase == "failed":
+        return _failed(ctx, name, state.state, body)
+    if phase == "installed":
+        return _installed(ctx, name, build, state.state)
+    return _enrolled(ctx, name, state.state)
+
+
+def _from_node(node, remote_addr: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return False
+    known = {a.ip for a in node.facts.addresses()} if node.facts else set()
+    return addr in known
+
+
+def _installed(ctx: Context, name: str, build, state: str) -> Reply:
+    ctx.store.set_boot_local(build.id)  # reinstall-loop guard, before anything else
+    data = ctx.store.node_state(name).data
+    if state in (S.ENROLL, S.REGISTER, S.DONE) and "enroll_reply" in data:
+        return Reply(200, ctx.unseal(data["enroll_reply"]))  # a replay: same answer, no second action
+    if state in (S.ENROLL, S.REGISTER, S.DONE):
+        return Reply(200, {"status": "ok", "note": "already enrolled"})
+    if state not in (S.NETBOOT, S.INSTALLING):
+        return Reply(409, {"error": f"node is {state}, not installing"})
+    if advance(ctx.store, name, "installed", expect=state) is None:
+        return _installed(ctx, name, build, ctx.store.node_state(name).state)
+    ctx.store.add_event(name, "callback", "installed: boot configs back to local boot")
+    try:
+        reply = enroll_server_side(ctx, name)
+    except ProvisionError as exc:
+        advance(ctx.store, name, "fail", expect=S.ENROLL, reason=f"enroll: {exc}")
+        return Reply(502, {"error": "enrollment failed on the server; see provision status"})
+    return Reply(200, reply)
+
+
+def enroll_server_side(ctx: Context, name: str) -> dict:
+    """IPA host_add with a fresh one-time password and the recorded host groups; a Satellite
+    registration command. The reply is kept sealed until the node reports `enrolled`."""
+    node = ctx.store.get(name).node
+    data = ctx.store.node_state(name).data
+    mgmt = node.facts.management
+    ip = str(mgmt.address.ip) if mgmt.address else None
+    if ctx.ipa.host_info(node.fqdn) is not None:  # left by a crash before the reply was sealed
+        ctx.ipa.host_del(node.fqdn)
+    otp = ctx.ipa.host_add(node.fqdn, ip)
+    if data.get("ipa_groups"):
+        ctx.ipa.add_hostgroups(node.fqdn, data["ipa_groups"])
+    ipa = ctx.cfg.ipa
+    reply = {"status": "ok", "fqdn": node.fqdn, "ipa_otp": otp, "ipa_server": ipa.server or "",
+             "ipa_domain": ipa.domain or "", "ipa_realm": ipa.realm or "",
+             "satellite_command": ctx.satellite.registration_command(node.fqdn)}
+    ctx.store.update_data(name, enroll_reply=ctx.seal(reply))
+    return reply
+
+
+def _enrolled(ctx: Context, name: str, state: str) -> Reply:
+    if state in (S.REGISTER, S.DONE):
+        return Reply(200, {"status": "ok"})
+    if state != S.ENROLL:
+        return Reply(409, {"error": f"node is {state}, not enrolling"})
+    if advance(ctx.store, name, "enrolled", expect=S.ENROLL, data={"enroll_reply": None}) is None:
+        return _enrolled(ctx, name, ctx.store.node_state(name).state)
+    return Reply(200, {"status": "ok"})
+
+
+def _failed(ctx: Context, name: str, state: str, body: bytes) -> Reply:
+    cap = ctx.cfg.defaults.installer_log_max
+    text = body[-cap:].decode("utf-8", "replace")
+    if state == S.FAILED:
+        return Reply(200, {"status": "recorded"})
+    if state not in S.ACTIVE:
+        return Reply(409, {"error": f"node is {state}"})
+    ctx.store.add_log(name, "installer", text)
+    advance(ctx.store, name, "fail", expect=state,
+            reason=f"the node reported a failure during {state} ({len(body)} bytes of log kept"
+                   f"{', truncated' if len(body) > cap else ''})")
+    return Reply(200, {"status": "recorded"})

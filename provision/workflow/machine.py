@@ -1,0 +1,29 @@
+"""The one function that changes a node's state."""
+
+from __future__ import annotations
+
+from ..store import Store
+from .states import FAILED, InvalidTransition, next_state
+
+
+def advance(store: Store, name: str, event: str, *, expect: str | None = None, reason: str | None = None,
+            rebuild_id: int | None = None, data: dict | None = None) -> str | None:
+    """Apply `event` to node `name` and persist the move (state, timestamp, event log) atomically.
+
+    `expect` pins the state the caller saw: if another actor (a callback, another runner) moved
+    the node meanwhile, nothing is written and None is returned. Raises InvalidTransition when
+    the table has no such move."""
+    current = store.node_state(name)
+    state = expect or current.state
+    if current.state != state:
+        return None
+    new = next_state(state, event, current.failed_step)
+    message = f"{state} -> {new} ({event})" + (f": {reason}" if reason else "")
+    ok = store.compare_and_set_state(name, state, new, message,
+                                     failed_step=state if new == FAILED else None, reason=reason,
+                                     rebuild_id=rebuild_id, data=data if event != "start" else (data or {}),
+                                     replace_data=event == "start")  # a new rebuild starts with no step data
+    return new if ok else None
+
+
+__all__ = ["InvalidTransition", "advance"]

@@ -1,0 +1,52 @@
+"""Drive one node through its steps until it is done, failed, or asked to stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from ..errors import ProvisionError
+from ..store import utcnow
+from . import states as S
+from . import steps
+from .context import Context
+from .machine import advance
+
+log = logging.getLogger("provision.workflow")
+
+
+def drive(ctx: Context, name: str, *, stop: threading.Event,
+          on_change: Callable[[str, str, str | None], None] | None = None) -> str:
+    """Run steps for `name` from whatever state it is in. Returns the state it stopped in.
+    With `stop` set, the node finishes the step it is in and goes no further."""
+    notify = on_change or (lambda *_: None)
+    while True:
+        st = ctx.store.node_state(name)
+        if st.state in S.TERMINAL:
+            return st.state
+        if st.state in S.WAITING:
+            if stop.is_set():
+                return st.state
+            limit = ctx.timeout(st.state)
+            waited = (utcnow() - st.step_started_at).total_seconds() if st.step_started_at else 0
+            if limit and waited > limit:
+                reason = f"no {S.WAITING[st.state]} callback within {limit:.0f} s"
+                if advance(ctx.store, name, "fail", expect=st.state, reason=reason):
+                    notify(name, S.FAILED, reason)
+                continue
+            ctx.sleep(ctx.poll)
+            continue
+        if stop.is_set():
+            return st.state
+        event, reason = "ok", None
+        try:
+            steps.RUN[st.state](ctx, name)
+        except ProvisionError as exc:
+            event, reason = "fail", str(exc)
+        except Exception as exc:  # a bug must park the node, not kill the batch
+            log.exception("step %s of node %s", st.state, name)
+            event, reason = "fail", f"internal error in {st.state}: {type(exc).__name__}: {exc}"
+        new = advance(ctx.store, name, event, expect=st.state, reason=reason)
+        if new:
+            notify(name, new, reason)

@@ -1,0 +1,66 @@
+"""The node state machine, as data (after Ironic's states.py).
+
+A rebuild walks STEPS in order. `ok` moves a step to the next; the `installed` and `enrolled`
+callbacks move the two waiting steps; `fail` parks any active state in FAILED (with the step and
+reason); `resume` takes FAILED back to the step that failed; `start` begins a rebuild.
+"""
+
+from __future__ import annotations
+
+READY = "ready"
+PREFLIGHT = "preflight"
+CAPTURE = "capture"
+DRAIN = "drain"
+RETIRE = "retire"
+ARM = "arm"
+NETBOOT = "netboot"
+INSTALLING = "installing"
+ENROLL = "enroll"
+REGISTER = "register"
+DONE = "done"
+FAILED = "failed"
+
+STEPS = (PREFLIGHT, CAPTURE, DRAIN, RETIRE, ARM, NETBOOT, INSTALLING, ENROLL, REGISTER)
+ACTIVE = frozenset(STEPS)
+TERMINAL = frozenset({READY, DONE, FAILED})
+# Steps that finish on a callback from the node, not on the runner's own work.
+WAITING = {INSTALLING: "installed", ENROLL: "enrolled"}
+# Steps before which the host is still Up in the engine (for --min-up).
+STILL_UP = frozenset({PREFLIGHT, CAPTURE, DRAIN})
+# From ARM on, the node's disk may be wiped at any moment: never re-run earlier steps.
+POINT_OF_NO_RETURN = NETBOOT
+
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (READY, "start"): PREFLIGHT,
+    (DONE, "start"): PREFLIGHT,
+    (PREFLIGHT, "ok"): CAPTURE,
+    (CAPTURE, "ok"): DRAIN,
+    (DRAIN, "ok"): RETIRE,
+    (RETIRE, "ok"): ARM,
+    (ARM, "ok"): NETBOOT,
+    (NETBOOT, "ok"): INSTALLING,
+    # The node may report `installed` before the runner has recorded netboot -> installing.
+    (NETBOOT, "installed"): ENROLL,
+    (INSTALLING, "installed"): ENROLL,
+    (ENROLL, "enrolled"): REGISTER,
+    (REGISTER, "ok"): DONE,
+}
+for _state in STEPS:
+    TRANSITIONS[(_state, "fail")] = FAILED
+
+
+class InvalidTransition(Exception):
+    def __init__(self, state: str, event: str) -> None:
+        super().__init__(f"no transition from {state!r} on {event!r}")
+        self.state, self.event = state, event
+
+
+def next_state(state: str, event: str, failed_step: str | None = None) -> str:
+    if state == FAILED and event == "resume":
+        if failed_step not in ACTIVE:
+            raise InvalidTransition(state, event)
+        return failed_step
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise InvalidTransition(state, event) from None

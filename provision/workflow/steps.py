@@ -1,0 +1,155 @@
+"""The runner's steps. Each is idempotent: run twice, it does the work once (what was done is
+recorded in the node's step data before moving on), so a crash at any point can be resumed.
+A step returns normally when done and raises a ProvisionError to fail the node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import read_secret
+from ..errors import ProvisionError
+from ..store import utcnow
+from . import states as S
+from .context import Context
+
+
+class StepError(ProvisionError):
+    pass
+
+
+def _node(ctx: Context, name: str):
+    rec = ctx.store.get(name)
+    if rec.node.facts is None:
+        raise StepError(f"node {name}: no facts snapshot; capture or import facts before a rebuild")
+    return rec.node
+
+
+def preflight(ctx: Context, name: str) -> None:
+    node = _node(ctx, name)
+    facts = node.facts
+    if facts.install_disk.wwn is None and facts.install_disk.serial is None:
+        raise StepError(f"node {name}: install disk {facts.install_disk.id} has no WWN or serial")
+    power = ctx.power(node)
+    power.validate()
+    power.get_power_state()
+    host = ctx.engine.find_host(node.name)
+    if host is None:
+        raise StepError(f"node {name}: the engine does not know host {node.name}")
+    mgmt = facts.management
+    problems = ctx.dns.check(node.fqdn, [str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None])
+    if problems:
+        raise StepError(f"node {name}: DNS: " + "; ".join(problems))
+    ctx.store.update_data(name, engine_host_id=host.id)
+
+
+def capture(ctx: Context, name: str) -> None:
+    rec = ctx.store.get(name)
+    if rec.snapshot_id is None:
+        raise StepError(f"node {name}: no facts snapshot")
+    ctx.store.update_data(name, snapshot_id=rec.snapshot_id)
+
+
+def drain(ctx: Context, name: str) -> None:
+    node = _node(ctx, name)
+    host = ctx.engine.find_host(node.name)
+    if host is None:
+        raise StepError(f"node {name}: host {node.name} vanished from the engine before it was drained")
+    if host.status != "maintenance":
+        ctx.engine.deactivate(host.id)
+    ctx.engine.wait_status(host.id, {"maintenance"}, ctx.timeout(S.DRAIN) or 1800)
+
+
+def retire(ctx: Context, name: str) -> None:
+    node = _node(ctx, name)
+    data = ctx.store.node_state(name).data
+    if "ipa_groups" not in data:  # recorded before anything is deleted, so a crash cannot lose it
+        info = ctx.ipa.host_info(node.fqdn)
+        data = ctx.store.update_data(name, ipa_groups=(info or {}).get("hostgroups", []),
+                                     ipa_known=info is not None)
+    host = ctx.engine.find_host(node.name)
+    if host is not None:
+        ctx.engine.remove(host.id)
+    ctx.satellite.delete_host(node.fqdn)
+    if ctx.ipa.host_info(node.fqdn) is not None:
+        ctx.ipa.host_del(node.fqdn)
+    ctx.store.update_data(name, retired_at=utcnow().isoformat())
+
+
+def arm(ctx: Context, name: str) -> None:
+    data = ctx.store.node_state(name).data
+    build = ctx.store.active_build(name)
+    if build is not None and build.id == data.get("build_id"):
+        return
+    build, _ = ctx.store.arm(name, ctx.key, ctx.cfg.defaults.build_token_ttl, data.get("snapshot_id"))
+    ctx.store.update_data(name, build_id=build.id)
+
+
+def netboot(ctx: Context, name: str) -> None:
+    """At most one power action per build: the intent is persisted before the BMC call, and a
+    resumed step that finds it does not touch the BMC again (a node that never boots is caught
+    by the installing timeout, and `--resume` after that failure is an explicit retry)."""
+    node = _node(ctx, name)
+    data = ctx.store.node_state(name).data
+    if data.get("netboot_build") == data.get("build_id"):
+        ctx.store.add_event(name, "netboot", "BMC already told to netboot for this build; not power-cycling again")
+        return
+    ctx.store.update_data(name, netboot_build=data.get("build_id"), netboot_at=utcnow().isoformat())
+    action = ctx.power(node).netboot(uefi=node.facts.firmware == "uefi")
+    ctx.store.add_event(name, "netboot", f"one-shot network boot set (uefi={node.facts.firmware == 'uefi'}); "
+                                         f"power {action}")
+
+
+def register(ctx: Context, name: str) -> None:
+    node = _node(ctx, name)
+    data = ctx.store.node_state(name).data
+    facts = ctx.store.snapshot(name, data.get("snapshot_id")).facts
+    host = ctx.engine.find_host(node.name) or ctx.engine.add_host(node.name, node.fqdn, node.cluster)
+    if data.get("fence_host") != host.id:
+        password = read_secret(Path(node.bmc.password_file), None, f"node {name}: bmc.password_file")
+        ctx.engine.add_fence_agent(host.id, node.bmc.address, node.bmc.port, node.bmc.username, password)
+        ctx.store.update_data(name, fence_host=host.id)
+    timeout = ctx.timeout(S.REGISTER) or 3600
+    status = ctx.engine.wait_status(host.id, {"maintenance", "up"}, timeout).status  # host deploy finished
+    if data.get("networks_host") != host.id:
+        ctx.engine.setup_networks(host.id, facts)
+        ctx.store.update_data(name, networks_host=host.id)
+    if status != "up":
+        ctx.engine.activate(host.id)
+        ctx.engine.wait_status(host.id, {"up"}, timeout)
+    ctx.store.end_build(name, "done")
+
+
+RUN = {S.PREFLIGHT: preflight, S.CAPTURE: capture, S.DRAIN: drain, S.RETIRE: retire, S.ARM: arm,
+       S.NETBOOT: netboot, S.REGISTER: register}
+
+# What each step does to the outside world, for `rebuild --dry-run` (the plan touches nothing).
+PLAN = {
+    S.PREFLIGHT: ["dns: A/AAAA and PTR of {fqdn}", "bmc {bmc}: login, get power",
+                  "engine: find host {name}", "engine: hosts Up in cluster {cluster} >= min-up + 1"],
+    S.CAPTURE: ["store: pin facts snapshot #{snapshot}"],
+    S.DRAIN: ["engine: deactivate host {name}", "engine: wait for maintenance (VMs migrate away)"],
+    S.RETIRE: ["ipa: host_show {fqdn} (record host groups)", "engine: remove host {name}",
+               "satellite: delete host {fqdn}", "ipa: host_del {fqdn}"],
+    S.ARM: ["store: build token; boot configs of {macs} -> install"],
+    S.NETBOOT: ["bmc {bmc}: one-shot boot from network (uefi={uefi}); power cycle if on, else power on"],
+    S.INSTALLING: ["wait: GET /ks/<token>, then POST callback installed (boot configs -> local)"],
+    S.ENROLL: ["ipa: host_add {fqdn} (one-time password), restore host groups",
+               "satellite: registration command", "wait: POST callback enrolled"],
+    S.REGISTER: ["engine: add host {name} ({fqdn}) to {cluster}, activate=false",
+                 "engine: ipmilan fence agent {bmc}", "engine: wait for maintenance",
+                 "engine: setupnetworks ({bonds}; {networks})", "engine: activate, wait for up",
+                 "store: build token revoked"],
+}
+
+
+def plan_lines(node, snapshot_id: int | None) -> list[tuple[str, str]]:
+    f = node.facts
+    values = {
+        "name": node.name, "fqdn": node.fqdn, "cluster": node.cluster, "snapshot": snapshot_id,
+        "bmc": f"{node.bmc.address}:{node.bmc.port}", "uefi": f.firmware == "uefi" if f else "?",
+        "macs": ", ".join(f.macs()) if f else "?",
+        "bonds": ", ".join(f"{b.name} {b.option_string()}" for b in f.bonds) if f else "?",
+        "networks": ", ".join(f"{a.network}@{a.interface}" + (f" {a.address}" if a.address else "")
+                              for a in f.networks) if f else "?",
+    }
+    return [(step, line.format(**values)) for step in S.STEPS for line in PLAN[step]]
