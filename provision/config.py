@@ -120,6 +120,7 @@ class IntegrationsConfig(_Section):
     fakes under that directory (shared by every provision process), and DNS checks pass."""
 
     fake_dir: Path | None = None
+    fake_latency: float = Field(default=0.0, ge=0, le=10)  # seconds added to every fake call
 
 
 class Config(BaseModel):

@@ -36,10 +36,11 @@ class Services:
 
 
 def integrations(cfg: Config) -> dict:
-    fake = cfg.integrations.fake_dir
+    fake, lat = cfg.integrations.fake_dir, cfg.integrations.fake_latency
     if fake is not None:
-        return {"engine": FakeEngine(FakeState(fake / "engine.json")), "ipa": FakeIpa(FakeState(fake / "ipa.json")),
-                "satellite": FakeSatellite(FakeState(fake / "satellite.json")), "dns": FakeDns()}
+        return {"engine": FakeEngine(FakeState(fake / "engine.json", latency=lat), poll=max(lat, 0.05)),
+                "ipa": FakeIpa(FakeState(fake / "ipa.json", latency=lat)),
+                "satellite": FakeSatellite(FakeState(fake / "satellite.json", latency=lat)), "dns": FakeDns()}
     return {"engine": Unconfigured("engine", "[engine] url"), "ipa": Unconfigured("ipa", "[ipa] server"),
             "satellite": Unconfigured("satellite", "[satellite] url"), "dns": FakeDns()}
 
@@ -48,7 +49,7 @@ def build(cfg: Config, *, power=None, **overrides) -> Services:
     store = Store(cfg.server.db_url)
     key = ensure_secret_file(cfg.server.secret_key_file)
     d = cfg.defaults
-    power = power or IpmiFactory(timeout=d.ipmi_timeout, attempts=d.ipmi_attempts)
+    power = power or IpmiFactory(cfg.paths.state_dir / "power", timeout=d.ipmi_timeout, attempts=d.ipmi_attempts)
     clients = integrations(cfg) | overrides
     workflow = Context(cfg=cfg, store=store, key=key, power=power, poll=d.poll_interval, **clients)
     return Services(cfg=cfg, store=store, renderer=Renderer(cfg, store, key), key=key, metrics=Metrics(),

@@ -84,3 +84,15 @@ def test_validate_needs_no_network(tmp_path):
     bmc = Bmc(address="127.0.0.1", port=9, username="admin", password_file=str(tmp_path / "missing"))
     with pytest.raises(InputError, match="password_file"):
         IpmiDriver("node1", bmc, BmcLocks()).validate()
+
+
+def test_netboot_once_is_at_most_once_across_drivers(sim, tmp_path):
+    sim.set_power(True)
+    state = tmp_path / "power"
+    first = IpmiDriver("node1", driver(tmp_path, sim.port).bmc, BmcLocks(), state_dir=state)
+    assert first.netboot(uefi=True, once="node1-build7") == "cycle"
+    again = IpmiDriver("node1", first.bmc, BmcLocks(), state_dir=state)  # e.g. a resumed process
+    assert again.netboot(uefi=True, once="node1-build7") == "already"
+    assert sim.sets() == ["set boot pxe", "set power 0", "set power 1"]
+    assert again.netboot(uefi=True, once="node1-build8") == "cycle"  # a new build is a new operation
+    assert sim.sets().count("set power 0") == 2

@@ -51,6 +51,7 @@ class PowerDriver(Protocol):
 
     def set_boot_device(self, device: BootDevice, persistent: bool = False, uefi: bool = False) -> None: ...
 
-    def netboot(self, uefi: bool) -> str:
+    def netboot(self, uefi: bool, once: str | None = None) -> str:
         """One-shot network boot, then power-cycle if on / power-on if off, in one BMC session.
-        Returns 'cycle' or 'on' (what was done)."""
+        Returns 'cycle' or 'on' (what was done). With `once` (an operation key), at most once
+        per key, across processes and crashes: a repeated call returns 'already'."""

@@ -17,6 +17,7 @@ class FakeBmc:
     calls: list[tuple[float, str]] = field(default_factory=list)
     fail: str | None = None  # 'auth' | 'unreachable' | 'rejected'
     latency: float = 0.0
+    done_keys: set[str] = field(default_factory=set)
 
     def cycles(self) -> int:
         return sum(1 for _, c in self.calls if c in ("cycle", "on-from-off"))
@@ -64,11 +65,17 @@ class FakeDriver:
         self._call(f"boot-{device}")
         self.bmc.boot, self.bmc.uefi = device, uefi
 
-    def netboot(self, uefi: bool) -> str:
+    def netboot(self, uefi: bool, once: str | None = None) -> str:
+        if once is not None and once in self.bmc.done_keys:
+            return "already"
         self.set_boot_device("network", False, uefi)
         if self.bmc.power == "on":
             self._call("cycle")
+            if once is not None:
+                self.bmc.done_keys.add(once)
             return "cycle"
         self._call("on-from-off")
         self.bmc.power = "on"
+        if once is not None:
+            self.bmc.done_keys.add(once)
         return "on"

@@ -7,10 +7,14 @@ bounded number of times with backoff; wrong credentials and rejections are not."
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
@@ -42,20 +46,22 @@ class BmcLocks:
 
 
 class IpmiFactory:
-    """Builds an IpmiDriver per node; all share one BmcLocks."""
+    """Builds an IpmiDriver per node; all share one BmcLocks and one state dir (at-most-once markers)."""
 
-    def __init__(self, *, timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
+    def __init__(self, state_dir: Path, *, timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
+        self.state_dir = Path(state_dir)
         self.locks, self.timeout, self.attempts, self.backoff = BmcLocks(), timeout, attempts, backoff
 
     def __call__(self, node) -> IpmiDriver:
-        return IpmiDriver(node.name, node.bmc, self.locks, timeout=self.timeout, attempts=self.attempts,
-                          backoff=self.backoff)
+        return IpmiDriver(node.name, node.bmc, self.locks, state_dir=self.state_dir, timeout=self.timeout,
+                          attempts=self.attempts, backoff=self.backoff)
 
 
 class IpmiDriver:
-    def __init__(self, node: str, bmc: Bmc, locks: BmcLocks, *, timeout: float = 30.0, attempts: int = 3,
-                 backoff: float = 1.0) -> None:
+    def __init__(self, node: str, bmc: Bmc, locks: BmcLocks, *, state_dir: Path | None = None,
+                 timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
         self.node, self.bmc, self.locks = node, bmc, locks
+        self.state_dir = Path(state_dir) if state_dir else None
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
         self.label = f"{bmc.address}:{bmc.port}"
 
@@ -75,28 +81,37 @@ class IpmiDriver:
     def set_boot_device(self, device: str, persistent: bool = False, uefi: bool = False) -> None:
         self._run([["set_bootdev", "network" if device == "network" else "hd", persistent, uefi]])
 
-    def netboot(self, uefi: bool) -> str:
-        return self._run([["netboot", uefi]])[0]
+    def netboot(self, uefi: bool, once: str | None = None) -> str:
+        return self._run([["netboot", uefi]], once=once)[0]
 
     # -- the one chokepoint for every BMC call ----------------------------------------------
-    def _run(self, ops: list) -> list:
+    def _run(self, ops: list, once: str | None = None) -> list:
         call = retry(
             retry=retry_if_exception(lambda e: isinstance(e, PowerError) and e.retryable),
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=self.backoff, max=10),
             reraise=True,
         )(self._once)
-        return call(ops)
+        return call(ops, once)
 
-    def _once(self, ops: list) -> list:
+    def _once(self, ops: list, once: str | None = None) -> list:
+        """One worker process. With `once`, at most once across processes: the worker inherits
+        an flock on the node's lock file and writes `<once>.done` when the BMC accepted the
+        operation; a later call (a resumed run after kill -9) takes the lock, which waits for an
+        orphaned worker, and finds the marker instead of acting again."""
         password = read_secret(Path(self.bmc.password_file), None, f"node {self.node}: bmc.password_file")
-        req = json.dumps({"address": self.bmc.address, "port": self.bmc.port, "username": self.bmc.username,
-                          "password": password, "ops": ops})
-        with self.locks.get(self.label):
+        req = {"address": self.bmc.address, "port": self.bmc.port, "username": self.bmc.username,
+               "password": password, "ops": ops}
+        with self.locks.get(self.label), self._once_lock(once) as (marker, held_fds):
+            if marker is not None and marker.exists():
+                return ["already"]
+            if marker is not None:
+                req["marker"] = str(marker)
             proc = subprocess.Popen([sys.executable, "-m", "provision.power.ipmi_worker"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                    pass_fds=held_fds)
             try:
-                out, _ = proc.communicate(req, timeout=self.timeout)
+                out, _ = proc.communicate(json.dumps(req), timeout=self.timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -108,3 +123,26 @@ class IpmiDriver:
         if not res["ok"]:
             raise _KINDS.get(res["kind"], PowerError)(self.node, self.label, res["message"])
         return res["results"]
+
+    @contextlib.contextmanager
+    def _once_lock(self, once: str | None):
+        """Yield (marker path, fds the worker must inherit), or (None, ()) without `once`."""
+        if once is None or self.state_dir is None:
+            yield None, ()
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state_dir / f"{self.node}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            deadline = time.monotonic() + 2 * self.timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise PowerTimeout(self.node, self.label, "another power operation on this node "
+                                                                  "is still running") from None
+                    time.sleep(0.1)
+            yield self.state_dir / f"{once}.done", (fd,)
+        finally:
+            os.close(fd)

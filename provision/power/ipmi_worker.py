@@ -30,6 +30,9 @@ def run(req: dict) -> dict:
     try:
         for op, *args in req["ops"]:
             results.append(_op(cmd, op, args))
+        if req.get("marker"):  # written before anything else: the parent may be gone already
+            with open(req["marker"], "w") as fh:
+                fh.write(str(results[-1]))
     except IpmiException as exc:
         return {"ok": False, "kind": "rejected", "message": f"{op}: {exc}"}
     finally:

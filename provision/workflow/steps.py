@@ -85,18 +85,15 @@ def arm(ctx: Context, name: str) -> None:
 
 
 def netboot(ctx: Context, name: str) -> None:
-    """At most one power action per build: the intent is persisted before the BMC call, and a
-    resumed step that finds it does not touch the BMC again (a node that never boots is caught
-    by the installing timeout, and `--resume` after that failure is an explicit retry)."""
+    """At most one power action per build: the driver keys the operation by the build, so a
+    resumed step (after kill -9 anywhere) finds it done instead of power-cycling again."""
     node = _node(ctx, name)
-    data = ctx.store.node_state(name).data
-    if data.get("netboot_build") == data.get("build_id"):
-        ctx.store.add_event(name, "netboot", "BMC already told to netboot for this build; not power-cycling again")
-        return
-    ctx.store.update_data(name, netboot_build=data.get("build_id"), netboot_at=utcnow().isoformat())
-    action = ctx.power(node).netboot(uefi=node.facts.firmware == "uefi")
-    ctx.store.add_event(name, "netboot", f"one-shot network boot set (uefi={node.facts.firmware == 'uefi'}); "
-                                         f"power {action}")
+    build_id = ctx.store.node_state(name).data.get("build_id")
+    uefi = node.facts.firmware == "uefi"
+    action = ctx.power(node).netboot(uefi=uefi, once=f"{name}-build{build_id}")
+    ctx.store.update_data(name, netboot_done=action)
+    ctx.store.add_event(name, "netboot", "BMC already told to netboot for this build; not power-cycling again"
+                        if action == "already" else f"one-shot network boot set (uefi={uefi}); power {action}")
 
 
 def register(ctx: Context, name: str) -> None:

@@ -1,0 +1,203 @@
+"""The rebuild workflow in process, with fakes: state table, batches, callbacks, failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from provision import config as config_mod
+from provision import services, tokens
+from provision.integrations.dns import FakeDns
+from provision.integrations.engine import FakeEngine
+from provision.integrations.fakestate import FakeState
+from provision.integrations.ipa import FakeIpa
+from provision.integrations.satellite import FakeSatellite
+from provision.power.fake import FakeBmc, FakePowerFactory
+from provision.workflow import callbacks
+from provision.workflow import states as S
+from provision.workflow.batch import Batch
+from provision.workflow.machine import advance
+
+from .conftest import write_config
+from .workflow_helpers import NAMES, FakeInstaller, import_nodes, loopback_inventory, mgmt_ip, seed_fakes
+
+
+@pytest.fixture
+def wf(tmp_path):
+    cfg = write_config(tmp_path, extra='\n[defaults]\npoll_interval = 0.02\n'
+                                       'step_timeouts = {drain = 5, installing = 30, enroll = 30, register = 5}\n')
+    states = {k: FakeState() for k in ("engine", "ipa", "sat")}
+    seed_fakes(states["engine"], states["ipa"], states["sat"])
+    power = FakePowerFactory()
+    svc = services.build(config_mod.load(cfg), power=power, engine=FakeEngine(states["engine"], poll=0.01),
+                         ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
+    (tmp_path / "bmc.pw").write_text("password\n")
+    import_nodes(svc.store, loopback_inventory(pw_file=str(tmp_path / "bmc.pw")))
+    svc.fakes, svc.power = states, power
+    yield svc
+    svc.close()
+
+
+def cycled(wf):
+    return lambda name: name in wf.power.bmcs and wf.power.bmcs[name].cycles() >= 1
+
+
+def run_batch(wf, names=NAMES, fail=None, **kw):
+    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle, fail=fail)
+    installer.start()
+    run = wf.store.create_rebuild(names, kw)
+    result = Batch(wf.workflow, names, rebuild_id=run.id, **kw).run()
+    installer.stop.set()
+    return result, installer
+
+
+def overlap(store, names) -> int:
+    """Most nodes at once between leaving `ready` and reaching `done`, from the event log."""
+    points = []
+    for n in names:
+        ev = [e for e in store.events(n) if e.kind == "transition"]
+        start = next(e.ts for e in ev if "(start)" in e.message)
+        end = next(e.ts for e in ev if "-> done" in e.message)
+        points += [(start, 1), (end, -1)]
+    live = peak = 0
+    for _, d in sorted(points, key=lambda p: (p[0], p[1])):
+        live += d
+        peak = max(peak, live)
+    return peak
+
+
+def test_transition_table():
+    assert S.next_state(S.READY, "start") == S.PREFLIGHT
+    assert S.next_state(S.NETBOOT, "installed") == S.ENROLL
+    assert S.next_state(S.FAILED, "resume", failed_step=S.RETIRE) == S.RETIRE
+    for bad in ((S.READY, "ok"), (S.DONE, "installed"), (S.INSTALLING, "enrolled")):
+        with pytest.raises(S.InvalidTransition):
+            S.next_state(*bad)
+    assert all(S.next_state(s, "fail") == S.FAILED for s in S.STEPS)
+
+
+def test_advance_is_compare_and_set(wf):
+    assert advance(wf.store, "rhvnode3", "start") == S.PREFLIGHT
+    assert advance(wf.store, "rhvnode3", "ok", expect=S.DRAIN) is None  # someone else's view: nothing written
+    assert wf.store.node_state("rhvnode3").state == S.PREFLIGHT
+
+
+def test_three_nodes_two_in_flight_all_done(wf):
+    result, installer = run_batch(wf, max_parallel=2)
+    assert set(result.done) == set(NAMES) and result.ok
+    assert result.peak_in_flight == 2 and overlap(wf.store, NAMES) <= 2
+    for n in NAMES:
+        calls = [c for _, c in wf.power.bmcs[n].calls]
+        assert calls.count("cycle") == 1 and calls.index("boot-network") < calls.index("cycle")
+        assert wf.power.bmcs[n].uefi is True
+    engine = wf.fakes["engine"].read()
+    verbs = [(c["verb"], c.get("host_id") or c.get("name")) for c in engine["calls"]]
+    for n in NAMES:
+        assert verbs.index(("deactivate", f"id-{n}")) < verbs.index(("remove", f"id-{n}")) < verbs.index(("add_host", n))
+    new = {h["name"]: h for h in engine["hosts"].values()}
+    assert all(new[n]["status"] == "up" for n in NAMES)
+    assert new["rhvnode3"]["fence_agent"] == {"address": "127.0.0.1", "port": 16623, "username": "admin"}
+    assert new["rhvnode3"]["networks"]["storage"] == {"interface": "bond1.20", "address": "198.51.100.13/24"}
+    ipa = wf.fakes["ipa"].read()
+    for n in NAMES:
+        fqdn = f"{n}.lab.example.com"
+        seq = [c["verb"] for c in ipa["calls"] if c.get("fqdn") == fqdn]
+        assert seq.index("host_del") < seq.index("host_add")
+        otp = next(c["otp"] for c in ipa["calls"] if c["verb"] == "host_add" and c["fqdn"] == fqdn)
+        assert installer.replies[n]["ipa_otp"] == otp
+        assert ipa["hosts"][fqdn]["hostgroups"] == sorted(["hypervisors", f"rack-{NAMES.index(n)}"])
+    for n in NAMES:
+        assert wf.store.active_build(n) is None  # token dead after done
+        assert "set default=local" in wf.renderer.render(n, "grub").text
+        assert "enroll_reply" not in wf.store.node_state(n).data  # the OTP is not kept
+
+
+def test_failure_stops_new_nodes_and_resume_retries(wf):
+    wf.power.bmcs["rhvnode3"] = FakeBmc(fail="auth")
+    result, _ = run_batch(wf, max_parallel=1)
+    assert result.failed == ["rhvnode3"] and set(result.pending) == {"rhvnode4", "rhvnode5"}
+    st = wf.store.node_state("rhvnode3")
+    assert (st.state, st.failed_step) == (S.FAILED, S.PREFLIGHT)
+    assert "Incorrect password" in st.fail_reason and "password\n" not in st.fail_reason
+    assert wf.store.node_state("rhvnode4").state == S.READY  # never started
+    wf.power.bmcs["rhvnode3"].fail = None
+    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer.start()
+    result = Batch(wf.workflow, NAMES, rebuild_id=1, max_parallel=2, retry_failed={"rhvnode3"}).run()
+    installer.stop.set()
+    assert set(result.done) == set(NAMES)
+
+
+def test_installer_failure_parks_node_with_log_and_reason(wf):
+    result, _ = run_batch(wf, names=["rhvnode4"], fail={"rhvnode4"})
+    st = wf.store.node_state("rhvnode4")
+    assert result.failed == ["rhvnode4"] and st.failed_step in (S.NETBOOT, S.INSTALLING)
+    assert "reported a failure" in st.fail_reason
+    assert wf.store.logs("rhvnode4")[0][2] == "anaconda: no disk found\n"
+
+
+def test_installing_times_out(wf):
+    wf.workflow.cfg.defaults.step_timeouts["installing"] = 0.3
+    run = wf.store.create_rebuild(["rhvnode5"], {})
+    result = Batch(wf.workflow, ["rhvnode5"], rebuild_id=run.id).run()
+    st = wf.store.node_state("rhvnode5")
+    assert result.failed == ["rhvnode5"] and st.failed_step == S.INSTALLING
+    assert "no installed callback within" in st.fail_reason
+
+
+def test_min_up_keeps_hosts_up(wf):
+    # 4 hosts Up in the cluster (3 nodes + rhvnode9); min-up 3 allows one node down at a time
+    result, _ = run_batch(wf, max_parallel=3, min_up=3)
+    assert set(result.done) == set(NAMES) and overlap(wf.store, NAMES) == 1
+
+
+def test_min_up_impossible_stops_with_reason(wf):
+    result, _ = run_batch(wf, max_parallel=3, min_up=4)
+    assert result.done == [] and "fewer than --min-up 4" in result.error
+
+
+def test_canary_runs_alone_first(wf):
+    result, _ = run_batch(wf, max_parallel=2, canary=1)
+    assert result.ok
+    ev = {n: [e.ts for e in wf.store.events(n) if e.kind == "transition"] for n in NAMES}
+    canary_done = ev["rhvnode3"][-1]
+    assert all(ev[n][0] > canary_done for n in ("rhvnode4", "rhvnode5"))
+
+
+def test_callbacks_bound_to_token_address_and_idempotent(wf):
+    store, ctx = wf.store, wf.workflow
+    advance(store, "rhvnode3", "start")
+    for _ in range(5):
+        advance(store, "rhvnode3", "ok")
+    build, token = store.arm("rhvnode3", ctx.key, 3600)
+    assert store.node_state("rhvnode3").state == S.NETBOOT
+    assert callbacks.handle(ctx, "A" * 32, "installed", mgmt_ip(0), b"").status == 403
+    assert callbacks.handle(ctx, token, "installed", "127.0.10.99", b"").status == 403
+    assert callbacks.handle(ctx, token, "installed", mgmt_ip(1), b"").status == 403  # another node's address
+    assert store.node_state("rhvnode3").state == S.NETBOOT and store.active_build("rhvnode3").boots_install
+    first = callbacks.handle(ctx, token, "installed", mgmt_ip(0), b"")
+    assert first.status == 200 and first.body["ipa_otp"]
+    assert not store.active_build("rhvnode3").boots_install
+    again = callbacks.handle(ctx, token, "installed", mgmt_ip(0), b"")
+    assert again.body == first.body
+    host_adds = [c for c in wf.fakes["ipa"].read()["calls"] if c["verb"] == "host_add"]
+    assert len(host_adds) == 1
+    assert callbacks.handle(ctx, token, "enrolled", mgmt_ip(0), b"").status == 200
+    assert callbacks.handle(ctx, token, "enrolled", mgmt_ip(0), b"").status == 200
+    assert store.node_state("rhvnode3").state == S.REGISTER
+    assert callbacks.handle(ctx, token, "bogus", mgmt_ip(0), b"").status == 404
+    store.end_build("rhvnode3", "done")
+    assert callbacks.handle(ctx, token, "enrolled", mgmt_ip(0), b"").status == 403
+    assert tokens.digest(token) not in str(first.body)
+
+
+def test_failed_callback_log_is_size_capped(wf):
+    advance(wf.store, "rhvnode4", "start")
+    _, token = wf.store.arm("rhvnode4", wf.key, 3600)
+    wf.workflow.cfg.defaults.installer_log_max = 1024
+    body = b"x" * 5000 + b"END"
+    assert callbacks.handle(wf.workflow, token, "failed", mgmt_ip(1), body).status == 200
+    kept = wf.store.logs("rhvnode4")[0][2]
+    assert len(kept) == 1024 and kept.endswith("END")
+    assert "truncated" in wf.store.node_state("rhvnode4").fail_reason
+    assert callbacks.handle(wf.workflow, token, "failed", mgmt_ip(1), body).status == 200
+    assert len(wf.store.logs("rhvnode4")) == 1
