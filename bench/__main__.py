@@ -3,7 +3,8 @@
 1. kickstart renders per second for 1,000 generated nodes (store -> context -> template), and
    the template step alone;
 2. TFTP aggregate throughput, 16 concurrent 20 MB fetches with curl (blksize 1468), provision's
-   server vs in.tftpd (tftpd-hpa) in the same run, as a ratio.
+   server vs in.tftpd (tftpd-hpa) in the same run, as a ratio;
+3. rebuild orchestration: 500 simulated nodes at --max-parallel 50 (bench/rebuild.py).
 """
 
 from __future__ import annotations
@@ -136,6 +137,9 @@ def main() -> None:
         (tmp / "r").mkdir()
         (tmp / "t").mkdir()
         rows = bench_render(tmp / "r") + bench_tftp(tmp / "t")
+    from .rebuild import run as bench_rebuild
+
+    rows += bench_rebuild()
     width = max(len(k) for k, _ in rows)
     print(f"{'benchmark'.ljust(width)}  result")
     for k, v in rows:

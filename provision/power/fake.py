@@ -24,20 +24,20 @@ class FakeBmc:
 
 
 class FakePowerFactory:
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, on_netboot=None) -> None:
         self.bmcs: dict[str, FakeBmc] = {}
-        self.latency = latency
+        self.latency, self.on_netboot = latency, on_netboot
         self._lock = threading.Lock()
 
     def __call__(self, node) -> FakeDriver:
         with self._lock:
             bmc = self.bmcs.setdefault(node.name, FakeBmc(latency=self.latency))
-        return FakeDriver(node.name, f"{node.bmc.address}:{node.bmc.port}", bmc)
+        return FakeDriver(node.name, f"{node.bmc.address}:{node.bmc.port}", bmc, self.on_netboot)
 
 
 class FakeDriver:
-    def __init__(self, node: str, label: str, bmc: FakeBmc) -> None:
-        self.node, self.label, self.bmc = node, label, bmc
+    def __init__(self, node: str, label: str, bmc: FakeBmc, on_netboot=None) -> None:
+        self.node, self.label, self.bmc, self.on_netboot = node, label, bmc, on_netboot
 
     def _call(self, what: str) -> None:
         if self.bmc.latency:
@@ -69,13 +69,11 @@ class FakeDriver:
         if once is not None and once in self.bmc.done_keys:
             return "already"
         self.set_boot_device("network", False, uefi)
-        if self.bmc.power == "on":
-            self._call("cycle")
-            if once is not None:
-                self.bmc.done_keys.add(once)
-            return "cycle"
-        self._call("on-from-off")
+        action = "cycle" if self.bmc.power == "on" else "on-from-off"
+        self._call(action)
         self.bmc.power = "on"
         if once is not None:
             self.bmc.done_keys.add(once)
-        return "on"
+        if self.on_netboot:
+            self.on_netboot(self.node)
+        return "cycle" if action == "cycle" else "on"

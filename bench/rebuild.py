@@ -1,0 +1,116 @@
+"""Rebuild orchestration at scale: N simulated nodes (fake BMCs, fake engine/IPA/Satellite with
+per-call latency, a timed installer) with --max-parallel P. Reports makespan against the lower
+bound (waves x slowest node's own work), orchestration overhead per node, and peak memory."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from provision import config as config_mod
+from provision import services, tokens
+from provision.domain import parse_nodes
+from provision.integrations.dns import FakeDns
+from provision.integrations.engine import FakeEngine
+from provision.integrations.fakestate import FakeState
+from provision.integrations.ipa import FakeIpa
+from provision.integrations.satellite import FakeSatellite
+from provision.power.fake import FakePowerFactory
+from provision.workflow import callbacks
+from provision.workflow.batch import Batch
+
+from .__main__ import REPO
+from .gen import nodes as gen_nodes
+
+N = int(os.environ.get("BENCH_REBUILD_NODES", "500"))
+PARALLEL = int(os.environ.get("BENCH_REBUILD_PARALLEL", "50"))
+CALL = 0.005      # each engine / IPA / Satellite call
+BMC = 0.05        # each BMC operation
+INSTALL = (1.0, 1.5)  # simulated install time, uniform
+ENROLL = 0.2      # first boot to `enrolled`
+
+
+def run() -> list[tuple[str, str]]:
+    with tempfile.TemporaryDirectory() as d:
+        return _run(Path(d))
+
+
+def _run(tmp: Path) -> list[tuple[str, str]]:
+    cfg_file = tmp / "provision.toml"
+    cfg_file.write_text(f"""[server]
+db_url = "sqlite:///{tmp}/bench.db"
+admin_token_file = "{tmp}/admin.token"
+secret_key_file = "{tmp}/secret.key"
+[paths]
+state_dir = "{tmp}/var"
+templates = "{REPO}"
+[defaults]
+poll_interval = 0.05
+""")
+    data = gen_nodes(N)
+    pw = tmp / "bmc.pw"
+    pw.write_text("x\n")
+    for n in data["nodes"]:
+        n["bmc"]["password_file"] = str(pw)
+    states = {k: FakeState(latency=CALL) for k in ("engine", "ipa", "sat")}
+    with states["engine"].edit() as e:
+        e["hosts"] = {n["name"]: {"id": n["name"], "name": n["name"], "status": "up", "cluster": n["cluster"]}
+                      for n in data["nodes"]}
+    with states["ipa"].edit() as i:
+        i["hosts"] = {n["fqdn"]: {"hostgroups": ["hv"]} for n in data["nodes"]}
+    rng = random.Random(7)
+    install_time = {n["name"]: rng.uniform(*INSTALL) for n in data["nodes"]}
+    ips = {n["name"]: n["facts"]["networks"][0]["address"].split("/")[0] for n in data["nodes"]}
+    holder: dict = {}
+
+    def installer(name: str) -> None:
+        def finish():
+            ctx = holder["ctx"]
+            token = tokens.derive(ctx.key, ctx.store.active_build(name).nonce)
+            callbacks.handle(ctx, token, "installed", ips[name], b"")
+            time.sleep(ENROLL)
+            callbacks.handle(ctx, token, "enrolled", ips[name], b"")
+        threading.Timer(install_time[name], finish).start()
+
+    power = FakePowerFactory(latency=BMC, on_netboot=installer)
+    svc = services.build(config_mod.load(cfg_file), power=power, engine=FakeEngine(states["engine"], poll=0.02),
+                         ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
+    holder["ctx"] = svc.workflow
+    svc.store.import_nodes(parse_nodes(data))
+    names = [n["name"] for n in data["nodes"]]
+    run = svc.store.create_rebuild(names, {"max_parallel": PARALLEL})
+    t0 = time.perf_counter()
+    result = Batch(svc.workflow, names, rebuild_id=run.id, max_parallel=PARALLEL).run()
+    makespan = time.perf_counter() - t0
+    assert result.ok and len(result.done) == N, result
+    # each node's own work: its simulated install + enroll, and every fake call it made
+    calls = {k: s.read()["calls"] for k, s in states.items()}
+    per_node_calls: dict[str, int] = {}
+    for n in data["nodes"]:
+        per_node_calls[n["name"]] = sum(
+            1 for cs in calls.values() for c in cs
+            if n["name"] in (c.get("name"), c.get("host_id")) or c.get("fqdn") == n["fqdn"])
+    work = {n: install_time[n] + ENROLL + per_node_calls[n] * CALL + len(power.bmcs[n].calls) * BMC for n in names}
+    durations = {}
+    for n in names:
+        ev = [e.ts for e in svc.store.events(n) if e.kind == "transition"]
+        durations[n] = (ev[-1] - ev[0]).total_seconds()
+    waves = math.ceil(N / PARALLEL)
+    bound = waves * max(work.values())
+    overhead = sum(durations[n] - work[n] for n in names) / N
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    svc.close()
+    return [
+        (f"rebuild {N} nodes, --max-parallel {PARALLEL}: makespan", f"{makespan:.1f} s"),
+        (f"  lower bound ({waves} waves x slowest node's work {max(work.values()):.2f} s)", f"{bound:.1f} s"),
+        ("  makespan / lower bound", f"{makespan / bound:.2f}x"),
+        ("  orchestration overhead per node (duration - own work)", f"{overhead:.2f} s"),
+        ("  peak in flight", str(result.peak_in_flight)),
+        ("  peak memory (RSS of the bench process)", f"{peak_mb:.0f} MiB"),
+    ]
