@@ -107,9 +107,14 @@ class Store:
         kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
         self.engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
         Base.metadata.create_all(self.engine)
+        # Reads: a plain transaction. Writes: BEGIN IMMEDIATE on SQLite (writers queue on the busy
+        # timeout instead of failing on a stale snapshot) and row locks (FOR UPDATE) on PostgreSQL,
+        # so a read-modify-write such as a state compare-and-set is atomic across threads and processes.
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(provision_write=True), expire_on_commit=False)
         self._facts: dict[int, Facts] = {}  # snapshots are immutable: parsed facts by snapshot id
 
     def close(self) -> None:
@@ -122,7 +127,7 @@ class Store:
         names = {n.name for n in nodes}
         now = utcnow()
         created, updated, snaps = [], [], []
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             others = [(r.name, r.fqdn, self._latest(s, r.id)) for r in s.scalars(select(NodeRow))
                       if r.name not in names]
             check_unique(nodes, [(n, f, self._parsed(snap) if snap else None)
@@ -162,13 +167,13 @@ class Store:
             return self._record(s, self._row(s, name))
 
     def set_state(self, name: str, state: str) -> None:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             self._row(s, name).state = state
             self._bump(s)
 
     # -- facts snapshots (append-only) --------------------------------------------------------
     def add_snapshot(self, name: str, facts: Facts, source: str) -> Snapshot:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             row = self._row(s, name)
             snap = self._add_snapshot(s, row.id, facts, source, utcnow())
             self._bump(s)
@@ -218,7 +223,7 @@ class Store:
         now = utcnow()
         nonce = tokens.new_nonce()
         token = tokens.derive(key, nonce)
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             row = self._row(s, name)
             self._end_builds(s, row.id, now, "superseded")
             build = BuildRow(node_id=row.id, nonce=nonce, token_digest=tokens.digest(token), snapshot_id=snapshot_id,
@@ -244,19 +249,19 @@ class Store:
             return self._build(s.get(NodeRow, b.node_id).name, b)
 
     def mark_ks_fetched(self, build_id: int) -> None:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             b = s.get(BuildRow, build_id)
             if b.ks_fetched_at is None:
                 b.ks_fetched_at = utcnow()
 
     def end_build(self, name: str, reason: str) -> None:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             self._end_builds(s, self._row(s, name).id, utcnow(), reason)
             self._bump(s)
 
     def set_boot_local(self, build_id: int) -> bool:
         """Switch a build's boot configs to local boot (the token stays valid). True if it changed."""
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             b = s.get(BuildRow, build_id)
             if b.boot_local_at is not None:
                 return False
@@ -289,8 +294,8 @@ class Store:
         """Move `name` from `expected` to `new` in one transaction with its event row; False (and
         nothing written) when the node is no longer in `expected`."""
         now = utcnow()
-        with self._session.begin() as s:
-            r = self._row(s, name)
+        with self._write.begin() as s:
+            r = self._row(s, name, lock=True)
             if r.state != expected:
                 return False
             r.state, r.step_started_at, r.updated_at = new, now, now
@@ -308,13 +313,13 @@ class Store:
 
     def update_data(self, name: str, **values) -> dict:
         """Merge step data (None removes a key); returns the new data."""
-        with self._session.begin() as s:
-            r = self._row(s, name)
+        with self._write.begin() as s:
+            r = self._row(s, name, lock=True)
             r.data = _merge(r.data, values)
             return dict(r.data)
 
     def add_log(self, name: str, kind: str, text: str) -> None:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             s.add(LogRow(node_id=self._row(s, name).id, ts=utcnow(), kind=kind, text=text))
 
     def logs(self, name: str) -> list[tuple[datetime, str, str]]:
@@ -325,7 +330,7 @@ class Store:
 
     # -- rebuild runs -----------------------------------------------------------------------
     def create_rebuild(self, nodes: list[str], options: dict) -> Rebuild:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             r = RebuildRow(created_at=utcnow(), nodes=list(nodes), options=dict(options), status="running")
             s.add(r)
             s.flush()
@@ -339,12 +344,12 @@ class Store:
             return [Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status) for r in s.scalars(q)]
 
     def set_rebuild_status(self, rebuild_id: int, status: str) -> None:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             s.get(RebuildRow, rebuild_id).status = status
 
     # -- events -------------------------------------------------------------------------------
     def add_event(self, name: str, kind: str, message: str) -> None:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             s.add(EventRow(node_id=self._row(s, name).id, ts=utcnow(), kind=kind, message=message))
 
     def events(self, name: str) -> list[Event]:
@@ -359,8 +364,9 @@ class Store:
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
-    def _row(s: Session, name: str) -> NodeRow:
-        row = s.scalar(select(NodeRow).where(NodeRow.name == name))
+    def _row(s: Session, name: str, lock: bool = False) -> NodeRow:
+        q = select(NodeRow).where(NodeRow.name == name)
+        row = s.scalar(q.with_for_update() if lock else q)
         if row is None:
             raise NotFound(f"node {name!r} is not in the inventory")
         return row
@@ -424,8 +430,17 @@ def _merge(old: dict | None, new: dict) -> dict:
     return out
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_connect(dbapi_conn, _record) -> None:
+    # pysqlite begins transactions only before DML, so a SELECT then UPDATE is not atomic; take
+    # transaction control away from the driver and let _sqlite_begin emit BEGIN (SQLAlchemy's
+    # documented pysqlite recipe).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("provision_write") else "BEGIN")
