@@ -17,7 +17,7 @@ def test_compare_and_set_has_exactly_one_winner_under_contention(svc):
         barrier = threading.Barrier(8)
         wins = []
 
-        def contender(i: int) -> None:
+        def contender(i: int, expected=expected, round_=round_, barrier=barrier, wins=wins) -> None:
             barrier.wait()
             if svc.store.compare_and_set_state("rhvnode3", expected, f"t{round_}-{i}", "race"):
                 wins.append(i)
