@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,11 +116,20 @@ class Store:
         # timeout instead of failing on a stale snapshot) and row locks (FOR UPDATE) on PostgreSQL,
         # so a read-modify-write such as a state compare-and-set is atomic across threads and processes.
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(self.engine.execution_options(provision_write=True), expire_on_commit=False)
+        self._write_sessions = sessionmaker(self.engine.execution_options(provision_write=True),
+                                            expire_on_commit=False)
+        # In-process writers queue on a lock rather than in SQLite's busy handler (which sleeps
+        # in steps of up to 100 ms); BEGIN IMMEDIATE still orders writers across processes.
+        self._write_lock = threading.Lock()
         self._facts: dict[int, Facts] = {}  # snapshots are immutable: parsed facts by snapshot id
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        with self._write_lock, self._write_sessions.begin() as s:
+            yield s
 
     # -- nodes ------------------------------------------------------------------------------
     def import_nodes(self, nodes: list[Node]) -> ImportResult:
@@ -127,7 +138,7 @@ class Store:
         names = {n.name for n in nodes}
         now = utcnow()
         created, updated, snaps = [], [], []
-        with self._write.begin() as s:
+        with self._writing() as s:
             others = [(r.name, r.fqdn, self._latest(s, r.id)) for r in s.scalars(select(NodeRow))
                       if r.name not in names]
             check_unique(nodes, [(n, f, self._parsed(snap) if snap else None)
@@ -167,13 +178,13 @@ class Store:
             return self._record(s, self._row(s, name))
 
     def set_state(self, name: str, state: str) -> None:
-        with self._write.begin() as s:
+        with self._writing() as s:
             self._row(s, name).state = state
             self._bump(s)
 
     # -- facts snapshots (append-only) --------------------------------------------------------
     def add_snapshot(self, name: str, facts: Facts, source: str) -> Snapshot:
-        with self._write.begin() as s:
+        with self._writing() as s:
             row = self._row(s, name)
             snap = self._add_snapshot(s, row.id, facts, source, utcnow())
             self._bump(s)
@@ -223,7 +234,7 @@ class Store:
         now = utcnow()
         nonce = tokens.new_nonce()
         token = tokens.derive(key, nonce)
-        with self._write.begin() as s:
+        with self._writing() as s:
             row = self._row(s, name)
             self._end_builds(s, row.id, now, "superseded")
             build = BuildRow(node_id=row.id, nonce=nonce, token_digest=tokens.digest(token), snapshot_id=snapshot_id,
@@ -249,19 +260,19 @@ class Store:
             return self._build(s.get(NodeRow, b.node_id).name, b)
 
     def mark_ks_fetched(self, build_id: int) -> None:
-        with self._write.begin() as s:
+        with self._writing() as s:
             b = s.get(BuildRow, build_id)
             if b.ks_fetched_at is None:
                 b.ks_fetched_at = utcnow()
 
     def end_build(self, name: str, reason: str) -> None:
-        with self._write.begin() as s:
+        with self._writing() as s:
             self._end_builds(s, self._row(s, name).id, utcnow(), reason)
             self._bump(s)
 
     def set_boot_local(self, build_id: int) -> bool:
         """Switch a build's boot configs to local boot (the token stays valid). True if it changed."""
-        with self._write.begin() as s:
+        with self._writing() as s:
             b = s.get(BuildRow, build_id)
             if b.boot_local_at is not None:
                 return False
@@ -294,7 +305,7 @@ class Store:
         """Move `name` from `expected` to `new` in one transaction with its event row; False (and
         nothing written) when the node is no longer in `expected`."""
         now = utcnow()
-        with self._write.begin() as s:
+        with self._writing() as s:
             r = self._row(s, name, lock=True)
             if r.state != expected:
                 return False
@@ -313,13 +324,13 @@ class Store:
 
     def update_data(self, name: str, **values) -> dict:
         """Merge step data (None removes a key); returns the new data."""
-        with self._write.begin() as s:
+        with self._writing() as s:
             r = self._row(s, name, lock=True)
             r.data = _merge(r.data, values)
             return dict(r.data)
 
     def add_log(self, name: str, kind: str, text: str) -> None:
-        with self._write.begin() as s:
+        with self._writing() as s:
             s.add(LogRow(node_id=self._row(s, name).id, ts=utcnow(), kind=kind, text=text))
 
     def logs(self, name: str) -> list[tuple[datetime, str, str]]:
@@ -330,7 +341,7 @@ class Store:
 
     # -- rebuild runs -----------------------------------------------------------------------
     def create_rebuild(self, nodes: list[str], options: dict) -> Rebuild:
-        with self._write.begin() as s:
+        with self._writing() as s:
             r = RebuildRow(created_at=utcnow(), nodes=list(nodes), options=dict(options), status="running")
             s.add(r)
             s.flush()
@@ -344,12 +355,12 @@ class Store:
             return [Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status) for r in s.scalars(q)]
 
     def set_rebuild_status(self, rebuild_id: int, status: str) -> None:
-        with self._write.begin() as s:
+        with self._writing() as s:
             s.get(RebuildRow, rebuild_id).status = status
 
     # -- events -------------------------------------------------------------------------------
     def add_event(self, name: str, kind: str, message: str) -> None:
-        with self._write.begin() as s:
+        with self._writing() as s:
             s.add(EventRow(node_id=self._row(s, name).id, ts=utcnow(), kind=kind, message=message))
 
     def events(self, name: str) -> list[Event]:
