@@ -85,14 +85,26 @@ class IpaConfig(_Section):
     updatedns: bool = True
 
 
+_SAFE = r"^[A-Za-z0-9 _.@-]{1,100}$"  # goes onto a shell line on the node (quoted as well)
+
+
 class SatelliteConfig(_Section):
     url: Url | None = None
     username: str = "admin"
     password_file: Path | None = None
-    organization: str | None = None
-    location: str | None = None
-    activation_keys: list[str] = Field(default_factory=list)
+    organization: str | None = Field(default=None, pattern=_SAFE)
+    location: str | None = Field(default=None, pattern=_SAFE)
+    activation_keys: list[Annotated[str, Field(pattern=_SAFE)]] = Field(default_factory=list)
     ca_file: Path | None = None
+    # "global": POST /api/registration_commands (Satellite 6.9+); "rhsm": katello-ca-consumer
+    # RPM + subscription-manager register --org --activationkey
+    registration: str = Field(default="global", pattern=r"^(global|rhsm)$")
+
+
+class DnsConfig(_Section):
+    nameservers: list[str] = Field(default_factory=list)  # empty: the system's resolv.conf
+    port: int = Field(default=53, ge=1, le=65535)
+    timeout: float = Field(default=5.0, gt=0)
 
 
 class DefaultsConfig(_Section):
@@ -133,6 +145,7 @@ class Config(BaseModel):
     satellite: SatelliteConfig = Field(default_factory=SatelliteConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     integrations: IntegrationsConfig = Field(default_factory=IntegrationsConfig)
+    dns: DnsConfig = Field(default_factory=DnsConfig)
 
     @property
     def media_url(self) -> str:

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from .config import Config, ensure_secret_file
 from .integrations import Unconfigured
-from .integrations.dns import FakeDns
+from .integrations.dns import DnsChecker, FakeDns
+from .integrations.foreman import ForemanSatellite
+from .integrations.freeipa import FreeIpa
+from .integrations.ovirt import OvirtEngine
 from .integrations.engine import FakeEngine
 from .integrations.fakestate import FakeState
 from .integrations.ipa import FakeIpa
@@ -41,8 +44,14 @@ def integrations(cfg: Config) -> dict:
         return {"engine": FakeEngine(FakeState(fake / "engine.json", latency=lat), poll=max(lat, 0.05)),
                 "ipa": FakeIpa(FakeState(fake / "ipa.json", latency=lat)),
                 "satellite": FakeSatellite(FakeState(fake / "satellite.json", latency=lat)), "dns": FakeDns()}
-    return {"engine": Unconfigured("engine", "[engine] url"), "ipa": Unconfigured("ipa", "[ipa] server"),
-            "satellite": Unconfigured("satellite", "[satellite] url"), "dns": FakeDns()}
+    dns = DnsChecker(cfg.dns.nameservers, cfg.dns.port, cfg.dns.timeout)
+    return {
+        "engine": OvirtEngine(cfg.engine) if cfg.engine.url else Unconfigured("engine", "[engine] url"),
+        "ipa": FreeIpa(cfg.ipa, discover=dns.ipa_servers) if cfg.ipa.server or cfg.ipa.domain
+        else Unconfigured("ipa", "[ipa] server (or domain, for SRV discovery)"),
+        "satellite": ForemanSatellite(cfg.satellite) if cfg.satellite.url else Unconfigured("satellite", "[satellite] url"),
+        "dns": dns,
+    }
 
 
 def build(cfg: Config, *, power=None, **overrides) -> Services:

@@ -8,7 +8,7 @@ class IntegrationError(ProvisionError):
 
     def __init__(self, system: str, message: str) -> None:
         super().__init__(f"{system}: {message}")
-        self.system = system
+        self.system, self.detail = system, message
 
 
 class NotConfigured(IntegrationError):

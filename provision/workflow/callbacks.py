@@ -87,7 +87,8 @@ def enroll_server_side(ctx: Context, name: str) -> dict:
     if data.get("ipa_groups"):
         ctx.ipa.add_hostgroups(node.fqdn, data["ipa_groups"])
     ipa = ctx.cfg.ipa
-    reply = {"status": "ok", "fqdn": node.fqdn, "ipa_otp": otp, "ipa_server": ipa.server or "",
+    reply = {"status": "ok", "fqdn": node.fqdn, "ipa_otp": otp,
+             "ipa_server": getattr(ctx.ipa, "server", None) or ipa.server or "",
              "ipa_domain": ipa.domain or "", "ipa_realm": ipa.realm or "",
              "satellite_command": ctx.satellite.registration_command(node.fqdn)}
     ctx.store.update_data(name, enroll_reply=ctx.seal(reply))

@@ -1,0 +1,76 @@
+"""Satellite / Foreman API v2 client (requests, basic auth), behind the Satellite protocol.
+
+Wire format (Foreman API v2 docs): index calls return {"total", "subtotal", "page", "per_page",
+"search", "results": [...]}; errors {"error": {"message": ...}}; POST /api/registration_commands
+returns {"registration_command": "curl ... | bash"} (Satellite 6.9+ global registration)."""
+
+from __future__ import annotations
+
+import shlex
+
+from ..config import SatelliteConfig, read_secret
+from .http import HttpClient
+from .satellite import SatelliteError
+
+
+class ForemanSatellite:
+    def __init__(self, cfg: SatelliteConfig, *, timeout: float = 30.0, attempts: int = 4,
+                 backoff: float = 0.5) -> None:
+        self.cfg = cfg
+        self.http = HttpClient("satellite", cfg.url or "", verify=str(cfg.ca_file) if cfg.ca_file else True,
+                               timeout=timeout, attempts=attempts, backoff=backoff)
+
+    def validate(self) -> None:
+        if not self.cfg.url:
+            raise SatelliteError("[satellite] url is not configured")
+        if not self.cfg.organization or not self.cfg.activation_keys:
+            raise SatelliteError("[satellite] organization and activation_keys are required")
+        read_secret(self.cfg.password_file, "PROVISION_SATELLITE_PASSWORD", "satellite")
+
+    def _api(self, method: str, path: str, **kwargs) -> dict:
+        auth = (self.cfg.username, read_secret(self.cfg.password_file, "PROVISION_SATELLITE_PASSWORD", "satellite"))
+        resp = self.http.request(method, path, auth=auth, headers={"Accept": "application/json"}, **kwargs)
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {}
+        if resp.status_code >= 400:
+            err = data.get("error", {}) if isinstance(data, dict) else {}
+            message = (err.get("message") or err.get("full_messages") or "") if isinstance(err, dict) else err
+            raise SatelliteError(f"{method} {path}: HTTP {resp.status_code}: {message or resp.text[:200]}")
+        return data
+
+    def _find(self, collection: str, name: str) -> list[dict]:
+        return self._api("GET", f"/api/{collection}", params={"search": f'name="{name}"'}).get("results", [])
+
+    def delete_host(self, fqdn: str) -> bool:
+        hosts = [h for h in self._find("hosts", fqdn) if h.get("name") == fqdn]
+        for h in hosts:
+            self._api("DELETE", f"/api/hosts/{h['id']}")  # Katello removes the content host too
+        return bool(hosts)
+
+    def registration_command(self, fqdn: str) -> str:
+        if self.cfg.registration == "rhsm":
+            return self.rhsm_command()
+        org = self._one("organizations", self.cfg.organization)
+        body = {"organization_id": org, "activation_keys": list(self.cfg.activation_keys), "insecure": False}
+        if self.cfg.location:
+            body["location_id"] = self._one("locations", self.cfg.location)
+        data = self._api("POST", "/api/registration_commands", json={"registration_command": body})
+        command = data.get("registration_command")
+        if not command:
+            raise SatelliteError("POST /api/registration_commands: no registration_command in the reply")
+        return command
+
+    def _one(self, collection: str, name: str | None) -> int:
+        found = [r for r in self._find(collection, name or "") if r.get("name") == name]
+        if len(found) != 1:
+            raise SatelliteError(f"{collection[:-1]} {name!r}: found {len(found)}, expected exactly one")
+        return found[0]["id"]
+
+    def rhsm_command(self) -> str:
+        url = self.cfg.url
+        org = shlex.quote(self.cfg.organization or "")
+        keys = shlex.quote(",".join(self.cfg.activation_keys))
+        return (f"rpm -Uvh {shlex.quote(url + '/pub/katello-ca-consumer-latest.noarch.rpm')} && "
+                f"subscription-manager register --org={org} --activationkey={keys}")

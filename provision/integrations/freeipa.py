@@ -1,0 +1,114 @@
+"""FreeIPA client on python-freeipa (JSON-RPC at /ipa/session/json after a form login at
+/ipa/session/login_password), behind the Ipa protocol of ipa.py."""
+
+from __future__ import annotations
+
+import requests
+from python_freeipa import ClientMeta
+from python_freeipa import exceptions as ipa_exc
+from requests.adapters import HTTPAdapter
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from ..config import IpaConfig, read_secret
+from .ipa import IpaError
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """python-freeipa sends without a timeout; a hung IPA server must not hang a rebuild."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def send(self, request, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().send(request, **kwargs)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return True
+    return isinstance(exc, ipa_exc.FreeIPAError) and getattr(exc, "code", None) in (502, 503, 504)
+
+
+class FreeIpa:
+    def __init__(self, cfg: IpaConfig, *, discover=None, timeout: float = 30.0, attempts: int = 4,
+                 backoff: float = 0.5) -> None:
+        self.cfg, self.discover = cfg, discover
+        self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+        self._client: ClientMeta | None = None
+        self._server = cfg.server
+
+    def validate(self) -> None:
+        if not self.cfg.server and not self.cfg.domain:
+            raise IpaError("[ipa] server (or domain, for SRV discovery) is not configured")
+        read_secret(self.cfg.password_file, "PROVISION_IPA_PASSWORD", "ipa")
+
+    @property
+    def server(self) -> str:
+        """The configured server, or the best one found by SRV (_ldap._tcp.<domain>) on first use."""
+        if not self._server:
+            found = self.discover(self.cfg.domain) if self.discover and self.cfg.domain else []
+            if not found:
+                raise IpaError(f"no [ipa] server configured and no _ldap._tcp.{self.cfg.domain} SRV record")
+            self._server = found[0]
+        return self._server
+
+    def _login(self) -> ClientMeta:
+        verify = str(self.cfg.ca_file) if self.cfg.ca_file else True
+        client = ClientMeta(self.server, verify_ssl=verify, dns_discovery=False)
+        adapter = _TimeoutAdapter(self.timeout)
+        client._session.mount("https://", adapter)  # the library's own requests.Session
+        try:
+            client.login(self.cfg.username, read_secret(self.cfg.password_file, "PROVISION_IPA_PASSWORD", "ipa"))
+        except ipa_exc.Unauthorized:
+            raise IpaError(f"login as {self.cfg.username} refused (wrong password or locked)") from None
+        self._client = client
+        return client
+
+    def _call(self, method: str, *args, **kwargs) -> dict:
+        """Every JSON-RPC call: logs in on first use, logs in again once if the session expired,
+        retries transient failures with backoff, maps IPA errors to IpaError with IPA's message."""
+        call = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(self.attempts),
+                     wait=wait_exponential(multiplier=self.backoff, max=8), reraise=True)(self._once)
+        try:
+            return call(method, *args, **kwargs)
+        except (requests.ConnectionError, requests.Timeout):
+            raise IpaError(f"{method}: cannot reach {self._server} (gave up after {self.attempts} attempts)") from None
+        except ipa_exc.FreeIPAError as exc:
+            code = getattr(exc, "code", None)
+            raise IpaError(f"{method}: {exc.message if hasattr(exc, 'message') else exc}"
+                           + (f" ({code})" if code else "")) from None
+
+    def _once(self, method: str, *args, **kwargs) -> dict:
+        for attempt in (1, 2):
+            client = self._client or self._login()
+            try:
+                return getattr(client, method)(*args, **kwargs)
+            except ipa_exc.Unauthorized:
+                if attempt == 2:
+                    raise
+                self._client = None  # session expired: log in again, once
+        raise AssertionError("unreachable")
+
+    def host_info(self, fqdn: str) -> dict | None:
+        try:
+            res = self._call("host_show", a_fqdn=fqdn)
+        except IpaError as exc:
+            if "(4001)" in str(exc):
+                return None
+            raise
+        return {"hostgroups": list(res["result"].get("memberof_hostgroup", []))}
+
+    def host_del(self, fqdn: str) -> None:
+        self._call("host_del", a_fqdn=fqdn, o_updatedns=self.cfg.updatedns)
+
+    def host_add(self, fqdn: str, ip: str | None) -> str:
+        extra = {"o_ip_address": ip} if ip and self.cfg.updatedns else {"o_force": True}
+        res = self._call("host_add", a_fqdn=fqdn, o_random=True, **extra)
+        return res["result"]["randompassword"]
+
+    def add_hostgroups(self, fqdn: str, groups: list[str]) -> None:
+        for group in groups:
+            self._call("hostgroup_add_member", a_cn=group, o_host=[fqdn])

@@ -1,0 +1,65 @@
+"""The one chokepoint for HTTP calls to external systems: timeouts, bounded retries with backoff
+on transient failures (connection errors, timeouts, 502/503/504), and error messages that carry
+the remote system's reason but never a secret or a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+import requests
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from . import IntegrationError
+
+log = logging.getLogger("provision.integrations")
+TRANSIENT_STATUS = {502, 503, 504}
+
+
+class Transient(IntegrationError):
+    """A failure worth retrying."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, Transient)
+
+
+class HttpClient:
+    def __init__(self, system: str, base: str, *, verify: str | bool = True, timeout: float = 30.0,
+                 attempts: int = 4, backoff: float = 0.5) -> None:
+        self.system, self.base = system, base.rstrip("/")
+        self.session = requests.Session()
+        self.session.verify = verify
+        self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        """Send one request (retried while transient); returns any response with status < 500
+        that is not 502/503/504 for the caller to interpret."""
+        call = retry(retry=retry_if_exception(_retryable), stop=stop_after_attempt(self.attempts),
+                     wait=wait_exponential(multiplier=self.backoff, max=8), reraise=True)(self._once)
+        try:
+            return call(method, path, **kwargs)
+        except Transient as exc:
+            raise IntegrationError(self.system, f"{exc.detail} (gave up after {self.attempts} attempts)") from None
+
+    def _once(self, method: str, path: str, **kwargs) -> requests.Response:
+        url = path if path.startswith("http") else f"{self.base}{path}"
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            resp = self.session.request(method, url, **kwargs)
+        except requests.Timeout:
+            log.warning("%s %s %s: timed out", self.system, method, path)
+            raise Transient(self.system, f"{method} {path}: no answer within {self.timeout:.0f} s") from None
+        except requests.exceptions.SSLError as exc:
+            raise IntegrationError(self.system, f"{method} {path}: TLS error: {_short(exc)}") from None
+        except requests.ConnectionError as exc:
+            log.warning("%s %s %s: %s", self.system, method, path, _short(exc))
+            raise Transient(self.system, f"{method} {path}: cannot connect ({_short(exc)})") from None
+        if resp.status_code in TRANSIENT_STATUS:
+            log.warning("%s %s %s: HTTP %s", self.system, method, path, resp.status_code)
+            raise Transient(self.system, f"{method} {path}: HTTP {resp.status_code}")
+        return resp
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "..."

@@ -1,0 +1,177 @@
+"""oVirt engine REST API v4 client (JSON), behind the Engine protocol of engine.py.
+
+Wire format (ovirt-engine-api-model; the SDK's examples): SSO token from
+`<url>/sso/oauth/token` (form: grant_type=password, scope=ovirt-app-api), then
+`Authorization: Bearer`, `Version: 4`, `Accept: application/json` on `<url>/api/...`;
+collections are objects holding a list under the singular name ({"host": [...]});
+actions are POSTs of an Action object to `/hosts/{id}/<action>`; faults are
+{"reason": ..., "detail": ...}."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..config import EngineConfig, read_secret
+from ..domain import Facts
+from ..domain.bonding import MODES
+from .engine import BAD_STATES, EngineError, Host
+from .http import HttpClient
+
+MODE_NUMBERS = {name: num for num, name in MODES.items()}
+
+
+class OvirtEngine:
+    def __init__(self, cfg: EngineConfig, *, timeout: float = 30.0, attempts: int = 4, backoff: float = 0.5,
+                 poll: float = 5.0) -> None:
+        self.cfg, self.poll = cfg, poll
+        self.http = HttpClient("engine", cfg.url or "", verify=str(cfg.ca_file) if cfg.ca_file else True,
+                               timeout=timeout, attempts=attempts, backoff=backoff)
+        self._token: str | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        if not self.cfg.url:
+            raise EngineError("[engine] url is not configured")
+        if self.cfg.ca_file and not Path(self.cfg.ca_file).is_file():
+            raise EngineError(f"[engine] ca_file {self.cfg.ca_file} is not a file")
+        self._password()
+
+    def _password(self) -> str:
+        return read_secret(self.cfg.password_file, "PROVISION_ENGINE_PASSWORD", "engine")
+
+    def _login(self) -> str:
+        resp = self.http.request("POST", "/sso/oauth/token", headers={"Accept": "application/json"},
+                                 data={"grant_type": "password", "scope": "ovirt-app-api",
+                                       "username": self.cfg.username, "password": self._password()})
+        body = _json(resp)
+        if resp.status_code != 200 or "access_token" not in body:
+            raise EngineError(f"login as {self.cfg.username} refused: "
+                              f"{body.get('error_description') or body.get('error') or f'HTTP {resp.status_code}'}")
+        self._token = body["access_token"]
+        return self._token
+
+    def _api(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> dict:
+        """Every API call goes through here: the token is fetched on first use and renewed once on 401."""
+        for attempt in (1, 2):
+            token = self._token or self._login()
+            resp = self.http.request(method, f"/api{path}", json=body, params=params,
+                                     headers={"Authorization": f"Bearer {token}", "Version": "4",
+                                              "Accept": "application/json"})
+            if resp.status_code == 401 and attempt == 1:
+                self._token = None  # expired or revoked: log in again, once
+                continue
+            break
+        data = _json(resp)
+        if resp.status_code >= 400:
+            detail = data.get("detail") or data.get("reason") or resp.text[:200] or f"HTTP {resp.status_code}"
+            raise EngineError(f"{method} {path}: {detail.strip('[]')}")
+        return data
+
+    @staticmethod
+    def _host(h: dict, cluster: str = "") -> Host:
+        return Host(h["id"], h["name"], h.get("status", ""), cluster, h.get("address"))
+
+    # -- verbs -------------------------------------------------------------------------------
+    def find_host(self, name: str) -> Host | None:
+        hosts = self._api("GET", "/hosts", params={"search": f"name={name}"}).get("host", [])
+        return next((self._host(h) for h in hosts if h["name"] == name), None)
+
+    def cluster_hosts(self, cluster: str) -> list[Host]:
+        return [self._host(h, cluster) for h in
+                self._api("GET", "/hosts", params={"search": f"cluster={cluster}"}).get("host", [])]
+
+    def get_host(self, host_id: str) -> Host:
+        return self._host(self._api("GET", f"/hosts/{host_id}"))
+
+    def deactivate(self, host_id: str) -> None:
+        self._api("POST", f"/hosts/{host_id}/deactivate", {})
+
+    def wait_status(self, host_id: str, wanted: set[str], timeout: float) -> Host:
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = self._api("GET", f"/hosts/{host_id}")
+            host = self._host(raw)
+            if host.status in wanted:
+                return host
+            if host.status in BAD_STATES:
+                raise EngineError(f"host {host.name} is {host.status}"
+                                  + (f": {raw['status_detail']}" if raw.get("status_detail") else ""))
+            if time.monotonic() > deadline:
+                stuck = ""
+                if "maintenance" in wanted:
+                    vms = [v["name"] for v in self._api("GET", "/vms", params={"search": f"host={host.name}"})
+                           .get("vm", [])]
+                    stuck = f"; VMs still on it (did not migrate): {', '.join(vms)}" if vms else ""
+                raise EngineError(f"host {host.name} still {host.status} after {timeout:.0f} s{stuck}")
+            time.sleep(self.poll)
+
+    def remove(self, host_id: str) -> None:
+        self._api("DELETE", f"/hosts/{host_id}")
+
+    def add_host(self, name: str, address: str, cluster: str) -> Host:
+        body = {"name": name, "address": address, "cluster": {"name": cluster},
+                "ssh": {"authentication_method": "publickey"}}
+        return self._host(self._api("POST", "/hosts", body, params={"activate": "false"}), cluster)
+
+    def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None:
+        self._api("POST", f"/hosts/{host_id}/fenceagents", {
+            "address": address, "port": port, "username": username, "password": password, "type": "ipmilan",
+            "order": 1, "options": {"option": [{"name": "lanplus", "value": "1"}]}})
+        self._api("PUT", f"/hosts/{host_id}", {"power_management": {"enabled": True}})
+
+    def setup_networks(self, host_id: str, facts: Facts) -> None:
+        self._api("POST", f"/hosts/{host_id}/setupnetworks", setup_networks_body(facts))
+        self._api("POST", f"/hosts/{host_id}/commitnetconfig", {})
+
+    def activate(self, host_id: str) -> None:
+        self._api("POST", f"/hosts/{host_id}/activate", {})
+
+    def ssh_public_key(self) -> str:
+        resp = self.http.request("GET", "/services/pki-resource",
+                                 params={"resource": "engine-certificate", "format": "OPENSSH-PUBKEY"})
+        if resp.status_code != 200:
+            raise EngineError(f"engine SSH public key: HTTP {resp.status_code}")
+        return resp.text.strip()
+
+
+def setup_networks_body(facts: Facts) -> dict:
+    """Bonds with their mode and options, slaves by NIC name; each captured engine network (but the
+    management network, which host deploy sets up) on its NIC/bond, VLAN networks on the VLAN's
+    base device, with its static addresses; connectivity checked."""
+    bonds = [{"name": b.name,
+              "bonding": {"options": {"option": [{"name": "mode", "value": MODE_NUMBERS[b.mode]}]
+                                      + [{"name": k, "value": v} for k, v in b.options.items()]},
+                          "slaves": {"host_nic": [{"name": s} for s in b.slaves]}}}
+             for b in facts.bonds]
+    attachments = []
+    for att in facts.networks:
+        if att.management:
+            continue
+        vlan = facts.vlan(att.interface)
+        assignments = []
+        if att.address is not None:
+            ip = {"address": str(att.address.ip), "netmask": str(att.address.netmask), "version": "v4"}
+            if att.gateway is not None:
+                ip["gateway"] = str(att.gateway)
+            assignments.append({"assignment_method": "static", "ip": ip})
+        if att.address6 is not None:
+            ip6 = {"address": str(att.address6.ip), "netmask": str(att.address6.network.prefixlen), "version": "v6"}
+            if att.gateway6 is not None:
+                ip6["gateway"] = str(att.gateway6)
+            assignments.append({"assignment_method": "static", "ip": ip6})
+        entry = {"network": {"name": att.network}, "host_nic": {"name": vlan.parent if vlan else att.interface}}
+        if assignments:
+            entry["ip_address_assignments"] = {"ip_address_assignment": assignments}
+        attachments.append(entry)
+    return {"modified_bonds": {"host_nic": bonds},
+            "modified_network_attachments": {"network_attachment": attachments},
+            "check_connectivity": True, "connectivity_timeout": 120}
+
+
+def _json(resp) -> dict:
+    try:
+        data = resp.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
