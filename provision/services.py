@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from .config import Config, ensure_secret_file
 from .integrations import Unconfigured
 from .integrations.dns import DnsChecker, FakeDns
-from .integrations.foreman import ForemanSatellite
-from .integrations.freeipa import FreeIpa
-from .integrations.ovirt import OvirtEngine
 from .integrations.engine import FakeEngine
 from .integrations.fakestate import FakeState
+from .integrations.foreman import ForemanSatellite
+from .integrations.freeipa import FreeIpa
 from .integrations.ipa import FakeIpa
+from .integrations.ovirt import OvirtEngine
 from .integrations.satellite import FakeSatellite
 from .metrics import Metrics
 from .power.ipmi import IpmiFactory

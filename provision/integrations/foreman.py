@@ -17,7 +17,7 @@ class ForemanSatellite:
     def __init__(self, cfg: SatelliteConfig, *, timeout: float = 30.0, attempts: int = 4,
                  backoff: float = 0.5) -> None:
         self.cfg = cfg
-        self.http = HttpClient("satellite", cfg.url or "", verify=str(cfg.ca_file) if cfg.ca_file else True,
+        self.http = HttpClient("satellite", cfg.url or "", error=SatelliteError, verify=str(cfg.ca_file) if cfg.ca_file else True,
                                timeout=timeout, attempts=attempts, backoff=backoff)
 
     def validate(self) -> None:

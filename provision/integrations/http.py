@@ -24,11 +24,12 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class HttpClient:
-    def __init__(self, system: str, base: str, *, verify: str | bool = True, timeout: float = 30.0,
+    def __init__(self, system: str, base: str, *, error=None, verify: str | bool = True, timeout: float = 30.0,
                  attempts: int = 4, backoff: float = 0.5) -> None:
         self.system, self.base = system, base.rstrip("/")
+        self.error = error or (lambda message: IntegrationError(system, message))  # the client's own type
         self.session = requests.Session()
-        self.session.verify = verify
+        self.verify = verify  # passed per request: a Session.verify loses to REQUESTS_CA_BUNDLE
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
@@ -39,18 +40,19 @@ class HttpClient:
         try:
             return call(method, path, **kwargs)
         except Transient as exc:
-            raise IntegrationError(self.system, f"{exc.detail} (gave up after {self.attempts} attempts)") from None
+            raise self.error(f"{exc.detail} (gave up after {self.attempts} attempts)") from None
 
     def _once(self, method: str, path: str, **kwargs) -> requests.Response:
         url = path if path.startswith("http") else f"{self.base}{path}"
         kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("verify", self.verify)
         try:
             resp = self.session.request(method, url, **kwargs)
         except requests.Timeout:
             log.warning("%s %s %s: timed out", self.system, method, path)
             raise Transient(self.system, f"{method} {path}: no answer within {self.timeout:.0f} s") from None
         except requests.exceptions.SSLError as exc:
-            raise IntegrationError(self.system, f"{method} {path}: TLS error: {_short(exc)}") from None
+            raise self.error(f"{method} {path}: TLS error: {_short(exc)}") from None
         except requests.ConnectionError as exc:
             log.warning("%s %s %s: %s", self.system, method, path, _short(exc))
             raise Transient(self.system, f"{method} {path}: cannot connect ({_short(exc)})") from None

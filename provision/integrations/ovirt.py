@@ -25,7 +25,7 @@ class OvirtEngine:
     def __init__(self, cfg: EngineConfig, *, timeout: float = 30.0, attempts: int = 4, backoff: float = 0.5,
                  poll: float = 5.0) -> None:
         self.cfg, self.poll = cfg, poll
-        self.http = HttpClient("engine", cfg.url or "", verify=str(cfg.ca_file) if cfg.ca_file else True,
+        self.http = HttpClient("engine", cfg.url or "", error=EngineError, verify=str(cfg.ca_file) if cfg.ca_file else True,
                                timeout=timeout, attempts=attempts, backoff=backoff)
         self._token: str | None = None
 

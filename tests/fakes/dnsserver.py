@@ -1,0 +1,52 @@
+"""A tiny authoritative DNS responder on loopback UDP, built on dnspython's message API:
+answers A, AAAA, PTR and SRV from a dict; NXDOMAIN otherwise."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+
+class FakeDns:
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], list[str]] = {}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def add(self, name: str, rdtype: str, value: str) -> None:
+        self.records.setdefault((name.rstrip(".").lower() + ".", rdtype), []).append(value)
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            try:
+                query = dns.message.from_wire(data)
+            except Exception:
+                continue
+            resp = dns.message.make_response(query)
+            resp.flags |= dns.flags.AA
+            q = query.question[0]
+            name, rdtype = q.name.to_text().lower(), dns.rdatatype.to_text(q.rdtype)
+            values = self.records.get((name, rdtype), [])
+            if values:
+                resp.answer.append(dns.rrset.from_text_list(q.name, 60, dns.rdataclass.IN, q.rdtype, values))
+            elif not any(n == name for n, _ in self.records):
+                resp.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(resp.to_wire(), addr)
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()

@@ -1,0 +1,59 @@
+"""Fake Satellite (Foreman API v2 + Katello).
+
+Shapes from the Foreman API v2 docs (apidoc for hosts, organizations, locations,
+registration_commands): index answers {"total", "subtotal", "page", "per_page", "search",
+"sort", "results"}; DELETE /api/hosts/:id answers the deleted host; POST
+/api/registration_commands answers {"registration_command": "..."}; HTTP basic auth, and a
+wrong password answers 401 {"error": {"message": "Unable to authenticate user admin"}}."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from .base import FakeHttpServer, Request
+
+
+class FakeForeman(FakeHttpServer):
+    def __init__(self, tls, password: str = "sat-secret") -> None:
+        super().__init__(tls)
+        self.password = password
+        self.hosts: dict[int, dict] = {}
+        self.orgs = {1: {"id": 1, "name": "Lab"}}
+        self.locations = {2: {"id": 2, "name": "Default Location"}}
+        self.next_id = 100
+
+    def add_host(self, fqdn: str) -> None:
+        self.next_id += 1
+        self.hosts[self.next_id] = {"id": self.next_id, "name": fqdn, "organization_id": 1}
+
+    @staticmethod
+    def _index(items: list[dict], search: str) -> dict:
+        return {"total": len(items), "subtotal": len(items), "page": 1, "per_page": 20, "search": search,
+                "sort": {"by": None, "order": None}, "results": items}
+
+    def handle(self, req: Request):
+        auth = req.headers.get("authorization", "")
+        ok = auth.startswith("Basic ") and base64.b64decode(auth[6:]).decode() == f"admin:{self.password}"
+        if not ok:
+            return 401, {}, {"error": {"message": "Unable to authenticate user admin"}}
+        search = req.query.get("search", "")
+        m = re.fullmatch(r'name="([^"]*)"', search)
+        wanted = m.group(1) if m else None
+        if req.method == "GET" and req.path in ("/api/hosts", "/api/organizations", "/api/locations"):
+            pool = {"/api/hosts": self.hosts, "/api/organizations": self.orgs, "/api/locations": self.locations}[req.path]
+            return 200, {}, self._index([v for v in pool.values() if wanted is None or v["name"] == wanted], search)
+        m = re.fullmatch(r"/api/hosts/(\d+)", req.path)
+        if m and req.method == "DELETE":
+            host = self.hosts.pop(int(m.group(1)), None)
+            return (200, {}, host) if host else (404, {}, {"error": {"message": "Resource host not found"}})
+        if req.path == "/api/registration_commands" and req.method == "POST":
+            body = req.json().get("registration_command", {})
+            if body.get("organization_id") not in self.orgs or not body.get("activation_keys"):
+                return 422, {}, {"error": {"message": "Organization and activation keys are required"}}
+            keys = ",".join(body["activation_keys"])
+            return 200, {}, {"registration_command":
+                             f"set -o pipefail && curl -sS 'https://satellite.lab.example.com/register?activation_keys={keys}"
+                             f"&location_id={body.get('location_id')}&organization_id={body['organization_id']}' "
+                             "-H 'Authorization: Bearer eyJfake' | bash"}
+        return 404, {}, {"error": {"message": "Route not found"}}

@@ -1,0 +1,110 @@
+"""Fake FreeIPA JSON-RPC server.
+
+Shapes from FreeIPA's public API docs and python-freeipa's client (client.py): a form login at
+POST /ipa/session/login_password (user, password; a Referer header is required; a wrong
+password answers 401 with X-IPA-Rejection-Reason: invalid-password; success sets the
+ipa_session cookie), then POST /ipa/session/json with a Referer of https://<host>/ipa and body
+{"method": m, "params": [[args], {options, "version"}]}, answered with the envelope
+{"result": ..., "error": null | {"code", "name", "message", "data"}, "id", "principal", "version"}.
+Error codes: 4001 NotFound, 4002 DuplicateEntry (ipalib/errors.py)."""
+
+from __future__ import annotations
+
+import secrets
+
+from .base import FakeHttpServer, Request
+
+
+class FakeIpa(FakeHttpServer):
+    def __init__(self, tls, password: str = "ipa-secret", realm: str = "LAB.EXAMPLE.COM") -> None:
+        super().__init__(tls)
+        self.password, self.realm = password, realm
+        self.sessions: set[str] = set()
+        self.hosts: dict[str, dict] = {}
+        self.hostgroups: dict[str, set[str]] = {"hypervisors": set(), "rack-0": set(), "rack-1": set(), "rack-2": set()}
+        self.rpc: list[tuple[str, list, dict]] = []
+
+    def expire_sessions(self) -> None:
+        self.sessions.clear()
+
+    def add_host(self, fqdn: str, groups: list[str]) -> None:
+        self.hosts[fqdn] = {"fqdn": [fqdn]}
+        for g in groups:
+            self.hostgroups.setdefault(g, set()).add(fqdn)
+
+    def handle(self, req: Request):
+        host = req.headers.get("host", "")
+        if req.path == "/ipa/session/login_password" and req.method == "POST":
+            if not req.headers.get("referer"):
+                return 400, {}, "Missing HTTP referer"
+            form = req.form()
+            if form.get("user") != "admin" or form.get("password") != self.password:
+                return 401, {"X-IPA-Rejection-Reason": "invalid-password"}, "Unauthorized"
+            token = secrets.token_urlsafe(16)
+            self.sessions.add(token)
+            return 200, {"Set-Cookie": f"ipa_session=MagBearerToken={token}; path=/ipa; secure; HttpOnly"}, ""
+        if req.path != "/ipa/session/json" or req.method != "POST":
+            return 404, {}, "not found"
+        if not req.headers.get("referer", "").startswith(f"https://{host}/ipa"):
+            return 400, {}, "Missing HTTP referer"
+        cookie = req.headers.get("cookie", "")
+        token = cookie.split("MagBearerToken=", 1)[-1].split(";")[0] if "MagBearerToken=" in cookie else ""
+        if token not in self.sessions:
+            return 401, {}, "Unauthorized"
+        body = req.json()
+        method, (args, options) = body["method"], body["params"]
+        if "version" not in options:
+            return 200, {}, self._envelope(None, {"code": 3014, "name": "VersionError", "message": "no version"})
+        self.rpc.append((method, args, options))
+        try:
+            result = getattr(self, f"_m_{method}")(args, options)
+        except KeyError as exc:
+            return 200, {}, self._envelope(None, exc.args[0])
+        return 200, {}, self._envelope(result, None)
+
+    def _envelope(self, result, error) -> dict:
+        return {"result": result, "error": error, "id": 0, "principal": f"admin@{self.realm}", "version": "4.9.13"}
+
+    @staticmethod
+    def _err(code: int, name: str, message: str):
+        return KeyError({"code": code, "name": name, "message": message, "data": {"reason": message}})
+
+    def _groups_of(self, fqdn: str) -> list[str]:
+        return sorted(g for g, members in self.hostgroups.items() if fqdn in members)
+
+    def _m_host_show(self, args, options):
+        fqdn = args[0]
+        if fqdn not in self.hosts:
+            raise self._err(4001, "NotFound", f"{fqdn}: host not found")
+        return {"result": dict(self.hosts[fqdn], memberof_hostgroup=self._groups_of(fqdn), has_keytab=True),
+                "value": fqdn, "summary": None}
+
+    def _m_host_del(self, args, options):
+        fqdn = args[0]
+        if fqdn not in self.hosts:
+            raise self._err(4001, "NotFound", f"{fqdn}: host not found")
+        del self.hosts[fqdn]
+        for members in self.hostgroups.values():
+            members.discard(fqdn)
+        return {"result": {"failed": []}, "value": [fqdn], "summary": f'Deleted host "{fqdn}"'}
+
+    def _m_host_add(self, args, options):
+        fqdn = args[0]
+        if fqdn in self.hosts:
+            raise self._err(4002, "DuplicateEntry", f'host with name "{fqdn}" already exists')
+        if not options.get("force") and not options.get("ip_address"):
+            raise self._err(4019, "DNSNotARecordError", f"Host '{fqdn}' does not have corresponding DNS A/AAAA record")
+        otp = secrets.token_urlsafe(12)
+        self.hosts[fqdn] = {"fqdn": [fqdn], "_otp": otp, "_ip": options.get("ip_address")}
+        return {"result": {"dn": f"fqdn={fqdn},cn=computers,cn=accounts,dc=lab,dc=example,dc=com", "fqdn": [fqdn],
+                           "has_keytab": False, "has_password": True, "randompassword": otp},
+                "value": fqdn, "summary": f'Added host "{fqdn}"'}
+
+    def _m_hostgroup_add_member(self, args, options):
+        group = args[0]
+        if group not in self.hostgroups:
+            raise self._err(4001, "NotFound", f"{group}: host group not found")
+        for fqdn in options.get("host", []):
+            self.hostgroups[group].add(fqdn)
+        return {"result": {"cn": [group], "member_host": sorted(self.hostgroups[group])},
+                "failed": {"member": {"host": [], "hostgroup": []}}, "completed": len(options.get("host", []))}

@@ -1,0 +1,160 @@
+"""Fake oVirt engine speaking REST API v4 JSON.
+
+Shapes from the public ovirt-engine-api-model (types Host, FenceAgent, NetworkAttachment, HostNic,
+Bonding, Action; HostService actions deactivate/activate/setupnetworks/commitnetconfig), the
+ovirt-engine-sdk examples (add_bond.py, add_host.py), and the oVirt SSO docs
+(POST /ovirt-engine/sso/oauth/token, grant_type=password, scope=ovirt-app-api -> access_token).
+JSON collections are {"host": [...]}, actions answer {"status": "complete"}, faults are
+{"reason": "Operation Failed", "detail": "[...]"}."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+
+from .base import FakeHttpServer, Request
+
+BASE = "/ovirt-engine"
+PUBKEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7fakeEngineKeyForTests ovirt-engine"
+
+
+class FakeOvirt(FakeHttpServer):
+    def __init__(self, tls, users: dict[str, str] | None = None, install_polls: int = 2) -> None:
+        super().__init__(tls)
+        self.users = users or {"admin@internal": "engine-secret"}
+        self.tokens: set[str] = set()
+        self.hosts: dict[str, dict] = {}
+        self.vms: dict[str, list[str]] = {}  # host name -> VMs that will not migrate
+        self.install_polls = install_polls
+        self.clusters = {"ocpcluster": str(uuid.uuid4()), "legacy": str(uuid.uuid4())}
+        self.stuck_in: dict[str, str] = {}  # host name -> status it reports instead of maintenance/up
+
+    def add_existing(self, name: str, cluster: str, status: str = "up") -> str:
+        host_id = str(uuid.uuid4())
+        self.hosts[host_id] = {"id": host_id, "name": name, "address": f"{name}.lab.example.com", "status": status,
+                               "cluster": {"id": self.clusters[cluster], "href": f"{BASE}/api/clusters/{self.clusters[cluster]}"},
+                               "_cluster": cluster, "_polls": 0, "_log": []}
+        return host_id
+
+    def expire_tokens(self) -> None:
+        self.tokens.clear()
+
+    def by_name(self, name: str) -> dict | None:
+        return next((h for h in self.hosts.values() if h["name"] == name), None)
+
+    @staticmethod
+    def _public(h: dict) -> dict:
+        out = {k: v for k, v in h.items() if not k.startswith("_")}
+        out["href"] = f"{BASE}/api/hosts/{h['id']}"
+        return out
+
+    @staticmethod
+    def _fault(status: int, detail: str):
+        return status, {}, {"reason": "Operation Failed", "detail": f"[{detail}]"}
+
+    def handle(self, req: Request):
+        if req.path == f"{BASE}/sso/oauth/token" and req.method == "POST":
+            form = req.form()
+            if form.get("grant_type") != "password" or form.get("scope") != "ovirt-app-api":
+                return 400, {}, {"error": "invalid_request", "error_description": "bad grant_type or scope"}
+            if self.users.get(form.get("username")) != form.get("password"):
+                return 400, {}, {"error": "access_denied",
+                                 "error_description": "Cannot authenticate user 'admin@internal': The username or password is incorrect."}
+            token = secrets.token_urlsafe(24)
+            self.tokens.add(token)
+            return 200, {}, {"access_token": token, "scope": "ovirt-app-api", "exp": "9999999999999", "token_type": "bearer"}
+        if req.path == f"{BASE}/services/pki-resource":
+            if req.query != {"resource": "engine-certificate", "format": "OPENSSH-PUBKEY"}:
+                return 400, {}, "bad resource"
+            return 200, {"Content-Type": "text/plain"}, PUBKEY + "\n"
+        if not req.path.startswith(f"{BASE}/api"):
+            return 404, {}, "not found"
+        auth = req.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+            return 401, {"WWW-Authenticate": "Bearer"}, {"reason": "Unauthorized", "detail": "[not authenticated]"}
+        if req.headers.get("version") != "4" or req.headers.get("accept") != "application/json":
+            return 400, {}, {"reason": "Bad Request", "detail": "[expected Version: 4 and Accept: application/json]"}
+        return self._api(req, req.path[len(BASE) + 4:])
+
+    def _api(self, req: Request, path: str):
+        m = re.fullmatch(r"/hosts(?:/([^/]+))?(?:/([a-z]+))?", path)
+        if path == "/vms" and req.method == "GET":
+            name = req.query.get("search", "").removeprefix("host=")
+            return 200, {}, {"vm": [{"name": v, "id": str(uuid.uuid4())} for v in self.vms.get(name, [])]}
+        if not m:
+            return 404, {}, {"reason": "Not Found", "detail": f"[{path}]"}
+        host_id, action = m.groups()
+        if host_id is None:
+            if req.method == "GET":
+                search = req.query.get("search", "")
+                key, _, value = search.partition("=")
+                field = {"name": "name", "cluster": "_cluster"}.get(key)
+                hosts = [self._public(h) for h in self.hosts.values() if field and h[field] == value]
+                return 200, {}, ({"host": hosts} if hosts else {})
+            if req.method == "POST":
+                return self._add(req)
+        host = self.hosts.get(host_id)
+        if host is None:
+            return 404, {}, {"reason": "Operation Failed", "detail": "[Entity not found: Host]"}
+        host["_log"].append((req.method, action, req.json() if req.body else None))
+        if action is None and req.method == "GET":
+            return 200, {}, self._public(self._advance(host))
+        if action is None and req.method == "DELETE":
+            if host["status"] != "maintenance":
+                return self._fault(409, f"Cannot remove Host. Host is in {host['status'].capitalize()} status.")
+            del self.hosts[host_id]
+            return 200, {}, {"status": "complete"}
+        if action is None and req.method == "PUT":
+            host.update({k: v for k, v in req.json().items() if k == "power_management"})
+            return 200, {}, self._public(host)
+        return self._action(host, action, req)
+
+    def _advance(self, h: dict) -> dict:
+        """Hosts move on as they are polled: installing -> maintenance; preparing_for_maintenance
+        -> maintenance (unless VMs refuse to migrate)."""
+        h["_polls"] += 1
+        if h["name"] in self.stuck_in:
+            h["status"] = self.stuck_in[h["name"]]
+            if h["status"] == "install_failed":
+                h["status_detail"] = "Host deploy failed: ansible playbook error"
+        elif h["status"] == "installing" and h["_polls"] > self.install_polls:
+            h["status"] = "maintenance"
+        elif h["status"] == "preparing_for_maintenance" and not self.vms.get(h["name"]):
+            h["status"] = "maintenance"
+        return h
+
+    def _add(self, req: Request):
+        body = req.json()
+        if req.query.get("activate") != "false":
+            return 400, {}, {"reason": "Bad Request", "detail": "[test fake expects activate=false]"}
+        if not {"name", "address", "cluster"} <= set(body) or body.get("ssh", {}).get("authentication_method") != "publickey":
+            return 400, {}, {"reason": "Bad Request", "detail": "[name, address, cluster and ssh publickey required]"}
+        if self.by_name(body["name"]):
+            return self._fault(409, "Cannot add Host. The Host name is already in use, please choose a unique name and try again.")
+        host_id = self.add_existing(body["name"], body["cluster"]["name"], status="installing")
+        self.hosts[host_id]["address"] = body["address"]
+        return 201, {}, self._public(self.hosts[host_id])
+
+    def _action(self, host: dict, action: str, req: Request):
+        body = req.json() if req.body else {}
+        if action == "deactivate":
+            host["status"] = "preparing_for_maintenance"
+        elif action == "activate":
+            if host["status"] != "maintenance":
+                return self._fault(409, f"Cannot activate Host. Host is in {host['status']} status.")
+            host["status"] = "up"
+        elif action == "fenceagents":
+            if body.get("type") != "ipmilan":
+                return 400, {}, {"reason": "Bad Request", "detail": "[type]"}
+            host["_fence"] = body
+            return 201, {}, dict({k: v for k, v in body.items() if k != "password"}, id=str(uuid.uuid4()))
+        elif action == "setupnetworks":
+            if host["status"] != "maintenance":
+                return self._fault(409, "Cannot setup Networks. Host is not in maintenance.")
+            host["_networks"] = body
+        elif action == "commitnetconfig":
+            host["_committed"] = True
+        else:
+            return 404, {}, {"reason": "Not Found", "detail": f"[{action}]"}
+        return 200, {}, {"status": "complete"}

@@ -1,0 +1,264 @@
+"""Real clients against fakes that speak each system's wire format over HTTPS (DNS over UDP),
+with fault injection: N x 503, a hang past the timeout, an expired token/session, a wrong password."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from provision.config import EngineConfig, IpaConfig, SatelliteConfig
+from provision.domain import parse_nodes
+from provision.integrations.dns import DnsChecker
+from provision.integrations.engine import EngineError
+from provision.integrations.foreman import ForemanSatellite
+from provision.integrations.freeipa import FreeIpa
+from provision.integrations.ipa import IpaError
+from provision.integrations.ovirt import OvirtEngine, setup_networks_body
+from provision.integrations.satellite import SatelliteError
+
+from .conftest import EXAMPLE
+from .fakes.dnsserver import FakeDns
+from .fakes.foreman import FakeForeman
+from .fakes.ipa import FakeIpa
+from .fakes.ovirt import PUBKEY, FakeOvirt
+from .fakes.tls import make_tls
+
+FACTS = parse_nodes(yaml.safe_load(EXAMPLE.read_text()))[0].facts
+FAST = {"timeout": 2.0, "attempts": 3, "backoff": 0.01}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+def secret(tmp_path, name, value):
+    p = tmp_path / name
+    p.write_text(value + "\n")
+    return p
+
+
+# -- oVirt engine --------------------------------------------------------------------------
+@pytest.fixture
+def ovirt(tls):
+    fake = FakeOvirt(tls)
+    yield fake
+    fake.close()
+
+
+def engine_client(fake, tls, tmp_path, password="engine-secret") -> OvirtEngine:
+    cfg = EngineConfig(url=f"{fake.url}/ovirt-engine", password_file=secret(tmp_path, "e.pw", password), ca_file=tls.ca)
+    return OvirtEngine(cfg, poll=0.01, **FAST)
+
+
+def test_engine_drain_remove_add_fence_networks_activate(ovirt, tls, tmp_path):
+    old = ovirt.add_existing("rhvnode3", "ocpcluster")
+    ovirt.add_existing("rhvnode4", "ocpcluster")
+    e = engine_client(ovirt, tls, tmp_path)
+    host = e.find_host("rhvnode3")
+    assert (host.id, host.status) == (old, "up")
+    assert {h.name for h in e.cluster_hosts("ocpcluster")} == {"rhvnode3", "rhvnode4"}
+    assert e.find_host("nope") is None
+    e.deactivate(old)
+    assert e.wait_status(old, {"maintenance"}, 5).status == "maintenance"
+    e.remove(old)
+    new = e.add_host("rhvnode3", "rhvnode3.lab.example.com", "ocpcluster")
+    e.add_fence_agent(new.id, "10.1.1.3", 623, "admin", "bmc-pw")
+    assert e.wait_status(new.id, {"maintenance"}, 5).status == "maintenance"
+    e.setup_networks(new.id, FACTS)
+    e.activate(new.id)
+    assert e.wait_status(new.id, {"up"}, 5).status == "up"
+    h = ovirt.hosts[new.id]
+    assert h["_fence"] == {"address": "10.1.1.3", "port": 623, "username": "admin", "password": "bmc-pw",
+                           "type": "ipmilan", "order": 1, "options": {"option": [{"name": "lanplus", "value": "1"}]}}
+    assert h["power_management"] == {"enabled": True} and h["_committed"] is True
+    order = [(m, a) for m, a, _ in h["_log"] if a]
+    assert order == [("POST", "fenceagents"), ("POST", "setupnetworks"), ("POST", "commitnetconfig"), ("POST", "activate")]
+    assert e.ssh_public_key() == PUBKEY
+    token_calls = [r for r in ovirt.requests if r.path.endswith("/sso/oauth/token")]
+    assert len(token_calls) == 1 and "engine-secret" not in str(ovirt.requests[-1].headers)
+
+
+def test_setupnetworks_body_carries_bonds_options_and_vlan_ip():
+    body = setup_networks_body(FACTS)
+    bonds = {b["name"]: b for b in body["modified_bonds"]["host_nic"]}
+    assert bonds["bond0"]["bonding"]["options"]["option"] == [
+        {"name": "mode", "value": "4"}, {"name": "lacp_rate", "value": "fast"}, {"name": "miimon", "value": "100"},
+        {"name": "xmit_hash_policy", "value": "layer3+4"}]
+    assert bonds["bond1"]["bonding"]["slaves"] == {"host_nic": [{"name": "ens1f0"}, {"name": "ens1f1"}]}
+    assert {"name": "mode", "value": "1"} in bonds["bond1"]["bonding"]["options"]["option"]
+    atts = {a["network"]["name"]: a for a in body["modified_network_attachments"]["network_attachment"]}
+    assert set(atts) == {"vmnet", "storage"}  # management is set up by host deploy
+    assert atts["storage"]["host_nic"] == {"name": "bond1"}  # VLAN 20 comes with the network
+    assert atts["storage"]["ip_address_assignments"]["ip_address_assignment"] == [
+        {"assignment_method": "static", "ip": {"address": "198.51.100.13", "netmask": "255.255.255.0", "version": "v4"}}]
+    assert body["check_connectivity"] is True
+
+
+def test_engine_renews_an_expired_token(ovirt, tls, tmp_path):
+    ovirt.add_existing("rhvnode3", "ocpcluster")
+    e = engine_client(ovirt, tls, tmp_path)
+    assert e.find_host("rhvnode3")
+    ovirt.expire_tokens()
+    assert e.find_host("rhvnode3")
+    assert len([r for r in ovirt.requests if r.path.endswith("/sso/oauth/token")]) == 2
+
+
+def test_engine_retries_503_then_succeeds_and_gives_up_with_a_bound(ovirt, tls, tmp_path):
+    ovirt.add_existing("rhvnode3", "ocpcluster")
+    e = engine_client(ovirt, tls, tmp_path)
+    ovirt.inject("503", "/ovirt-engine/api/hosts", times=2)
+    assert e.find_host("rhvnode3").name == "rhvnode3"
+    ovirt.inject("503", "/ovirt-engine/api/hosts", times=10)
+    with pytest.raises(EngineError, match="HTTP 503 .gave up after 3 attempts"):
+        e.find_host("rhvnode3")
+
+
+def test_engine_hang_past_timeout_is_bounded(ovirt, tls, tmp_path):
+    e = engine_client(ovirt, tls, tmp_path)
+    ovirt.inject("hang", "/ovirt-engine/sso", times=3, seconds=3)
+    with pytest.raises(EngineError, match="no answer within 2 s .gave up after 3 attempts"):
+        e.find_host("rhvnode3")
+
+
+def test_engine_wrong_password_and_faults_carry_the_engines_words(ovirt, tls, tmp_path):
+    bad = engine_client(ovirt, tls, tmp_path, password="wrong")
+    with pytest.raises(EngineError) as exc:
+        bad.find_host("x")
+    assert "username or password is incorrect" in str(exc.value) and "wrong" not in str(exc.value)
+    hid = ovirt.add_existing("rhvnode3", "ocpcluster")
+    e = engine_client(ovirt, tls, tmp_path)
+    with pytest.raises(EngineError, match="Cannot remove Host. Host is in Up status."):
+        e.remove(hid)
+
+
+def test_engine_install_failed_and_vms_that_do_not_migrate(ovirt, tls, tmp_path):
+    hid = ovirt.add_existing("rhvnode3", "ocpcluster")
+    ovirt.vms["rhvnode3"] = ["db01", "web02"]
+    e = engine_client(ovirt, tls, tmp_path)
+    e.deactivate(hid)
+    with pytest.raises(EngineError, match="still preparing_for_maintenance .*VMs still on it .did not migrate.: db01, web02"):
+        e.wait_status(hid, {"maintenance"}, 0.2)
+    ovirt.stuck_in["rhvnode3"] = "install_failed"
+    with pytest.raises(EngineError, match="install_failed: Host deploy failed"):
+        e.wait_status(hid, {"maintenance"}, 5)
+
+
+# -- FreeIPA -------------------------------------------------------------------------------
+@pytest.fixture
+def ipa(tls):
+    fake = FakeIpa(tls)
+    fake.add_host("rhvnode3.lab.example.com", ["hypervisors", "rack-0"])
+    yield fake
+    fake.close()
+
+
+def ipa_client(fake, tls, tmp_path, password="ipa-secret") -> FreeIpa:
+    server = fake.url.removeprefix("https://")
+    cfg = IpaConfig(server=server, password_file=secret(tmp_path, "i.pw", password), ca_file=tls.ca,
+                    domain="lab.example.com", realm="LAB.EXAMPLE.COM")
+    return FreeIpa(cfg, **FAST)
+
+
+def test_ipa_record_delete_add_restore(ipa, tls, tmp_path):
+    c = ipa_client(ipa, tls, tmp_path)
+    fqdn = "rhvnode3.lab.example.com"
+    assert c.host_info(fqdn) == {"hostgroups": ["hypervisors", "rack-0"]}
+    c.host_del(fqdn)
+    assert c.host_info(fqdn) is None
+    otp = c.host_add(fqdn, "192.0.2.13")
+    assert otp == ipa.hosts[fqdn]["_otp"] and ipa.hosts[fqdn]["_ip"] == "192.0.2.13"
+    c.add_hostgroups(fqdn, ["hypervisors", "rack-0"])
+    assert c.host_info(fqdn) == {"hostgroups": ["hypervisors", "rack-0"]}
+    methods = [m for m, _, _ in ipa.rpc]
+    assert methods == ["host_show", "host_del", "host_show", "host_add", "hostgroup_add_member",
+                       "hostgroup_add_member", "host_show"]
+    _, args, opts = ipa.rpc[1]
+    assert args == [fqdn] and opts["updatedns"] is True and opts["version"] == "2.253"
+    login = [r for r in ipa.requests if r.path == "/ipa/session/login_password"]
+    assert len(login) == 1 and all(r.headers.get("referer") for r in ipa.requests)
+
+
+def test_ipa_errors_and_session_expiry(ipa, tls, tmp_path):
+    c = ipa_client(ipa, tls, tmp_path)
+    with pytest.raises(IpaError, match='host with name "rhvnode3.lab.example.com" already exists .4002.'):
+        c.host_add("rhvnode3.lab.example.com", None)
+    ipa.expire_sessions()
+    assert c.host_info("rhvnode3.lab.example.com") is not None
+    assert len([r for r in ipa.requests if r.path.endswith("login_password")]) == 2
+    with pytest.raises(IpaError, match="login as admin refused"):
+        ipa_client(ipa, tls, tmp_path, password="nope").host_info("x.lab.example.com")
+
+
+def test_ipa_retries_503_and_bounds_a_hang(ipa, tls, tmp_path):
+    c = ipa_client(ipa, tls, tmp_path)
+    ipa.inject("503", "/ipa/session/json", times=2)
+    assert c.host_info("rhvnode3.lab.example.com") is not None
+    ipa.inject("hang", "/ipa/session/json", times=3, seconds=3)
+    with pytest.raises(IpaError, match="cannot reach .*gave up after 3 attempts"):
+        c.host_info("rhvnode3.lab.example.com")
+
+
+# -- Satellite -----------------------------------------------------------------------------
+@pytest.fixture
+def sat(tls):
+    fake = FakeForeman(tls)
+    fake.add_host("rhvnode3.lab.example.com")
+    yield fake
+    fake.close()
+
+
+def sat_client(fake, tls, tmp_path, password="sat-secret", **kw) -> ForemanSatellite:
+    cfg = SatelliteConfig(url=fake.url, password_file=secret(tmp_path, "s.pw", password), ca_file=tls.ca,
+                          organization="Lab", location="Default Location", activation_keys=["rhvh-4.4"], **kw)
+    return ForemanSatellite(cfg, **FAST)
+
+
+def test_satellite_delete_and_global_registration(sat, tls, tmp_path):
+    c = sat_client(sat, tls, tmp_path)
+    assert c.delete_host("rhvnode3.lab.example.com") is True
+    assert c.delete_host("rhvnode3.lab.example.com") is False  # idempotent
+    cmd = c.registration_command("rhvnode3.lab.example.com")
+    assert "activation_keys=rhvh-4.4&location_id=2&organization_id=1" in cmd and cmd.endswith("| bash")
+    post = next(r for r in sat.requests if r.path == "/api/registration_commands")
+    assert post.json() == {"registration_command": {"organization_id": 1, "activation_keys": ["rhvh-4.4"],
+                                                    "insecure": False, "location_id": 2}}
+
+
+def test_satellite_rhsm_fallback_and_errors(sat, tls, tmp_path):
+    cmd = sat_client(sat, tls, tmp_path, registration="rhsm").registration_command("x")
+    assert cmd == (f"rpm -Uvh {sat.url}/pub/katello-ca-consumer-latest.noarch.rpm && "
+                   "subscription-manager register --org=Lab --activationkey=rhvh-4.4")
+    with pytest.raises(SatelliteError, match="HTTP 401: Unable to authenticate user admin"):
+        sat_client(sat, tls, tmp_path, password="nope").delete_host("x")
+    sat.inject("503", "/api/hosts", times=2)
+    assert sat_client(sat, tls, tmp_path).delete_host("rhvnode3.lab.example.com") is True
+
+
+# -- DNS -----------------------------------------------------------------------------------
+@pytest.fixture
+def dns():
+    fake = FakeDns()
+    fake.add("rhvnode3.lab.example.com", "A", "192.0.2.13")
+    fake.add("13.2.0.192.in-addr.arpa", "PTR", "rhvnode3.lab.example.com.")
+    fake.add("rhvnode4.lab.example.com", "A", "192.0.2.99")
+    fake.add("14.2.0.192.in-addr.arpa", "PTR", "other.lab.example.com.")
+    fake.add("rhvnode5.lab.example.com", "A", "192.0.2.15")
+    fake.add("_ldap._tcp.lab.example.com", "SRV", "10 50 389 ipa2.lab.example.com.")
+    fake.add("_ldap._tcp.lab.example.com", "SRV", "0 100 389 ipa1.lab.example.com.")
+    yield DnsChecker(["127.0.0.1"], port=fake.port, timeout=2)
+    fake.close()
+
+
+def test_dns_matching_mismatching_and_missing_ptr(dns):
+    assert dns.check("rhvnode3.lab.example.com", ["192.0.2.13"]) == []
+    assert dns.check("rhvnode4.lab.example.com", ["192.0.2.14"]) == [
+        "rhvnode4.lab.example.com resolves to 192.0.2.99; expected 192.0.2.14",
+        "PTR of 192.0.2.14 is other.lab.example.com.; expected rhvnode4.lab.example.com."]
+    assert dns.check("rhvnode5.lab.example.com", ["192.0.2.15"]) == ["192.0.2.15 has no PTR record"]
+    assert dns.check("ghost.lab.example.com", ["192.0.2.16"])[0] == "ghost.lab.example.com has no A/AAAA record"
+
+
+def test_ipa_servers_by_srv(dns):
+    assert dns.ipa_servers("lab.example.com") == ["ipa1.lab.example.com", "ipa2.lab.example.com"]
+    assert dns.ipa_servers("nowhere.example.com") == []
