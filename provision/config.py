@@ -69,10 +69,11 @@ class PathsConfig(_Section):
 
 
 class EngineConfig(_Section):
-    url: Url | None = None
+    url: Url | None = None  # https://engine.example.com/ovirt-engine
     username: str = "admin@internal"
     password_file: Path | None = None
     ca_file: Path | None = None
+    poll_interval: float = Field(default=5.0, gt=0)  # seconds between host status polls
 
 
 class IpaConfig(_Section):

@@ -46,7 +46,7 @@ def integrations(cfg: Config) -> dict:
                 "satellite": FakeSatellite(FakeState(fake / "satellite.json", latency=lat)), "dns": FakeDns()}
     dns = DnsChecker(cfg.dns.nameservers, cfg.dns.port, cfg.dns.timeout)
     return {
-        "engine": OvirtEngine(cfg.engine) if cfg.engine.url else Unconfigured("engine", "[engine] url"),
+        "engine": OvirtEngine(cfg.engine, poll=cfg.engine.poll_interval) if cfg.engine.url else Unconfigured("engine", "[engine] url"),
         "ipa": FreeIpa(cfg.ipa, discover=dns.ipa_servers) if cfg.ipa.server or cfg.ipa.domain
         else Unconfigured("ipa", "[ipa] server (or domain, for SRV discovery)"),
         "satellite": ForemanSatellite(cfg.satellite) if cfg.satellite.url else Unconfigured("satellite", "[satellite] url"),

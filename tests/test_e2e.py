@@ -1,5 +1,6 @@
 """End to end over real sockets: `provision serve` and `provision rebuild` as processes, one
-ipmi_sim BMC per node, file-backed fake engine/IPA/Satellite, and a test thread playing each
+ipmi_sim BMC per node, HTTPS fakes of the engine, IPA and Satellite and a DNS responder reached
+by the real clients, and a test thread playing each
 node's installer (TFTP config -> inst.ks= -> kickstart -> installed -> enrolled) from the node's
 own loopback address. Then kill -9 at every step boundary and resume."""
 
@@ -22,37 +23,72 @@ import requests
 
 from provision import config as config_mod
 from provision import services
-from provision.integrations.fakestate import FakeState
 from provision.workflow import states as S
 
 from .conftest import free_port, write_config
+from .fakes.dnsserver import FakeDns
+from .fakes.foreman import FakeForeman
+from .fakes.ipa import FakeIpa
+from .fakes.ovirt import FakeOvirt
+from .fakes.tls import make_tls
 from .ipmisim import start_bmc
-from .workflow_helpers import NAMES, import_nodes, loopback_inventory, mgmt_ip, seed_fakes
+from .workflow_helpers import NAMES, import_nodes, loopback_inventory, mgmt_ip
 
 
 class Lab:
-    def __init__(self, tmp: Path, latency: float) -> None:
+    """The outside world as HTTPS fakes (engine, IPA, Satellite), a DNS responder and ipmi_sim
+    BMCs, all in the test process; provision's processes reach them with the real clients."""
+
+    def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.bmcs = {n: start_bmc(tmp, n) for n in NAMES}
         for b in self.bmcs.values():
             b.set_power(True)
+        tls = make_tls(tmp / "tls")
+        self.ovirt, self.ipa, self.sat, self.dns = FakeOvirt(tls), FakeIpa(tls), FakeForeman(tls), FakeDns()
+        self.old_ids = {n: self.ovirt.add_existing(n, "ocpcluster") for n in NAMES + ["rhvnode9"]}
+        for i, n in enumerate(NAMES):
+            fqdn = f"{n}.lab.example.com"
+            self.ipa.add_host(fqdn, ["hypervisors", f"rack-{i}"])
+            self.sat.add_host(fqdn)
+            self.dns.add(fqdn, "A", mgmt_ip(i))
+            self.dns.add(f"{11 + i}.10.0.127.in-addr.arpa", "PTR", fqdn + ".")
+        for name, value in (("engine", "engine-secret"), ("ipa", "ipa-secret"), ("sat", "sat-secret"), ("bmc", "password")):
+            (tmp / f"{name}.pw").write_text(value + "\n")
         self.http_port, self.tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
         self.cfg = write_config(tmp, self.http_port, self.tftp_port, extra=f"""
+[engine]
+url = "{self.ovirt.url}/ovirt-engine"
+password_file = "{tmp}/engine.pw"
+ca_file = "{tls.ca}"
+poll_interval = 0.05
+
+[ipa]
+server = "{self.ipa.url.removeprefix('https://')}"
+password_file = "{tmp}/ipa.pw"
+ca_file = "{tls.ca}"
+domain = "lab.example.com"
+realm = "LAB.EXAMPLE.COM"
+
+[satellite]
+url = "{self.sat.url}"
+password_file = "{tmp}/sat.pw"
+ca_file = "{tls.ca}"
+organization = "Lab"
+location = "Default Location"
+activation_keys = ["rhvh-4.4"]
+
+[dns]
+nameservers = ["127.0.0.1"]
+port = {self.dns.port}
+
 [defaults]
 poll_interval = 0.05
 ipmi_timeout = 20
 step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
-
-[integrations]
-fake_dir = "{tmp}/fakes"
-fake_latency = {latency}
 """)
         self.svc = services.build(config_mod.load(self.cfg))
-        (tmp / "bmc.pw").write_text("password\n")
         import_nodes(self.svc.store, loopback_inventory({n: b.port for n, b in self.bmcs.items()}, str(tmp / "bmc.pw")))
-        fakes = tmp / "fakes"
-        self.engine, self.ipa = FakeState(fakes / "engine.json"), FakeState(fakes / "ipa.json")
-        seed_fakes(self.engine, self.ipa, FakeState(fakes / "satellite.json"))
         self.serve = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(self.cfg), "serve"],
                                       stdout=open(tmp / "serve.log", "w"), stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -122,24 +158,49 @@ fake_latency = {latency}
         self.serve.wait(10)
         for b in self.bmcs.values():
             b.stop()
+        for fake in (self.ovirt, self.ipa, self.sat, self.dns):
+            fake.close()
         self.svc.close()
 
 
 @pytest.fixture
 def lab(tmp_path):
-    lab = Lab(tmp_path, latency=0.1)
+    lab = Lab(tmp_path)
     yield lab
     lab.close()
 
 
 def assert_all_done_one_cycle_each(lab: Lab) -> None:
+    """Every node done, one power cycle per BMC, and the order and content of every call."""
     for n in NAMES:
         assert lab.svc.store.node_state(n).state == S.DONE, (n, lab.svc.store.node_state(n))
         assert lab.bmcs[n].sets() == ["set boot pxe", "set power 0", "set power 1"], (n, lab.bmcs[n].sets())
-    hosts = {h["name"]: h for h in lab.engine.read()["hosts"].values()}
-    assert all(hosts[n]["status"] == "up" for n in NAMES)
-    add_otps = {c["fqdn"]: c["otp"] for c in lab.ipa.read()["calls"] if c["verb"] == "host_add"}
-    assert {f"{n}.lab.example.com": lab.otps[n] for n in NAMES} == add_otps
+    api = [(r.method, r.path.removeprefix("/ovirt-engine/api")) for r in lab.ovirt.requests
+           if r.path.startswith("/ovirt-engine/api") and r.method != "GET"]
+    for i, n in enumerate(NAMES):
+        old = lab.old_ids[n]
+        new = lab.ovirt.by_name(n)
+        assert new["status"] == "up" and new["id"] != old
+        deact = api.index(("POST", f"/hosts/{old}/deactivate"))
+        assert deact < api.index(("DELETE", f"/hosts/{old}")), "deactivate before remove"
+        calls = [a for m, a, _ in new["_log"] if a and m == "POST"]
+        firsts = [calls.index(a) for a in ("fenceagents", "setupnetworks", "commitnetconfig", "activate")]
+        assert firsts == sorted(firsts) and calls.count("fenceagents") == 1, calls
+        assert (new["_fence"]["address"], new["_fence"]["port"]) == ("127.0.0.1", lab.bmcs[n].port)
+        net = new["_networks"]
+        bonds = {b["name"]: b["bonding"]["options"]["option"] for b in net["modified_bonds"]["host_nic"]}
+        assert bonds["bond0"][:2] == [{"name": "mode", "value": "4"}, {"name": "lacp_rate", "value": "fast"}]
+        assert {"name": "primary", "value": "ens1f0"} in bonds["bond1"]
+        storage = next(a for a in net["modified_network_attachments"]["network_attachment"]
+                       if a["network"]["name"] == "storage")
+        assert storage["host_nic"] == {"name": "bond1"}
+        assert storage["ip_address_assignments"]["ip_address_assignment"][0]["ip"]["address"] == f"198.51.100.{13 + i}"
+        fqdn = f"{n}.lab.example.com"
+        seq = [m for m, args, _ in lab.ipa.rpc if args and args[0] == fqdn and m.startswith("host_")]
+        assert "host_del" in seq and seq.index("host_del") < seq.index("host_add"), seq
+        assert lab.otps[n] == lab.ipa.hosts[fqdn]["_otp"], "the node got the OTP host_add returned"
+        assert f"rack-{i}" in [g for g, members in lab.ipa.hostgroups.items() if fqdn in members]
+        assert not any(h["name"] == fqdn for h in lab.sat.hosts.values())
 
 
 def test_three_nodes_rebuild_end_to_end(lab):

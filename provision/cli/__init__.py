@@ -8,6 +8,7 @@ import click
 
 from .. import config as config_mod
 from ..errors import InputError
+from .check import check
 from .common import Cli, svc
 from .nodes import facts, node, render
 from .rebuild import rebuild, status
@@ -46,5 +47,5 @@ def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> N
 
 
 
-for command in (node, facts, render, rebuild, status):
+for command in (node, facts, render, check, rebuild, status):
     main.add_command(command)

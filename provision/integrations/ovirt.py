@@ -115,10 +115,16 @@ class OvirtEngine:
         return self._host(self._api("POST", "/hosts", body, params={"activate": "false"}), cluster)
 
     def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None:
+        """Idempotent: an ipmilan agent for this address already on the host is left alone."""
+        agents = self._api("GET", f"/hosts/{host_id}/fenceagents").get("agent", [])
+        if not any(a.get("type") == "ipmilan" and a.get("address") == address for a in agents):
+            self._add_fence_agent(host_id, address, port, username, password)
+        self._api("PUT", f"/hosts/{host_id}", {"power_management": {"enabled": True}})
+
+    def _add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None:
         self._api("POST", f"/hosts/{host_id}/fenceagents", {
             "address": address, "port": port, "username": username, "password": password, "type": "ipmilan",
             "order": 1, "options": {"option": [{"name": "lanplus", "value": "1"}]}})
-        self._api("PUT", f"/hosts/{host_id}", {"power_management": {"enabled": True}})
 
     def setup_networks(self, host_id: str, facts: Facts) -> None:
         self._api("POST", f"/hosts/{host_id}/setupnetworks", setup_networks_body(facts))

@@ -71,7 +71,10 @@ class Renderer:
         return _read_checked(path, CryptHash, "defaults.root_password_hash_file") if path else None
 
     def _ssh_key(self) -> str | None:
+        """[defaults] ssh_key_file, else the engine's key fetched at arm time (state_dir/engine.pub)."""
         path = self.cfg.defaults.ssh_key_file
+        if path is None and (self.cfg.paths.state_dir / "engine.pub").is_file():
+            path = self.cfg.paths.state_dir / "engine.pub"
         return _read_checked(path, SshKey, "defaults.ssh_key_file") if path else None
 
 

@@ -64,8 +64,11 @@ def retire(ctx: Context, name: str) -> None:
     data = ctx.store.node_state(name).data
     if "ipa_groups" not in data:  # recorded before anything is deleted, so a crash cannot lose it
         info = ctx.ipa.host_info(node.fqdn)
-        data = ctx.store.update_data(name, ipa_groups=(info or {}).get("hostgroups", []),
-                                     ipa_known=info is not None)
+        mgmt = node.facts.management
+        data = ctx.store.update_data(
+            name, ipa_groups=(info or {}).get("hostgroups", []), ipa_known=info is not None,
+            # what host_del --updatedns removes from IPA DNS; host_add --ip-address puts it back
+            ipa_dns=[str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None])
     host = ctx.engine.find_host(node.name)
     if host is not None:
         ctx.engine.remove(host.id)
@@ -75,7 +78,16 @@ def retire(ctx: Context, name: str) -> None:
     ctx.store.update_data(name, retired_at=utcnow().isoformat())
 
 
+def engine_key_path(ctx: Context) -> Path:
+    return ctx.cfg.paths.state_dir / "engine.pub"
+
+
 def arm(ctx: Context, name: str) -> None:
+    if ctx.cfg.defaults.ssh_key_file is None and not engine_key_path(ctx).exists():
+        # the kickstart authorizes the engine's key for root, so host deploy can log in
+        key = ctx.engine.ssh_public_key()
+        engine_key_path(ctx).parent.mkdir(parents=True, exist_ok=True)
+        engine_key_path(ctx).write_text(key + "\n")
     data = ctx.store.node_state(name).data
     build = ctx.store.active_build(name)
     if build is not None and build.id == data.get("build_id"):

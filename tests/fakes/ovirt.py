@@ -144,10 +144,15 @@ class FakeOvirt(FakeHttpServer):
             if host["status"] != "maintenance":
                 return self._fault(409, f"Cannot activate Host. Host is in {host['status']} status.")
             host["status"] = "up"
+        elif action == "fenceagents" and req.method == "GET":
+            agents = [dict({k: v for k, v in a.items() if k != "password"}, id=f"agent-{i}")
+                      for i, a in enumerate(host.get("_fences", []))]
+            return 200, {}, ({"agent": agents} if agents else {})
         elif action == "fenceagents":
             if body.get("type") != "ipmilan":
                 return 400, {}, {"reason": "Bad Request", "detail": "[type]"}
             host["_fence"] = body
+            host.setdefault("_fences", []).append(body)
             return 201, {}, dict({k: v for k, v in body.items() if k != "password"}, id=str(uuid.uuid4()))
         elif action == "setupnetworks":
             if host["status"] != "maintenance":
