@@ -1,3 +1,5 @@
-from .store import Build, Event, ImportResult, NodeRecord, NodeState, Rebuild, Snapshot, Store, utcnow
+from .clock import utcnow
+from .runs import NodeState, Rebuild
+from .store import Build, Event, ImportResult, NodeRecord, Snapshot, Store
 
-__all__ = ["Build", "Event", "NodeState", "Rebuild", "ImportResult", "NodeRecord", "Snapshot", "Store", "utcnow"]
+__all__ = ["Build", "Event", "ImportResult", "NodeRecord", "NodeState", "Rebuild", "Snapshot", "Store", "utcnow"]

@@ -7,7 +7,7 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, select, update
@@ -17,11 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import tokens
 from ..domain import Facts, Node, check_unique
 from ..errors import InputError, NotFound
-from .models import Base, BuildRow, EventRow, LogRow, MetaRow, NodeRow, RebuildRow, SnapshotRow
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+from .clock import utcnow
+from .models import Base, BuildRow, EventRow, MetaRow, NodeRow, SnapshotRow
+from .runs import RunsMixin
 
 
 @dataclass(frozen=True)
@@ -71,27 +69,6 @@ class Event:
 
 
 @dataclass(frozen=True)
-class NodeState:
-    name: str
-    cluster: str
-    state: str
-    step_started_at: datetime | None
-    failed_step: str | None
-    fail_reason: str | None
-    rebuild_id: int | None
-    data: dict
-
-
-@dataclass(frozen=True)
-class Rebuild:
-    id: int
-    created_at: datetime
-    nodes: list[str]
-    options: dict
-    status: str
-
-
-@dataclass(frozen=True)
 class ImportResult:
     created: list[str]
     updated: list[str]
@@ -102,7 +79,7 @@ def facts_digest(facts: Facts) -> str:
     return hashlib.sha256(json.dumps(facts.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-class Store:
+class Store(RunsMixin):
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///") and not url.endswith(":memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -291,73 +268,6 @@ class Store:
                         index[mac["mac"]] = row.name
         return index
 
-    # -- the node state machine's persistence (moved only by workflow.machine) ---------------
-    def node_state(self, name: str) -> NodeState:
-        with self._session() as s:
-            r = self._row(s, name)
-            return NodeState(r.name, r.cluster, r.state, r.step_started_at, r.failed_step, r.fail_reason,
-                             r.rebuild_id, dict(r.data or {}))
-
-    def compare_and_set_state(self, name: str, expected: str, new: str, message: str, *,
-                              failed_step: str | None = None, reason: str | None = None,
-                              rebuild_id: int | None = None, data: dict | None = None,
-                              replace_data: bool = False) -> bool:
-        """Move `name` from `expected` to `new` in one transaction with its event row; False (and
-        nothing written) when the node is no longer in `expected`."""
-        now = utcnow()
-        with self._writing() as s:
-            r = self._row(s, name, lock=True)
-            if r.state != expected:
-                return False
-            r.state, r.step_started_at, r.updated_at = new, now, now
-            if new == "failed":
-                r.failed_step, r.fail_reason = failed_step, reason
-            elif expected == "failed" or new == "preflight":
-                r.failed_step = r.fail_reason = None
-            if rebuild_id is not None:
-                r.rebuild_id = rebuild_id
-            if data is not None:
-                r.data = _merge({} if replace_data else r.data, data)
-            s.add(EventRow(node_id=r.id, ts=now, kind="transition", message=message))
-            self._bump(s)
-            return True
-
-    def update_data(self, name: str, **values) -> dict:
-        """Merge step data (None removes a key); returns the new data."""
-        with self._writing() as s:
-            r = self._row(s, name, lock=True)
-            r.data = _merge(r.data, values)
-            return dict(r.data)
-
-    def add_log(self, name: str, kind: str, text: str) -> None:
-        with self._writing() as s:
-            s.add(LogRow(node_id=self._row(s, name).id, ts=utcnow(), kind=kind, text=text))
-
-    def logs(self, name: str) -> list[tuple[datetime, str, str]]:
-        with self._session() as s:
-            row = self._row(s, name)
-            return [(r.ts, r.kind, r.text) for r in s.scalars(select(LogRow).where(LogRow.node_id == row.id)
-                                                                 .order_by(LogRow.id))]
-
-    # -- rebuild runs -----------------------------------------------------------------------
-    def create_rebuild(self, nodes: list[str], options: dict) -> Rebuild:
-        with self._writing() as s:
-            r = RebuildRow(created_at=utcnow(), nodes=list(nodes), options=dict(options), status="running")
-            s.add(r)
-            s.flush()
-            return Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status)
-
-    def rebuilds(self, status: str | None = None) -> list[Rebuild]:
-        with self._session() as s:
-            q = select(RebuildRow).order_by(RebuildRow.id)
-            if status:
-                q = q.where(RebuildRow.status == status)
-            return [Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status) for r in s.scalars(q)]
-
-    def set_rebuild_status(self, rebuild_id: int, status: str) -> None:
-        with self._writing() as s:
-            s.get(RebuildRow, rebuild_id).status = status
-
     # -- events -------------------------------------------------------------------------------
     def add_event(self, name: str, kind: str, message: str) -> None:
         with self._writing() as s:
@@ -429,16 +339,6 @@ class Store:
             s.add(MetaRow(key="generation", value=1))
         else:
             meta.value = meta.value + 1
-
-
-def _merge(old: dict | None, new: dict) -> dict:
-    out = dict(old or {})
-    for k, v in new.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = v
-    return out
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:

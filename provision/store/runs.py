@@ -1,0 +1,114 @@
+"""Persistence of the rebuild state machine: node state (compare-and-set), step data, uploaded
+logs and rebuild runs. Mixed into Store; uses its sessions and helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from .clock import utcnow
+from .models import EventRow, LogRow, RebuildRow
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    cluster: str
+    state: str
+    step_started_at: datetime | None
+    failed_step: str | None
+    fail_reason: str | None
+    rebuild_id: int | None
+    data: dict
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    id: int
+    created_at: datetime
+    nodes: list[str]
+    options: dict
+    status: str
+
+
+
+class RunsMixin:
+    def node_state(self, name: str) -> NodeState:
+        with self._session() as s:
+            r = self._row(s, name)
+            return NodeState(r.name, r.cluster, r.state, r.step_started_at, r.failed_step, r.fail_reason,
+                             r.rebuild_id, dict(r.data or {}))
+
+    def compare_and_set_state(self, name: str, expected: str, new: str, message: str, *,
+                              failed_step: str | None = None, reason: str | None = None,
+                              rebuild_id: int | None = None, data: dict | None = None,
+                              replace_data: bool = False) -> bool:
+        """Move `name` from `expected` to `new` in one transaction with its event row; False (and
+        nothing written) when the node is no longer in `expected`."""
+        now = utcnow()
+        with self._writing() as s:
+            r = self._row(s, name, lock=True)
+            if r.state != expected:
+                return False
+            r.state, r.step_started_at, r.updated_at = new, now, now
+            if new == "failed":
+                r.failed_step, r.fail_reason = failed_step, reason
+            elif expected == "failed" or new == "preflight":
+                r.failed_step = r.fail_reason = None
+            if rebuild_id is not None:
+                r.rebuild_id = rebuild_id
+            if data is not None:
+                r.data = _merge({} if replace_data else r.data, data)
+            s.add(EventRow(node_id=r.id, ts=now, kind="transition", message=message))
+            self._bump(s)
+            return True
+
+    def update_data(self, name: str, **values) -> dict:
+        """Merge step data (None removes a key); returns the new data."""
+        with self._writing() as s:
+            r = self._row(s, name, lock=True)
+            r.data = _merge(r.data, values)
+            return dict(r.data)
+
+    def add_log(self, name: str, kind: str, text: str) -> None:
+        with self._writing() as s:
+            s.add(LogRow(node_id=self._row(s, name).id, ts=utcnow(), kind=kind, text=text))
+
+    def logs(self, name: str) -> list[tuple[datetime, str, str]]:
+        with self._session() as s:
+            row = self._row(s, name)
+            return [(r.ts, r.kind, r.text) for r in s.scalars(select(LogRow).where(LogRow.node_id == row.id)
+                                                                 .order_by(LogRow.id))]
+
+    # -- rebuild runs -----------------------------------------------------------------------
+    def create_rebuild(self, nodes: list[str], options: dict) -> Rebuild:
+        with self._writing() as s:
+            r = RebuildRow(created_at=utcnow(), nodes=list(nodes), options=dict(options), status="running")
+            s.add(r)
+            s.flush()
+            return Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status)
+
+    def rebuilds(self, status: str | None = None) -> list[Rebuild]:
+        with self._session() as s:
+            q = select(RebuildRow).order_by(RebuildRow.id)
+            if status:
+                q = q.where(RebuildRow.status == status)
+            return [Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status) for r in s.scalars(q)]
+
+    def set_rebuild_status(self, rebuild_id: int, status: str) -> None:
+        with self._writing() as s:
+            s.get(RebuildRow, rebuild_id).status = status
+
+
+def _merge(old: dict | None, new: dict) -> dict:
+    out = dict(old or {})
+    for k, v in new.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
