@@ -42,6 +42,9 @@ class Engine(Protocol):
     def setup_networks(self, host_id: str, facts: Facts) -> None: ...
     def activate(self, host_id: str) -> None: ...
     def ssh_public_key(self) -> str: ...
+    def host_network_json(self, host_id: str) -> dict | None:
+        """{'nics': [...], 'attachments': [...], 'networks': [...]} as the REST API returns them;
+        None when this engine cannot report them."""
 
 
 class FakeEngine:
@@ -127,3 +130,8 @@ class FakeEngine:
 
     def ssh_public_key(self) -> str:
         return self.SSH_KEY
+
+    def host_network_json(self, host_id: str) -> dict | None:
+        with self.state.edit() as d:
+            self.state.record(d, "host_network_json", host_id=host_id)
+            return d.get("hosts", {}).get(host_id, {}).get("network_json")

@@ -133,6 +133,12 @@ class OvirtEngine:
     def activate(self, host_id: str) -> None:
         self._api("POST", f"/hosts/{host_id}/activate", {})
 
+    def host_network_json(self, host_id: str) -> dict:
+        """The raw NICs, network attachments and networks, for capture.engine."""
+        return {"nics": self._api("GET", f"/hosts/{host_id}/nics").get("host_nic", []),
+                "attachments": self._api("GET", f"/hosts/{host_id}/networkattachments").get("network_attachment", []),
+                "networks": self._api("GET", "/networks").get("network", [])}
+
     def ssh_public_key(self) -> str:
         resp = self.http.request("GET", "/services/pki-resource",
                                  params={"resource": "engine-certificate", "format": "OPENSSH-PUBKEY"})

@@ -1,0 +1,82 @@
+"""Facts from the oVirt engine: /hosts/{id}/nics, /hosts/{id}/networkattachments and /networks
+(JSON as in ovirt-engine-api-model: HostNic with mac.address, bonding.options.option[],
+bonding.slaves.host_nic[] by id, vlan.id + base_interface, ip/ipv6; NetworkAttachment with
+network.id, host_nic.id, ip_address_assignments.ip_address_assignment[]; Network with name,
+vlan.id and usages.usage[] containing 'management').
+
+The engine knows networks, not disks or firmware: those come from the previous snapshot."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import ValidationError
+
+from ..domain import Facts, format_errors
+from ..domain.bonding import MODES
+from ..errors import InputError
+
+
+def _iface(ip: dict | None) -> str | None:
+    if not ip or not ip.get("address"):
+        return None
+    mask = ip.get("netmask") or ("64" if ip.get("version") == "v6" else None)
+    if mask is None:
+        return None
+    prefix = mask if str(mask).isdigit() else ipaddress.ip_network(f"0.0.0.0/{mask}").prefixlen
+    return f"{ip['address']}/{prefix}"
+
+
+def facts_from_engine(raw: dict, previous: Facts | None) -> Facts:
+    if previous is None:
+        raise InputError("engine capture: the engine does not report disks or firmware; capture --from node "
+                         "(or import inline facts) first")
+    nics_by_id = {n["id"]: n for n in raw.get("nics", [])}
+    nics, bonds, vlans = [], [], []
+    for n in raw.get("nics", []):
+        if n.get("vlan"):
+            vlans.append({"id": int(n["vlan"]["id"]), "parent": n.get("base_interface") or n["name"].rsplit(".", 1)[0],
+                          "name": n["name"], **({"mtu": n["mtu"]} if n.get("mtu") else {})})
+        elif n.get("bonding"):
+            opts = {o["name"]: str(o["value"]) for o in n["bonding"].get("options", {}).get("option", [])}
+            mode = MODES.get(opts.pop("mode", "0"), opts.get("mode", "balance-rr"))
+            slaves = [nics_by_id[s["id"]]["name"] if s.get("id") in nics_by_id else s.get("name")
+                      for s in n["bonding"].get("slaves", {}).get("host_nic", [])]
+            bonds.append({"name": n["name"], "mode": mode, "slaves": slaves, "options": opts,
+                          **({"mtu": n["mtu"]} if n.get("mtu") and n["mtu"] != 1500 else {})})
+        else:
+            nics.append({"name": n["name"], "mac": n.get("mac", {}).get("address", ""),
+                         **({"mtu": n["mtu"]} if n.get("mtu") else {})})
+    networks_by_id = {net["id"]: net for net in raw.get("networks", [])}
+    vlan_names = {(v["parent"], v["id"]): v["name"] for v in vlans}
+    attachments = []
+    for att in raw.get("attachments", []):
+        net = networks_by_id.get(att.get("network", {}).get("id"), {})
+        dev = nics_by_id.get(att.get("host_nic", {}).get("id"), {})
+        base = dev.get("name", "")
+        vlan_id = net.get("vlan", {}).get("id")
+        iface = vlan_names.get((base, int(vlan_id)), f"{base}.{vlan_id}") if vlan_id else base
+        if vlan_id and (base, int(vlan_id)) not in vlan_names:
+            vlans.append({"id": int(vlan_id), "parent": base, "name": iface})
+            vlan_names[(base, int(vlan_id))] = iface
+        entry = {"network": net.get("name", ""), "interface": iface,
+                 "management": "management" in net.get("usages", {}).get("usage", [])}
+        for a in att.get("ip_address_assignments", {}).get("ip_address_assignment", []):
+            if a.get("assignment_method") != "static":
+                continue
+            ip = a.get("ip", {})
+            if ip.get("version") == "v6":
+                entry["address6"] = _iface(ip)
+                if ip.get("gateway"):
+                    entry["gateway6"] = ip["gateway"]
+            else:
+                entry["address"] = _iface(ip)
+                if ip.get("gateway"):
+                    entry["gateway"] = ip["gateway"]
+        attachments.append(entry)
+    data = previous.model_dump(mode="json")
+    data.update(nics=nics, bonds=bonds, vlans=vlans, networks=attachments)
+    try:
+        return Facts.model_validate(data)
+    except ValidationError as exc:
+        raise InputError("engine capture: " + "; ".join(format_errors(exc, "facts."))) from None
