@@ -30,6 +30,7 @@ from .fakes.dnsserver import FakeDns
 from .fakes.foreman import FakeForeman
 from .fakes.ipa import FakeIpa
 from .fakes.ovirt import FakeOvirt
+from .fakes.ovirt_json import engine_json
 from .fakes.tls import make_tls
 from .ipmisim import start_bmc
 from .workflow_helpers import NAMES, import_nodes, loopback_inventory, mgmt_ip
@@ -89,6 +90,8 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
 """)
         self.svc = services.build(config_mod.load(self.cfg))
         import_nodes(self.svc.store, loopback_inventory({n: b.port for n, b in self.bmcs.items()}, str(tmp / "bmc.pw")))
+        for n in NAMES:  # the engine's view of each host's NICs matches its snapshot: no drift
+            self.ovirt.hosts[self.old_ids[n]]["_net"] = engine_json(self.svc.store.snapshot(n).facts)
         self.serve = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(self.cfg), "serve"],
                                       stdout=open(tmp / "serve.log", "w"), stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -229,9 +232,10 @@ def test_kill_minus_9_at_each_step_then_resume(lab, boundary):
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    snapshots_before = {n: len(lab.svc.store.snapshots(n)) for n in NAMES}
+    snapshots_before = {n: {x.id for x in lab.svc.store.snapshots(n)} for n in NAMES}
     resumed = lab.rebuild("--resume", "--yes", "--json")
     out, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, out
     assert_all_done_one_cycle_each(lab)
-    assert {n: len(lab.svc.store.snapshots(n)) for n in NAMES} == snapshots_before
+    for n in NAMES:  # nothing stored is lost (the capture step may add an engine snapshot)
+        assert snapshots_before[n] <= {x.id for x in lab.svc.store.snapshots(n)}

@@ -27,6 +27,11 @@ def _iface(ip: dict | None) -> str | None:
     return f"{ip['address']}/{prefix}"
 
 
+def _mtu(d: dict) -> dict:
+    """The engine reports 1500 where facts leave MTU unset."""
+    return {"mtu": d["mtu"]} if d.get("mtu") and d["mtu"] != 1500 else {}
+
+
 def facts_from_engine(raw: dict, previous: Facts | None) -> Facts:
     if previous is None:
         raise InputError("engine capture: the engine does not report disks or firmware; capture --from node "
@@ -35,20 +40,19 @@ def facts_from_engine(raw: dict, previous: Facts | None) -> Facts:
     nics, bonds, vlans = [], [], []
     for n in raw.get("nics", []):
         if n.get("vlan"):
-            vlans.append({"id": int(n["vlan"]["id"]), "parent": n.get("base_interface") or n["name"].rsplit(".", 1)[0],
-                          "name": n["name"], **({"mtu": n["mtu"]} if n.get("mtu") else {})})
+            parent, vid = n.get("base_interface") or n["name"].rsplit(".", 1)[0], int(n["vlan"]["id"])
+            named = {"name": n["name"]} if n["name"] != f"{parent}.{vid}" else {}  # default names stay implicit
+            vlans.append({"id": vid, "parent": parent, **named, **_mtu(n)})
         elif n.get("bonding"):
             opts = {o["name"]: str(o["value"]) for o in n["bonding"].get("options", {}).get("option", [])}
             mode = MODES.get(opts.pop("mode", "0"), opts.get("mode", "balance-rr"))
             slaves = [nics_by_id[s["id"]]["name"] if s.get("id") in nics_by_id else s.get("name")
                       for s in n["bonding"].get("slaves", {}).get("host_nic", [])]
-            bonds.append({"name": n["name"], "mode": mode, "slaves": slaves, "options": opts,
-                          **({"mtu": n["mtu"]} if n.get("mtu") and n["mtu"] != 1500 else {})})
+            bonds.append({"name": n["name"], "mode": mode, "slaves": slaves, "options": opts, **_mtu(n)})
         else:
-            nics.append({"name": n["name"], "mac": n.get("mac", {}).get("address", ""),
-                         **({"mtu": n["mtu"]} if n.get("mtu") else {})})
+            nics.append({"name": n["name"], "mac": n.get("mac", {}).get("address", ""), **_mtu(n)})
     networks_by_id = {net["id"]: net for net in raw.get("networks", [])}
-    vlan_names = {(v["parent"], v["id"]): v["name"] for v in vlans}
+    vlan_names = {(v["parent"], v["id"]): v.get("name", f"{v['parent']}.{v['id']}") for v in vlans}
     attachments = []
     for att in raw.get("attachments", []):
         net = networks_by_id.get(att.get("network", {}).get("id"), {})
@@ -57,7 +61,7 @@ def facts_from_engine(raw: dict, previous: Facts | None) -> Facts:
         vlan_id = net.get("vlan", {}).get("id")
         iface = vlan_names.get((base, int(vlan_id)), f"{base}.{vlan_id}") if vlan_id else base
         if vlan_id and (base, int(vlan_id)) not in vlan_names:
-            vlans.append({"id": int(vlan_id), "parent": base, "name": iface})
+            vlans.append({"id": int(vlan_id), "parent": base})
             vlan_names[(base, int(vlan_id))] = iface
         entry = {"network": net.get("name", ""), "interface": iface,
                  "management": "management" in net.get("usages", {}).get("usage", [])}

@@ -17,7 +17,7 @@ from ..domain import Facts, format_errors
 from ..domain.bonding import MODE_NAMES
 from ..errors import InputError
 
-SKIP_KINDS = {"veth", "tun", "tap", "dummy", "macvtap", "openvswitch", "vxlan", "geneve", "ipip", "gre"}
+SKIP_KINDS = {"veth", "tun", "tap", "dummy", "ifb", "macvtap", "openvswitch", "vxlan", "geneve", "ipip", "gre"}
 SKIP_PREFIX = ("vnet", "virbr", "docker", ";vdsm", "ovs-", "br-int", "lo")
 
 
@@ -126,7 +126,8 @@ def facts_from_node(text: str, previous: Facts | None) -> Facts:
                           "options": {k2: v for k2, v in info["options"].items() if k2 != "primary" or v in slaves},
                           **({"mtu": link["mtu"]} if link.get("mtu", 1500) != 1500 else {})})
         elif k == "vlan":
-            vlans.append({"id": int(link["linkinfo"]["info_data"]["id"]), "parent": link["link"], "name": name,
+            vid, parent = int(link["linkinfo"]["info_data"]["id"]), link["link"]
+            vlans.append({"id": vid, "parent": parent, **({"name": name} if name != f"{parent}.{vid}" else {}),
                           **({"mtu": link["mtu"]} if link.get("mtu", 1500) != 1500 else {})})
         elif k == "bridge":
             bridges[name] = sorted(n for n, l2 in links.items() if l2.get("master") == name)
@@ -153,7 +154,8 @@ def facts_from_node(text: str, previous: Facts | None) -> Facts:
         return out
 
     prev_by_iface = {a.interface: a for a in previous.networks} if previous else {}
-    devices = [n["name"] for n in nics] + [b["name"] for b in bonds] + [v["name"] for v in vlans]
+    devices = ([n["name"] for n in nics] + [b["name"] for b in bonds]
+               + [v.get("name", f"{v['parent']}.{v['id']}") for v in vlans])
     networks, placed = [], set()
     for bridge, all_ports in bridges.items():
         ports = [p for p in all_ports if p in devices]  # not the VMs' tap devices (vnetN)

@@ -10,7 +10,8 @@ from .. import config as config_mod
 from ..errors import InputError
 from .check import check
 from .common import Cli, svc
-from .nodes import facts, node, render
+from .facts import facts
+from .nodes import node, render
 from .rebuild import rebuild, status
 
 

@@ -1,4 +1,4 @@
-"""`provision node`, `facts`, `render`."""
+"""`provision node` and `render`."""
 
 from __future__ import annotations
 
@@ -61,25 +61,6 @@ def node_show(ctx: click.Context, name: str, as_json: bool) -> None:
     rec = svc(ctx).store.get(name)
     data = rec.node.model_dump(mode="json")
     data.update(state=rec.state, snapshot=rec.snapshot_id)
-    click.echo(json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False))
-
-
-# -- facts -----------------------------------------------------------------------------------
-@click.group()
-def facts() -> None:
-    """Facts snapshots."""
-
-
-@facts.command("show")
-@click.argument("name")
-@click.option("--snapshot", "snapshot_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def facts_show(ctx: click.Context, name: str, snapshot_id: int | None, as_json: bool) -> None:
-    """Show a facts snapshot (the latest by default)."""
-    snap = svc(ctx).store.snapshot(name, snapshot_id)
-    data = {"snapshot": snap.id, "created_at": snap.created_at.isoformat(), "source": snap.source,
-            "facts": snap.facts.model_dump(mode="json")}
     click.echo(json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False))
 
 

@@ -6,12 +6,13 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import bonding
 from .types import DiskId, Fqdn, IfName, IpAddress, IpInterface, Mac, Name, Str, show
 
-Mtu = Annotated[int, Field(ge=68, le=9216)]
+# 1500 is the Ethernet default: stored as unset, so equal facts compare equal whatever the source
+Mtu = Annotated[int, Field(ge=68, le=9216), AfterValidator(lambda v: None if v == 1500 else v)]
 
 
 class _Model(BaseModel):

@@ -67,6 +67,18 @@ class EventRow(Base):
     __table_args__ = (Index("ix_events_node_ts", "node_id", "ts"),)
 
 
+class CollectRow(Base):
+    """One-time token for a node to upload its facts (GET /collect.sh, POST /api/v1/collect/<token>)."""
+
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class LogRow(Base):
     """Installer and enrollment logs uploaded by nodes (size-capped)."""
 

@@ -3,13 +3,15 @@ logs and rebuild runs. Mixed into Store; uses its sessions and helpers."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from .. import tokens
 from .clock import utcnow
-from .models import EventRow, LogRow, RebuildRow
+from .models import CollectRow, EventRow, LogRow, NodeRow, RebuildRow
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,26 @@ class RunsMixin:
             row = self._row(s, name)
             return [(r.ts, r.kind, r.text) for r in s.scalars(select(LogRow).where(LogRow.node_id == row.id)
                                                                  .order_by(LogRow.id))]
+
+    # -- fact collection tokens (one-time) --------------------------------------------------
+    def create_collection(self, name: str, ttl_seconds: int) -> str:
+        token = secrets.token_urlsafe(24)
+        now = utcnow()
+        with self._writing() as s:
+            s.add(CollectRow(node_id=self._row(s, name).id, token_digest=tokens.digest(token), created_at=now,
+                             expires_at=now + timedelta(seconds=ttl_seconds)))
+        return token
+
+    def collection_node(self, token: str, consume: bool = False) -> str | None:
+        """The node a live, unused collection token belongs to (and use it up with `consume`)."""
+        now = utcnow()
+        with self._writing() as s:
+            row = s.scalar(select(CollectRow).where(CollectRow.token_digest == tokens.digest(token)))
+            if row is None or row.used_at is not None or row.expires_at <= now:
+                return None
+            if consume:
+                row.used_at = now
+            return s.get(NodeRow, row.node_id).name
 
     # -- rebuild runs -----------------------------------------------------------------------
     def create_rebuild(self, nodes: list[str], options: dict) -> Rebuild:

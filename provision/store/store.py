@@ -204,6 +204,24 @@ class Store(RunsMixin):
             return (NodeRecord(node, row.state, latest.id, row.updated_at), self._snapshot(name, snap),
                     build if build and build.live() else None)
 
+    def prune_snapshots(self, name: str, keep: int) -> list[int]:
+        """Delete all but the newest `keep` (>= 1) snapshots of `name`, never one a live build or the
+        node's current rebuild pins. Returns the deleted ids."""
+        if keep < 1:
+            raise InputError("--keep: at least 1 (the latest snapshot is never pruned)")
+        with self._writing() as s:
+            row = self._row(s, name)
+            ids = list(s.scalars(select(SnapshotRow.id).where(SnapshotRow.node_id == row.id)
+                                 .order_by(SnapshotRow.id.desc())))
+            pinned = set(s.scalars(select(BuildRow.snapshot_id).where(BuildRow.node_id == row.id,
+                                                                      BuildRow.ended_at.is_(None))))
+            pinned.add((row.data or {}).get("snapshot_id"))
+            doomed = [i for i in ids[keep:] if i not in pinned]
+            for i in doomed:
+                s.delete(s.get(SnapshotRow, i))
+                self._facts.pop(i, None)
+            return doomed
+
     # -- builds and tokens --------------------------------------------------------------------
     def arm(self, name: str, key: str, ttl_seconds: int, snapshot_id: int | None = None) -> tuple[Build, str]:
         """Start a build: a fresh nonce and the token derived from it with the server `key`

@@ -11,7 +11,7 @@ from ..errors import InputError, NotFound, ProvisionError
 from ..metrics import Metrics
 from ..render import Renderer
 from ..store import Store
-from . import api, boot, callbacks, kickstart, ops, ui
+from . import api, boot, callbacks, collect, kickstart, ops, ui
 
 
 def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: str, secret_key: str,
@@ -23,7 +23,7 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
         "cfg": cfg, "store": store, "renderer": renderer, "metrics": metrics or Metrics(),
         "admin_token": admin_token, "workflow": workflow,
     }
-    for bp in (boot.bp, kickstart.bp, callbacks.bp, api.bp, ui.bp, ops.bp):
+    for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, ui.bp, ops.bp):
         app.register_blueprint(bp)
 
     @app.before_request

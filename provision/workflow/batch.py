@@ -31,7 +31,9 @@ class BatchResult:
 class Batch:
     def __init__(self, ctx: Context, names: list[str], *, rebuild_id: int, max_parallel: int = 1,
                  min_up: int | None = None, canary: int = 0, retry_failed: set[str] | None = None,
+                 accept_drift: bool = False,
                  on_change: Callable[[str, str, str | None], None] | None = None) -> None:
+        self.accept_drift = accept_drift
         self.ctx, self.names, self.rebuild_id = ctx, list(names), rebuild_id
         self.max_parallel, self.min_up, self.canary = max(1, max_parallel), min_up, canary
         self.retry_failed = retry_failed or set()
@@ -71,14 +73,16 @@ class Batch:
     def _start(self, pool: ThreadPoolExecutor, name: str) -> None:
         st = self.ctx.store.node_state(name)
         if st.state in (S.READY, S.DONE):
-            advance(self.ctx.store, name, "start", expect=st.state, rebuild_id=self.rebuild_id)
+            advance(self.ctx.store, name, "start", expect=st.state, rebuild_id=self.rebuild_id,
+                    data={"accept_drift": self.accept_drift})
             self.on_change(name, S.PREFLIGHT, None)
         elif st.state == S.FAILED:
             if name not in self.retry_failed:
                 self.result.failed.append(name)
                 self.stop.set()
                 return
-            advance(self.ctx.store, name, "resume", expect=S.FAILED, rebuild_id=self.rebuild_id)
+            advance(self.ctx.store, name, "resume", expect=S.FAILED, rebuild_id=self.rebuild_id,
+                    data={"accept_drift": self.accept_drift})
             self.on_change(name, self.ctx.store.node_state(name).state, "resumed")
         self.in_flight[name] = pool.submit(drive, self.ctx, name, stop=self.stop, on_change=self.on_change)
         self.result.peak_in_flight = max(self.result.peak_in_flight, len(self.in_flight))

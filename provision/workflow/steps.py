@@ -43,10 +43,30 @@ def preflight(ctx: Context, name: str) -> None:
 
 
 def capture(ctx: Context, name: str) -> None:
+    """Refresh the facts from the engine and compare them with the last snapshot: drift (MACs,
+    bonds, network placement, IPs, disks) stops the node unless the run accepts drift. The
+    snapshot the rebuild will use is pinned in the step data."""
+    from ..capture import service
+    from ..capture.diff import diff
+    from ..capture.engine import facts_from_engine
+
     rec = ctx.store.get(name)
     if rec.snapshot_id is None:
         raise StepError(f"node {name}: no facts snapshot")
-    ctx.store.update_data(name, snapshot_id=rec.snapshot_id)
+    data = ctx.store.node_state(name).data
+    raw = ctx.engine.host_network_json(data["engine_host_id"]) if data.get("engine_host_id") else None
+    if raw is None:
+        ctx.store.add_event(name, "capture", f"the engine reported no NICs; using snapshot #{rec.snapshot_id}")
+        ctx.store.update_data(name, snapshot_id=rec.snapshot_id)
+        return
+    previous = ctx.store.snapshot(name, rec.snapshot_id).facts
+    fresh = facts_from_engine(raw, previous)
+    drifted = [c.text for c in diff(previous, fresh) if c.drift]
+    if drifted and not data.get("accept_drift"):
+        raise StepError(f"node {name}: facts drifted since snapshot #{rec.snapshot_id} "
+                        f"(check them, then --resume {name} --accept-drift): " + "; ".join(drifted))
+    snapshot_id, _ = service.store(ctx, name, fresh, "engine")
+    ctx.store.update_data(name, snapshot_id=snapshot_id)
 
 
 def drain(ctx: Context, name: str) -> None:
@@ -135,11 +155,11 @@ RUN = {S.PREFLIGHT: preflight, S.CAPTURE: capture, S.DRAIN: drain, S.RETIRE: ret
 PLAN = {
     S.PREFLIGHT: ["dns: A/AAAA and PTR of {fqdn}", "bmc {bmc}: login, get power",
                   "engine: find host {name}", "engine: hosts Up in cluster {cluster} >= min-up + 1"],
-    S.CAPTURE: ["store: pin facts snapshot #{snapshot}"],
+    S.CAPTURE: ["engine: NICs and network attachments of {name}; stop on drift from snapshot #{snapshot}"],
     S.DRAIN: ["engine: deactivate host {name}", "engine: wait for maintenance (VMs migrate away)"],
     S.RETIRE: ["ipa: host_show {fqdn} (record host groups)", "engine: remove host {name}",
                "satellite: delete host {fqdn}", "ipa: host_del {fqdn}"],
-    S.ARM: ["store: build token; boot configs of {macs} -> install"],
+    S.ARM: ["store: build token; boot configs of {macs} -> install; wipes {install} only, keeps {kept}"],
     S.NETBOOT: ["bmc {bmc}: one-shot boot from network (uefi={uefi}); power cycle if on, else power on"],
     S.INSTALLING: ["wait: GET /ks/<token>, then POST callback installed (boot configs -> local)"],
     S.ENROLL: ["ipa: host_add {fqdn} (one-time password), restore host groups",
@@ -157,6 +177,8 @@ def plan_lines(node, snapshot_id: int | None) -> list[tuple[str, str]]:
         "name": node.name, "fqdn": node.fqdn, "cluster": node.cluster, "snapshot": snapshot_id,
         "bmc": f"{node.bmc.address}:{node.bmc.port}", "uefi": f.firmware == "uefi" if f else "?",
         "macs": ", ".join(f.macs()) if f else "?",
+        "install": f.install_disk.by_id if f else "?",
+        "kept": ", ".join(d.by_id for d in f.kept_disks) or "(none)" if f else "?",
         "bonds": ", ".join(f"{b.name} {b.option_string()}" for b in f.bonds) if f else "?",
         "networks": ", ".join(f"{a.network}@{a.interface}" + (f" {a.address}" if a.address else "")
                               for a in f.networks) if f else "?",

@@ -79,6 +79,9 @@ class FakeOvirt(FakeHttpServer):
 
     def _api(self, req: Request, path: str):
         m = re.fullmatch(r"/hosts(?:/([^/]+))?(?:/([a-z]+))?", path)
+        if path == "/networks" and req.method == "GET":
+            nets = {n["id"]: n for h in self.hosts.values() for n in h.get("_net", {}).get("networks", [])}
+            return 200, {}, ({"network": list(nets.values())} if nets else {})
         if path == "/vms" and req.method == "GET":
             name = req.query.get("search", "").removeprefix("host=")
             return 200, {}, {"vm": [{"name": v, "id": str(uuid.uuid4())} for v in self.vms.get(name, [])]}
@@ -144,6 +147,10 @@ class FakeOvirt(FakeHttpServer):
             if host["status"] != "maintenance":
                 return self._fault(409, f"Cannot activate Host. Host is in {host['status']} status.")
             host["status"] = "up"
+        elif action in ("nics", "networkattachments") and req.method == "GET":
+            key = {"nics": ("nics", "host_nic"), "networkattachments": ("attachments", "network_attachment")}[action]
+            items = host.get("_net", {}).get(key[0], [])
+            return 200, {}, ({key[1]: items} if items else {})
         elif action == "fenceagents" and req.method == "GET":
             agents = [dict({k: v for k, v in a.items() if k != "password"}, id=f"agent-{i}")
                       for i, a in enumerate(host.get("_fences", []))]

@@ -1,0 +1,70 @@
+"""Capture as operations: from the engine, from the node (collector upload), from a file;
+each stores a new snapshot (when the facts changed) and reports the differences."""
+
+from __future__ import annotations
+
+from ..domain import Facts, Node
+from ..errors import InputError, NotFound, ProvisionError
+from ..workflow.context import Context
+from .diff import Change, diff
+from .engine import facts_from_engine
+from .node import facts_from_node
+
+
+def _previous(ctx: Context, name: str) -> Facts | None:
+    try:
+        return ctx.store.snapshot(name).facts
+    except NotFound:
+        return None
+
+
+def store(ctx: Context, name: str, facts: Facts, source: str) -> tuple[int, list[Change]]:
+    """Keep `facts` as a new snapshot unless they equal the latest; (snapshot id, changes)."""
+    prev = _previous(ctx, name)
+    changes = diff(prev, facts) if prev else []
+    if prev is not None and prev.model_dump(mode="json") == facts.model_dump(mode="json"):
+        return ctx.store.snapshot(name).id, []
+    snap = ctx.store.add_snapshot(name, facts, source)
+    ctx.store.add_event(name, "capture", f"facts snapshot #{snap.id} from {source}"
+                        + (f": {len(changes)} change(s)" if prev else ""))
+    return snap.id, changes
+
+
+def from_engine(ctx: Context, name: str) -> Facts:
+    node = ctx.store.get(name).node
+    host = ctx.engine.find_host(node.name)
+    if host is None:
+        raise ProvisionError(f"node {name}: the engine does not know host {node.name}")
+    raw = ctx.engine.host_network_json(host.id)
+    if raw is None:
+        raise ProvisionError(f"node {name}: this engine cannot report host NICs")
+    return facts_from_engine(raw, _previous(ctx, name))
+
+
+def from_file(inventory_nodes: list[Node], name: str) -> Facts:
+    node = next((n for n in inventory_nodes if n.name == name), None)
+    if node is None or node.facts is None:
+        raise InputError(f"node {name}: no inline facts in that file")
+    return node.facts
+
+
+def collector_script(ctx: Context, env, token: str) -> str | None:
+    name = ctx.store.collection_node(token) if token else None
+    if name is None:
+        return None
+    node = ctx.store.get(name).node
+    return env.get_template("collect.sh.j2").render(
+        node={"fqdn": node.fqdn}, post_url=f"{ctx.cfg.server.public_url}/api/v1/collect/{token}")
+
+
+def accept_upload(ctx: Context, token: str, text: str) -> tuple[int, dict]:
+    name = ctx.store.collection_node(token, consume=True)
+    if name is None:
+        return 403, {"error": "unknown, used or expired token"}
+    try:
+        facts = facts_from_node(text, _previous(ctx, name))
+    except InputError as exc:
+        ctx.store.add_event(name, "capture-failed", str(exc))
+        return 422, {"error": str(exc)}
+    snap_id, changes = store(ctx, name, facts, "node")
+    return 200, {"node": name, "snapshot": snap_id, "changes": [c.text for c in changes]}
