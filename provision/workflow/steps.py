@@ -142,6 +142,7 @@ def register(ctx: Context, name: str) -> None:
     if data.get("networks_host") != host.id:
         ctx.engine.setup_networks(host.id, facts)
         ctx.store.update_data(name, networks_host=host.id)
+        ctx.store.add_event(name, "register", f"setupnetworks from facts snapshot #{data.get('snapshot_id')}")
     if status != "up":
         ctx.engine.activate(host.id)
         ctx.engine.wait_status(host.id, {"up"}, timeout)
