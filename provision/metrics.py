@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 
 
 class Metrics:
@@ -12,8 +12,6 @@ class Metrics:
                                      ["endpoint", "status"], registry=self.registry)
         self.renders = Counter("provision_renders_total", "Configs rendered for nodes, by kind", ["kind"],
                                registry=self.registry)
-        self.render_seconds = Histogram("provision_render_seconds", "Time to render one config", ["kind"],
-                                        registry=self.registry)
         self.ks_denied = Counter("provision_kickstart_denied_total", "Kickstart fetches refused, by reason",
                                  ["reason"], registry=self.registry)
         self.tftp_requests = Counter("provision_tftp_requests_total", "TFTP requests by outcome", ["outcome"],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InputError, NotFound
+from ..errors import InputError
 from ..workflow import states as S
 from ..workflow.batch import Batch
 from ..workflow.steps import plan_lines
@@ -193,10 +193,7 @@ def status(ctx, name, as_json) -> None:
         else:
             table(rows, ["name", "cluster", "state", "since", "failed_step", "reason"])
         return
-    try:
-        st = s.store.node_state(name)
-    except NotFound:
-        raise
+    st = s.store.node_state(name)
     events = [{"ts": e.ts.isoformat(timespec="seconds"), "kind": e.kind, "message": e.message}
               for e in s.store.events(name)]
     logs = [{"ts": ts.isoformat(timespec="seconds"), "kind": kind, "bytes": len(text)} for ts, kind, text in

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from flask import Flask, g, jsonify, request
+from flask import Flask, jsonify, request
 
 from ..config import Config
 from ..errors import InputError, NotFound, ProvisionError
@@ -25,10 +23,6 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
     }
     for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, ui.bp, ops.bp):
         app.register_blueprint(bp)
-
-    @app.before_request
-    def _start() -> None:
-        g.t0 = time.monotonic()
 
     @app.after_request
     def _count(resp):

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..capture import service
+from ..capture.diff import diff
+from ..capture.engine import facts_from_engine
 from ..config import read_secret
 from ..errors import ProvisionError
 from ..store import utcnow
@@ -46,10 +49,6 @@ def capture(ctx: Context, name: str) -> None:
     """Refresh the facts from the engine and compare them with the last snapshot: drift (MACs,
     bonds, network placement, IPs, disks) stops the node unless the run accepts drift. The
     snapshot the rebuild will use is pinned in the step data."""
-    from ..capture import service
-    from ..capture.diff import diff
-    from ..capture.engine import facts_from_engine
-
     rec = ctx.store.get(name)
     if rec.snapshot_id is None:
         raise StepError(f"node {name}: no facts snapshot")
