@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from provision.capture.diff import diff, drift
 from provision.capture.engine import facts_from_engine
+from provision.capture.node import facts_from_node
 from provision.cli import main
 from provision.domain import Facts, load_yaml, parse_nodes
 from provision.integrations.engine import FakeEngine
@@ -212,3 +213,28 @@ def test_capture_diff_export_prune(cfg_path, tmp_path):
     assert res.exit_code == 0 and "pruned 1 snapshot(s): 1" in res.output
     assert run("facts", "prune", "rhvnode3", "--keep", "0").exit_code == 2
     assert json.loads(run("facts", "show", "rhvnode3", "--json").output)["snapshots"][0]["id"] == 4
+
+
+def fixture_upload(d: Path, firmware: str) -> str:
+    """What the collector sends, assembled from a fixture directory."""
+    bonds = "".join(f"### bond {b.name}\n{b.read_text()}\n" for b in sorted((d / "proc/net/bonding").iterdir()))
+    parts = [f"### {name}\n{(d / f'{name}.json').read_text()}\n" for name in ("ip-link", "ip-addr", "route4", "route6")]
+    return ("".join(parts) + bonds + f"### lsblk\n{(d / 'lsblk.json').read_text()}\n### by-id\n{(d / 'by-id.txt').read_text()}"
+            f"### firmware\n{firmware}\n### resolv\n{(d / 'etc/resolv.conf').read_text()}### end\n")
+
+
+@pytest.mark.parametrize("host,firmware,facts", [
+    ("el8", "uefi", EXAMPLE_FACTS),  # oVirt Node: VDSM bridges, two bonds, VLAN on a bond, SATA disks by WWN
+    ("el9", "bios", VARIANTS[0].facts),  # EL9 KVM host: mgmt on a VLAN over LACP, IPv6, NVMe by EUI, virbr0
+])
+def test_node_fixtures_reproduce_their_facts(host, firmware, facts):
+    assert diff(facts, facts_from_node(fixture_upload(DATA / "node" / host, firmware), facts)) == []
+
+
+def test_node_capture_without_a_previous_snapshot_finds_mgmt_and_install_disk():
+    f = facts_from_node(fixture_upload(DATA / "node" / "el9", "bios"), None)
+    assert f.install_disk.id == "nvme-eui.0025388b81b01234" and f.install_disk.serial == "S437NA0M123456"
+    mgmt = f.management
+    assert (mgmt.interface, str(mgmt.address), str(mgmt.gateway), str(mgmt.gateway6)) == (
+        "bond0.10", "10.10.10.21/24", "10.10.10.1", "2001:db8:10::1")
+    assert f.bond("bond0").options == {"miimon": "100"} and "virbr0" not in [a.interface for a in f.networks]

@@ -90,7 +90,7 @@ def test_preview_masks_secrets_and_show_secrets_reveals(rsvc):
 
 def test_bond_vlan_management_network(rsvc):
     grub = rsvc.renderer.render("kvm1", "pxelinux", install=True).text
-    assert "bond=bond0:enp1s0f0,enp1s0f1:mode=802.3ad,lacp_rate=slow,miimon=100" in grub
+    assert "bond=bond0:enp1s0f0,enp1s0f1:mode=802.3ad,miimon=100" in grub  # lacp_rate=slow is the default
     assert "vlan=bond0.10:bond0" in grub
     assert "ip=10.10.10.21::10.10.10.1:255.255.255.0:kvm1.lab.example.com:bond0.10:none" in grub
     assert "ip=[2001:db8:10::21]::[2001:db8:10::1]:64:kvm1.lab.example.com:bond0.10:none" in grub

@@ -7,7 +7,6 @@ the same device. The management network is the one carrying the default route.""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 
@@ -137,8 +136,9 @@ def facts_from_node(text: str, previous: Facts | None) -> Facts:
             perm = perm or (bonding.get(master, {}).get("slaves", {}).get(name) if master else None)
             nics.append({"name": name, "mac": (perm or link.get("address", "")).lower(),
                          **({"mtu": link["mtu"]} if link.get("mtu", 1500) != 1500 else {})})
-    routes = _json(sec, "route4", []) + _json(sec, "route6", [])
-    default_dev = {r.get("dev"): r.get("gateway") for r in routes if r.get("dst") == "default"}
+    gateways = {fam: {r.get("dev"): r.get("gateway") for r in _json(sec, f"route{fam}", []) if r.get("dst") == "default"}
+                for fam in (4, 6)}
+    default_dev = gateways[4] | gateways[6]
 
     def ips(dev: str) -> dict:
         out = {}
@@ -147,9 +147,9 @@ def facts_from_node(text: str, previous: Facts | None) -> Facts:
                 continue
             key = "address" if a["family"] == "inet" else "address6"
             out.setdefault(key, f"{a['local']}/{a['prefixlen']}")
-        for key, gkey in (("address", "gateway"), ("address6", "gateway6")):
-            gw = default_dev.get(dev)
-            if key in out and gw and ipaddress.ip_address(gw).version == (4 if key == "address" else 6):
+        for key, gkey, fam in (("address", "gateway", 4), ("address6", "gateway6", 6)):
+            gw = gateways[fam].get(dev)
+            if key in out and gw:
                 out[gkey] = gw
         return out
 

@@ -41,6 +41,9 @@ _INTS = {
 }
 _IFACE = {"primary", "active_slave"}
 OPTIONS = set(_ENUMS) | _INTS | _IFACE | {"arp_ip_target", "ad_actor_system", "ns_ip6_target"}
+# Kernel defaults that /proc/net/bonding prints whether set or not: stored as unset, so facts
+# from an inventory, the engine and the node compare equal.
+DEFAULTS = {"lacp_rate": {"slow", "0"}, "xmit_hash_policy": {"layer2", "0"}, "ad_select": {"stable", "0"}}
 
 
 def normalize_mode(value: str) -> str:

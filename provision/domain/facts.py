@@ -41,7 +41,9 @@ class Bond(_Model):
     def _options(self) -> Bond:
         clean = {}
         for key, value in self.options.items():
-            clean[key] = bonding.check_option(key, value, list(self.slaves))
+            value = bonding.check_option(key, value, list(self.slaves))
+            if value not in bonding.DEFAULTS.get(key, ()):
+                clean[key] = value
         object.__setattr__(self, "options", dict(sorted(clean.items())))
         if len(set(self.slaves)) != len(self.slaves):
             raise ValueError(f"bond {self.name}: a slave is listed twice")
