@@ -37,9 +37,7 @@ def diff(old: Facts, new: Facts) -> list[Change]:
         if mac not in old_nics:
             was = f", was {old_names[n.name]}" if n.name in old_names else ""
             add("nic", f"MAC of {n.name} changed -> {mac}{was}" if was else f"new NIC {n.name} ({mac})")
-    old_b, new_b = {b.name: b for b in old.bonds}, {b.name: b for b in new.bonds}
-    for name in sorted(old_b.keys() | new_b.keys()):
-        a, b = old_b.get(name), new_b.get(name)
+    for name, a, b in _paired(old.bonds, new.bonds, lambda x: x.name):
         if b is None:
             add("bond", f"bond {name} missing")
         elif a is None:
@@ -53,14 +51,10 @@ def diff(old: Facts, new: Facts) -> list[Change]:
                 if a.options.get(opt) != b.options.get(opt):
                     add("bond", f"bond {name} option {opt} changed {a.options.get(opt, '(unset)')} -> "
                                 f"{b.options.get(opt, '(unset)')}")
-    old_v, new_v = {v.ifname: v for v in old.vlans}, {v.ifname: v for v in new.vlans}
-    for name in sorted(old_v.keys() - new_v.keys()):
-        add("vlan", f"VLAN {name} missing")
-    for name in sorted(new_v.keys() - old_v.keys()):
-        add("vlan", f"new VLAN {name}")
-    old_n, new_n = {a.network: a for a in old.networks}, {a.network: a for a in new.networks}
-    for name in sorted(old_n.keys() | new_n.keys()):
-        a, b = old_n.get(name), new_n.get(name)
+    for name, a, b in _paired(old.vlans, new.vlans, lambda x: x.ifname):
+        if a is None or b is None:
+            add("vlan", f"VLAN {name} missing" if b is None else f"new VLAN {name}")
+    for name, a, b in _paired(old.networks, new.networks, lambda x: x.network):
         if b is None:
             add("network", f"network {name} missing (was on {a.interface})")
         elif a is None:
@@ -91,6 +85,12 @@ def diff(old: Facts, new: Facts) -> list[Change]:
     if [str(s) for s in old.dns_servers] != [str(s) for s in new.dns_servers] or old.dns_search != new.dns_search:
         add("dns", "DNS servers or search domains changed")
     return out
+
+
+def _paired(old: list, new: list, key):
+    """(name, old item or None, new item or None) for every name in either list, sorted."""
+    a, b = {key(x): x for x in old}, {key(x): x for x in new}
+    return [(name, a.get(name), b.get(name)) for name in sorted(a.keys() | b.keys())]
 
 
 def drift(old: Facts, new: Facts) -> list[Change]:
