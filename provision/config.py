@@ -128,6 +128,25 @@ class DefaultsConfig(_Section):
     ipmi_attempts: int = Field(default=3, ge=1, le=10)
 
 
+class RepoConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    baseurl: Url
+
+
+class ElProfileConfig(_Section):
+    """Enterprise Linux KVM hosts: the repositories the engine's host deploy needs (oVirt host
+    packages), kept on the installed system (`repo --install`), and/or a release package
+    (e.g. ovirt-release44) installed in %post."""
+
+    repos: list[RepoConfig] = Field(default_factory=list, max_length=32)
+    release_package: Url | None = None
+    packages: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.+@^-]{1,100}$")]] = Field(default_factory=list)
+
+
+class ProfilesConfig(_Section):
+    el: ElProfileConfig = Field(default_factory=ElProfileConfig)
+
+
 class IntegrationsConfig(_Section):
     """For demos and tests only: with fake_dir set, the engine, IPA and Satellite are file-backed
     fakes under that directory (shared by every provision process), and DNS checks pass."""
@@ -147,6 +166,7 @@ class Config(BaseModel):
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     integrations: IntegrationsConfig = Field(default_factory=IntegrationsConfig)
     dns: DnsConfig = Field(default_factory=DnsConfig)
+    profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
 
     @property
     def media_url(self) -> str:

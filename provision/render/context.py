@@ -15,6 +15,7 @@ Context (every template gets exactly these keys; a missing one is an error):
             stage2_url, repo_url, liveimg_url
   kernel_args   the whole installer command line after the kernel (inst.ks=... ip=... etc.)
   settings  timezone, lang, keyboard, root_password_hash (None -> root locked), ssh_key (None | str)
+  profile   repos [{name, baseurl}], release_package (None | URL), packages (list): [profiles.el]
   server    public_url
 """
 
@@ -80,6 +81,9 @@ def build_context(node: Node, facts: Facts, snapshot_id: int | None, cfg: Config
         "settings": {"timezone": cfg.defaults.timezone, "lang": cfg.defaults.lang,
                      "keyboard": cfg.defaults.keyboard,
                      "root_password_hash": hide(secrets.root_password_hash), "ssh_key": ssh_key},
+        "profile": {"repos": [r.model_dump() for r in cfg.profiles.el.repos],
+                    "release_package": cfg.profiles.el.release_package,
+                    "packages": list(cfg.profiles.el.packages)},
         "server": {"public_url": base},
     }
 

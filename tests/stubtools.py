@@ -1,0 +1,216 @@
+"""Stub tools for running the scripts we render (kickstart %post/%onerror, the first-boot unit,
+the collector) under dash as the oldest target would: each stub accepts only the options listed
+for that target in tests/data/target-tools.yaml and exits 2 on any other, records every call
+(posted files included), can be made to fail (`STUB_FAIL=tool` or `tool@N` for its Nth call),
+prints canned output for a command line, and answers curl from canned responses (or runs the
+real tool: `passthrough`, and `STUB_REAL=curl` for a real server).
+
+Run as `python stubtools.py TOOL ARGS...` by the one-line sh wrappers that make_stubs writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+SPEC = Path(__file__).parent / "data" / "target-tools.yaml"
+
+
+def tool_spec(tool: str, target: str) -> dict | None:
+    spec = yaml.safe_load(SPEC.read_text()).get(tool)
+    if spec is None:
+        return None
+    if "el7" in spec or "el8" in spec:
+        return spec.get(target) or spec.get("el8")  # a tool only listed for EL8 is EL8's on EL7 too
+    return spec
+
+
+def check_args(spec: dict, args: list[str]) -> str | None:
+    """None if every option is one the target's tool has, else what is wrong."""
+    flags, with_arg = set(spec.get("flags", [])), set(spec.get("with_arg", []))
+    values = spec.get("values", {})
+
+    def bad_value(opt: str, val: str) -> str | None:
+        allowed = values.get(opt)
+        if allowed is None:
+            return None
+        wrong = [v for v in val.split(",") if v not in allowed]
+        return f"option {opt}: unknown value(s) {','.join(wrong)}" if wrong else None
+
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            break
+        if not a.startswith("-") or a == "-":
+            if spec.get("positional_stop"):
+                break
+            i += 1
+            continue
+        if a.startswith("--") or (spec.get("single_dash_long") and len(a) > 2):
+            name, eq, val = a.partition("=")
+            if name in flags and not eq:
+                pass
+            elif name in with_arg:
+                if not eq:
+                    i += 1
+                    if i >= len(args):
+                        return f"option {name} needs a value"
+                    val = args[i]
+                problem = bad_value(name, val)
+                if problem:
+                    return problem
+            else:
+                return f"unknown option {name}"
+        else:
+            j = 1
+            while j < len(a):
+                opt = "-" + a[j]
+                if opt in flags:
+                    j += 1
+                    continue
+                if opt in with_arg:
+                    val = a[j + 1:]
+                    if not val:
+                        i += 1
+                        if i >= len(args):
+                            return f"option {opt} needs a value"
+                        val = args[i]
+                    problem = bad_value(opt, val)
+                    if problem:
+                        return problem
+                    break
+                return f"unknown option {opt}"
+        i += 1
+    return None
+
+
+@dataclass
+class Stubs:
+    dir: Path
+    bin: Path
+    target: str
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "calls.jsonl"
+
+    def calls(self, tool: str | None = None) -> list[dict]:
+        if not self.log.exists():
+            return []
+        out = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [c for c in out if tool is None or c["tool"] == tool]
+
+    def respond(self, name: str, body: str, status: int = 200) -> None:
+        """curl's answer for a URL whose last path segment is `name`."""
+        (self.dir / "responses").mkdir(exist_ok=True)
+        (self.dir / "responses" / name).write_text(json.dumps({"status": status, "body": body}))
+
+    def output(self, command: str, text: str) -> None:
+        """What `command` (tool and args joined by spaces) prints."""
+        self.outputs[command] = text
+        (self.dir / "outputs.json").write_text(json.dumps(self.outputs))
+
+    def env(self, fail: str = "", real: str = "", **extra: str) -> dict:
+        path = f"{self.bin}:/usr/bin:/bin:/usr/sbin:/sbin"
+        return dict(os.environ, PATH=path, STUB_DIR=str(self.dir), STUB_TARGET=self.target, STUB_FAIL=fail,
+                    STUB_REAL=real, STUB_STUBBIN=str(self.bin), **extra)
+
+    def clear(self) -> None:
+        self.log.unlink(missing_ok=True)
+
+
+def make_stubs(root: Path, target: str) -> Stubs:
+    """A bin/ with a stub for every tool in the spec (and nothing else of ours) for `target`."""
+    d = root / f"stubs-{target}"
+    (d / "bin").mkdir(parents=True, exist_ok=True)
+    me = Path(__file__).resolve()
+    for tool in yaml.safe_load(SPEC.read_text()):
+        p = d / "bin" / tool
+        p.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{me}" {tool} "$@"\n')
+        p.chmod(0o755)
+    s = Stubs(d, d / "bin", target)
+    (d / "outputs.json").write_text("{}")
+    return s
+
+
+def _real(tool: str) -> str:
+    stubbin = os.environ.get("STUB_STUBBIN", "")
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != stubbin)
+    found = shutil.which(tool, path=path)
+    if not found:
+        sys.exit(f"stub {tool}: no real {tool} on this machine")
+    return found
+
+
+def _failing(tool: str, d: Path) -> bool:
+    calls = sum(1 for line in (d / "calls.jsonl").read_text().splitlines() if json.loads(line)["tool"] == tool)
+    for item in filter(None, os.environ.get("STUB_FAIL", "").split(",")):
+        name, _, nth = item.partition("@")
+        if name == tool and (not nth or int(nth) == calls):
+            return True
+    return False
+
+
+def _curl(args: list[str], d: Path) -> int:
+    url = next((a for a in args if a.startswith(("http://", "https://"))), "")
+    name = url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+    resp = d / "responses" / name
+    answer = json.loads(resp.read_text()) if resp.exists() else {"status": 404, "body": "not found"}
+    if answer["status"] >= 400 and any(a in ("-f", "--fail") or (a.startswith("-") and not a.startswith("--")
+                                       and "f" in a[1:]) for a in args):
+        print(f"curl: (22) The requested URL returned error: {answer['status']}", file=sys.stderr)
+        return 22
+    out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-o", "--output")), None)
+    if out:
+        Path(out).write_text(answer["body"])
+    else:
+        sys.stdout.write(answer["body"])
+    return 0
+
+
+def main() -> None:
+    tool, args = sys.argv[1], sys.argv[2:]
+    d, target = Path(os.environ["STUB_DIR"]), os.environ["STUB_TARGET"]
+    spec = tool_spec(tool, target) or {}
+    entry: dict = {"tool": tool, "args": args}
+    problem = None if spec.get("passthrough") else check_args(spec, args)
+    if problem:
+        entry["rejected"] = problem
+    if tool == "curl":  # keep what was posted: tests assert on the log a `failed` callback carries
+        for i, a in enumerate(args[:-1]):
+            if a in ("--data-binary", "-d", "--data") and args[i + 1].startswith("@"):
+                try:
+                    entry["data"] = Path(args[i + 1][1:]).read_text(errors="replace")
+                except OSError as exc:
+                    entry["data_error"] = str(exc)
+    with open(d / "calls.jsonl", "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+    if problem:
+        print(f"{tool}: {problem} (stub of {spec.get('version', tool)} for {target})", file=sys.stderr)
+        sys.exit(2)
+    if _failing(tool, d):
+        print(f"{tool}: injected failure", file=sys.stderr)
+        sys.exit(22 if tool == "curl" else 1)
+    if spec.get("passthrough") or tool in os.environ.get("STUB_REAL", "").split(","):
+        os.execv(_real(tool), [tool, *args])
+    if tool == "curl":
+        sys.exit(_curl(args, d))
+    outputs = json.loads((d / "outputs.json").read_text())
+    key = " ".join([tool, *args])
+    if key in outputs:
+        sys.stdout.write(outputs[key])
+    elif tool in ("ip", "lsblk", "pvs", "dmidecode"):  # readers with no canned answer: say so
+        print(f"stub {tool}: no canned output for: {key}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
