@@ -1,5 +1,6 @@
-"""Facts from the node itself: parse what kickstarts/collect.sh.j2 sends (`ip -j`,
-/proc/net/bonding/*, `lsblk -J`, /dev/disk/by-id, /sys/firmware/efi, /etc/resolv.conf).
+"""Facts from the node itself: parse what kickstarts/collect.sh.j2 sends (`ip -j` or, on EL7,
+`ip -o` and /sys/class/net (capture/iproute.py), /proc/net/bonding/*, `lsblk -J` or `lsblk -P`,
+/dev/disk/by-id and `pvs` (capture/disks.py), /sys/firmware/efi, /etc/resolv.conf).
 
 Names of engine networks are not visible on a node except as VDSM bridges (a bridged network's
 bridge carries its name); the others keep the names of the previous snapshot's attachments on
@@ -8,13 +9,13 @@ the same device. The management network is the one carrying the default route.""
 from __future__ import annotations
 
 import json
-import re
 
 from pydantic import ValidationError
 
 from ..domain import Facts, format_errors
 from ..domain.bonding import MODE_NAMES
 from ..errors import InputError
+from . import disks, iproute
 
 SKIP_KINDS = {"veth", "tun", "tap", "dummy", "ifb", "macvtap", "openvswitch", "vxlan", "geneve", "ipip", "gre"}
 SKIP_PREFIX = ("vnet", "virbr", "docker", ";vdsm", "ovs-", "br-int", "lo")
@@ -67,50 +68,57 @@ def parse_bonding(text: str) -> dict:
     return {"mode": mode or "balance-rr", "options": opts, "slaves": slaves}
 
 
-def _disks(sec: dict, previous: Facts | None) -> list[dict]:
-    byid: dict[str, list[str]] = {}
-    for line in sec.get("by-id", "").splitlines():
-        m = re.search(r"\s(\S+) -> \.\./\.\./(\S+)$", line)
-        if m and "-part" not in m.group(1):
-            byid.setdefault(m.group(2), []).append(m.group(1))
-    rank = lambda n: next((i for i, p in enumerate(("wwn-", "nvme-eui.", "scsi-3", "nvme-", "ata-", "scsi-")) if n.startswith(p)), 9)  # noqa: E731
+def _links(sec: dict) -> list[dict]:
+    if "ip-link" in sec:
+        return _json(sec, "ip-link", [])
+    if "ip-link-oneline" in sec:
+        return iproute.links_oneline(sec["ip-link-oneline"])
+    if "sysfs-net" in sec:
+        return iproute.links_sysfs(sec["sysfs-net"], sec.get("vlan-config", ""))
+    raise InputError("node capture: no network interfaces in the upload (ip link and /sys/class/net both failed)"
+                     + _warned(sec))
 
-    def mounts(dev: dict) -> set[str]:
-        found = {dev.get("mountpoint")} if dev.get("mountpoint") else set()
-        for child in dev.get("children", []) or []:
-            found |= mounts(child)
-        return found
 
-    prev_install = previous.install_disk if previous else None
-    disks = []
-    for dev in _json(sec, "lsblk", {}).get("blockdevices", []):
-        if dev.get("type") != "disk" or dev["name"].startswith(("zram", "loop", "sr")):
-            continue
-        wwn = (dev.get("wwn") or "").lower() or None
-        serial = re.sub(r"[^A-Za-z0-9_.-]", "", (dev.get("serial") or "").strip()) or None
-        names = sorted(byid.get(dev["name"], []), key=rank)
-        ident = names[0] if names else (f"wwn-{wwn}" if wwn else None)
-        disk = {"id": ident, "wwn": wwn, "serial": serial, "size_gb": round(int(dev.get("size") or 0) / 1e9, 1),
-                "model": (dev.get("model") or "").strip() or None, "install": False, "_mounts": mounts(dev)}
-        if prev_install and ((wwn and wwn == prev_install.wwn) or (serial and serial == prev_install.serial)):
-            disk["install"] = True
-        disks.append(disk)
-    if not any(d["install"] for d in disks):
-        root = [d for d in disks if "/" in d["_mounts"]]
-        if len(root) == 1:
-            root[0]["install"] = True
-    for d in disks:
-        d.pop("_mounts")
-        for k in [k for k, v in d.items() if v is None]:
-            d.pop(k)
-    return disks
+def _addrs(sec: dict) -> list[dict]:
+    if "ip-addr" in sec:
+        return _json(sec, "ip-addr", [])
+    if "ip-addr-oneline" in sec:
+        return iproute.addrs_oneline(sec["ip-addr-oneline"])
+    raise InputError("node capture: no IP addresses in the upload (ip addr failed)" + _warned(sec))
+
+
+def _routes(sec: dict, fam: int) -> list[dict]:
+    if f"route{fam}" in sec:
+        return _json(sec, f"route{fam}", [])
+    return iproute.routes_text(sec.get(f"route{fam}-text", ""))
+
+
+def _blocks(sec: dict) -> dict:
+    if "lsblk" in sec:
+        return _json(sec, "lsblk", {})
+    if "lsblk-pairs" in sec:
+        return disks.lsblk_pairs(sec["lsblk-pairs"])
+    raise InputError("node capture: no block devices in the upload (lsblk failed)" + _warned(sec))
+
+
+def warnings(text: str) -> list[str]:
+    """What the collector said it could not read (one line each)."""
+    return [w for w in sections(text).get("warnings", "").splitlines() if w.strip()]
+
+
+def _warned(sec: dict) -> str:
+    w = [line for line in sec.get("warnings", "").splitlines() if line.strip()]
+    return f"; the collector reported: {'; '.join(w)}" if w else ""
 
 
 def facts_from_node(text: str, previous: Facts | None) -> Facts:
     sec = sections(text)
-    links = {link["ifname"]: link for link in _json(sec, "ip-link", [])}
-    addrs = {a["ifname"]: a for a in _json(sec, "ip-addr", [])}
+    links = {link["ifname"]: link for link in _links(sec)}
+    addrs = {a["ifname"]: a for a in _addrs(sec)}
     bonding = {name.split(" ", 1)[1]: parse_bonding(body) for name, body in sec.items() if name.startswith("bond ")}
+    sysfs_perm = {link["ifname"]: link["linkinfo"]["info_slave_data"]["perm_hwaddr"]
+                  for link in iproute.links_sysfs(sec.get("sysfs-net", ""), "")
+                  if (link.get("linkinfo") or {}).get("info_slave_data")}
     kind = lambda link: (link.get("linkinfo") or {}).get("info_kind")  # noqa: E731
     nics, bonds, vlans, bridges = [], [], [], {}
     for name, link in links.items():
@@ -134,9 +142,10 @@ def facts_from_node(text: str, previous: Facts | None) -> Facts:
             perm = ((link.get("linkinfo") or {}).get("info_slave_data") or {}).get("perm_hwaddr")
             master = link.get("master")
             perm = perm or (bonding.get(master, {}).get("slaves", {}).get(name) if master else None)
+            perm = perm or sysfs_perm.get(name)
             nics.append({"name": name, "mac": (perm or link.get("address", "")).lower(),
                          **({"mtu": link["mtu"]} if link.get("mtu", 1500) != 1500 else {})})
-    gateways = {fam: {r.get("dev"): r.get("gateway") for r in _json(sec, f"route{fam}", []) if r.get("dst") == "default"}
+    gateways = {fam: {r.get("dev"): r.get("gateway") for r in _routes(sec, fam) if r.get("dst") == "default"}
                 for fam in (4, 6)}
     default_dev = gateways[4] | gateways[6]
 
@@ -173,7 +182,8 @@ def facts_from_node(text: str, previous: Facts | None) -> Facts:
     dns = [line.split()[1] for line in sec.get("resolv", "").splitlines() if line.startswith("nameserver")][:3]
     search = next((line.split()[1:] for line in sec.get("resolv", "").splitlines() if line.startswith("search")), [])
     data = {"firmware": sec.get("firmware", "").strip() or "bios", "nics": nics, "bonds": bonds, "vlans": vlans,
-            "networks": networks, "disks": _disks(sec, previous), "dns_servers": dns, "dns_search": search[:6]}
+            "networks": networks,
+            "disks": disks.disks(_blocks(sec), sec.get("by-id", ""), sec.get("pvs", ""), previous), "dns_servers": dns, "dns_search": search[:6]}
     try:
         return Facts.model_validate(data)
     except ValidationError as exc:

@@ -8,7 +8,7 @@ from ..errors import InputError, NotFound, ProvisionError
 from ..workflow.context import Context
 from .diff import Change, diff
 from .engine import facts_from_engine
-from .node import facts_from_node
+from .node import facts_from_node, warnings
 
 
 def _previous(ctx: Context, name: str) -> Facts | None:
@@ -66,5 +66,11 @@ def accept_upload(ctx: Context, token: str, text: str) -> tuple[int, dict]:
     except InputError as exc:
         ctx.store.add_event(name, "capture-failed", str(exc))
         return 422, {"error": str(exc)}
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:  # a malformed upload, never a 500
+        ctx.store.add_event(name, "capture-failed", f"malformed upload: {type(exc).__name__}")
+        return 422, {"error": f"node capture: malformed upload ({type(exc).__name__}: {exc})"[:300]}
     snap_id, changes = store(ctx, name, facts, "node")
-    return 200, {"node": name, "snapshot": snap_id, "changes": [c.text for c in changes]}
+    said = warnings(text)
+    for w in said:
+        ctx.store.add_event(name, "capture-warning", w)
+    return 200, {"node": name, "snapshot": snap_id, "changes": [c.text for c in changes], "warnings": said}

@@ -97,8 +97,21 @@ class NetworkAttachment(_Model):
         return self
 
 
-_WWN = re.compile(r"^(0x[0-9a-f]{16}|0x[0-9a-f]{32}|eui\.[0-9a-f]{16,32}|naa\.[0-9a-f]{16,32})$")
+_WWN = re.compile(r"^(0x[0-9a-f]{16}|0x[0-9a-f]{32}|eui\.[0-9a-f]{16,32}|naa\.[0-9a-f]{16,32}"
+                  r"|nvme\.[0-9a-f]{4}-[0-9a-f]{2,80}-[0-9a-f]{2,80}-[0-9a-f]{8})$")
 _SERIAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+VgName = Annotated[str, Field(pattern=r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")]
+
+
+def udev_link(wwn: str, multipath: bool = False) -> str:
+    """The /dev/disk/by-id name udev creates on EL8/EL9 for a disk with this WWN (lsblk's WWN column):
+    SATA/SAS `wwn-0x...` (60-persistent-storage.rules, ID_WWN_WITH_EXTENSION), NVMe `nvme-<wwid>`
+    (`nvme-eui.*`, `nvme-nvme.*`: the namespace's sysfs wwid), multipath `dm-uuid-mpath-<WWID>` with
+    WWID = '3' + the NAA hex (13-dm-disk.rules; RHEL's documented name for SAN disks)."""
+    if wwn.startswith(("eui.", "nvme.")):
+        return f"nvme-{wwn}"
+    hex_ = wwn.removeprefix("0x").removeprefix("naa.")
+    return f"dm-uuid-mpath-3{hex_}" if multipath else f"wwn-0x{hex_}"
 
 
 class Disk(_Model):
@@ -108,22 +121,32 @@ class Disk(_Model):
     size_gb: float | None = Field(default=None, ge=0)
     model: Str | None = None
     install: bool = False
+    multipath: bool = False  # a SAN disk reached over several paths: named by its dm-uuid-mpath- link
+    vgs: list[VgName] = Field(default_factory=list, max_length=64)  # LVM volume groups on this disk
 
     @model_validator(mode="after")
     def _identity(self) -> Disk:
         if self.wwn is not None:
             wwn = self.wwn.lower()
             if not _WWN.match(wwn):
-                raise ValueError(f"wwn {show(self.wwn)} is not a WWN (0x + 16 or 32 hex digits, eui./naa.)")
+                raise ValueError(f"wwn {show(self.wwn)} is not a WWN (0x + 16 or 32 hex digits, eui., naa., nvme.)")
             object.__setattr__(self, "wwn", wwn)
         if self.serial is not None and not _SERIAL.match(self.serial):
             raise ValueError(f"serial {show(self.serial)} may hold only A-Z a-z 0-9 _ . -")
         if self.id is None:
             if self.wwn is None:
                 raise ValueError("a disk needs an id (/dev/disk/by-id name) or a wwn")
-            object.__setattr__(self, "id", f"wwn-{self.wwn}")
+            object.__setattr__(self, "id", udev_link(self.wwn, self.multipath))
+        for bad in ("wwn-eui.", "wwn-nvme.", "wwn-naa."):
+            if self.id.startswith(bad):
+                raise ValueError(f"id {self.id}: udev creates no such link; an NVMe namespace is "
+                                 f"nvme-{self.id.removeprefix('wwn-')}, a SCSI NAA id is wwn-0x<hex>")
+        if self.multipath and not self.id.startswith(("dm-uuid-mpath-", "dm-name-")):
+            raise ValueError(f"id {self.id}: a multipath disk must be named by its multipath device "
+                             f"(dm-uuid-mpath-<WWID>), not by one of its paths")
         if self.install and self.wwn is None and self.serial is None:
             raise ValueError(f"install disk {self.id}: needs a wwn or serial to be identified uniquely")
+        object.__setattr__(self, "vgs", sorted(set(self.vgs)))
         return self
 
     @property
