@@ -187,3 +187,23 @@ def test_every_identifier_maps_to_a_link_udev_creates(disk, expected_id):
 def test_links_udev_does_not_create_are_refused(disk, msg):
     with pytest.raises(ValueError, match=msg):
         Disk.model_validate(disk)
+
+
+# -- a kept disk holding the install's VG name ---------------------------------------------------------
+def test_kept_disk_with_the_install_vg_name_is_flagged_and_refused(cfg_path, tmp_path):
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["nodes"][0]["facts"]["disks"][1]["vgs"] = ["onn"]  # rhvnode3's data disk: an old oVirt Node
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump(data))
+    run = lambda *a: CliRunner().invoke(main, ["--config", str(cfg_path), *a])  # noqa: E731
+    assert run("node", "import", str(tmp_path / "inv.yaml")).exit_code == 0
+    res = run("render", "rhvnode3", "--kind", "kickstart", "--install", "--check")
+    assert res.exit_code == 1
+    assert "# WARNING: kept disk ata-ST4000NM0035-1V4107_ZC138QJ4 holds volume group onn" in res.output
+    assert "(volume groups: onn)" in res.output
+    res = run("rebuild", "rhvnode3", "--yes")
+    assert res.exit_code == 2 and "holds volume group onn" in res.output and "--accept-foreign-vg" in res.output
+    assert run("rebuild", "rhvnode3", "--dry-run", "--accept-foreign-vg").exit_code == 0
+    res = run("check", "rhvnode3", "--json")
+    row = next(r for r in json.loads(res.output) if r["check"] == "kept disks")
+    assert res.exit_code == 1 and row["result"] == "FAIL" and "volume group onn" in row["detail"]
+    assert run("render", "rhvnode4", "--kind", "kickstart", "--install", "--check").exit_code == 0

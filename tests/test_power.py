@@ -96,3 +96,34 @@ def test_netboot_once_is_at_most_once_across_drivers(sim, tmp_path):
     assert sim.sets() == ["set boot pxe", "set power 0", "set power 1"]
     assert again.netboot(uefi=True, once="node1-build8") == "cycle"  # a new build is a new operation
     assert sim.sets().count("set power 0") == 2
+
+
+def test_netboot_refuses_to_cycle_when_the_bmc_does_not_keep_the_boot_device(sim, tmp_path):
+    sim.set_power(True)
+    (sim.dir / "forget_boot").write_text("")
+    with pytest.raises(PowerRejected) as exc:
+        driver(tmp_path, sim.port).netboot(uefi=True)
+    msg = str(exc.value)
+    assert f"127.0.0.1:{sim.port}" in msg and "node node1" in msg and "read back as" in msg and "not network" in msg
+    assert sim.sets() == ["set boot pxe"]  # never power-cycled into a local boot
+    assert "get boot" in sim.calls()
+
+
+def test_boot_flag_timeout_is_disabled_before_the_device_is_set_and_read_back():
+    from provision.power import ipmi_worker
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def raw_command(self, netfn, command, data=()):
+            self.calls.append(("raw", netfn, command, tuple(data)))
+            return {"data": bytearray(b"\x01\x05\x80\x04\x00\x00\x00")} if command == 9 else {"data": b""}
+
+        def set_bootdev(self, dev, persist=False, uefiboot=False):
+            self.calls.append(("set_bootdev", dev, persist, uefiboot))
+            return {"bootdev": dev}
+
+    rec = Recorder()
+    ipmi_worker._network_boot(rec, False, True)
+    assert rec.calls == [("raw", 0, 8, (3, 8)), ("set_bootdev", "network", False, True), ("raw", 0, 9, (5, 0, 0))]

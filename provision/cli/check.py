@@ -7,6 +7,7 @@ import json
 import click
 
 from ..errors import ProvisionError
+from ..render.checks import foreign_vgs
 from .common import svc, table
 
 
@@ -61,8 +62,16 @@ def run_checks(s, name: str) -> list[dict]:
         return "configured" + (f", registration command for {node.fqdn} available"
                                if ctx.satellite.registration_command(node.fqdn) else "")
 
+    def kept_disks():
+        problems = foreign_vgs(node, node.facts)
+        if problems:
+            raise ProvisionError("; ".join(problems) + " (rebuild refuses without --accept-foreign-vg)")
+        vgs = sorted({vg for d in node.facts.kept_disks for vg in d.vgs})
+        return f"{len(node.facts.kept_disks)} kept disk(s)" + (f", volume groups {', '.join(vgs)}" if vgs else "")
+
     check("facts", facts)
     if node.facts is not None:
+        check("kept disks", kept_disks)
         check("dns", dns)
     for what, fn in (("bmc", bmc), ("engine", engine), ("ipa", ipa), ("satellite", satellite)):
         check(what, fn)

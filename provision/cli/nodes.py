@@ -11,6 +11,7 @@ import yaml
 from ..domain import load_yaml, parse_nodes
 from ..errors import InputError
 from ..render import KINDS, check_kickstart
+from ..render.checks import foreign_vgs
 from .common import svc, table
 
 
@@ -68,7 +69,8 @@ def node_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.command()
 @click.argument("name")
 @click.option("--kind", type=click.Choice(KINDS), required=True)
-@click.option("--check", is_flag=True, help="validate the kickstart with pykickstart (RHEL8 and RHEL9)")
+@click.option("--check", is_flag=True, help="validate the kickstart with pykickstart (RHEL8 and RHEL9) and the "
+              "disks (kept disks holding the install's VG name); exit 1 on any problem")
 @click.option("--show-secrets", is_flag=True, help="print tokens and password hashes instead of ********")
 @click.option("--install", is_flag=True, help="preview the install config even if the node is not armed")
 @click.option("--snapshot", "snapshot_id", type=int, help="facts snapshot (default: latest)")
@@ -79,10 +81,13 @@ def render(ctx: click.Context, name: str, kind: str, check: bool, show_secrets: 
     rendered = svc(ctx).renderer.render(name, kind, show_secrets=show_secrets, install=install or None,
                                          snapshot_id=snapshot_id)
     click.echo(rendered.text, nl=False)
-    if check and kind == "kickstart":
-        problems = check_kickstart(rendered.text)
+    if check:
+        node = svc(ctx).store.get(name).node
+        snap = svc(ctx).store.snapshot(name, snapshot_id)
+        problems = (check_kickstart(rendered.text) if kind == "kickstart" else []) + foreign_vgs(node, snap.facts)
         for p in problems:
             click.echo(f"check: {p}", err=True)
         if problems:
             ctx.exit(1)
-        click.echo("check: kickstart valid for RHEL8 and RHEL9", err=True)
+        click.echo("check: kickstart valid for RHEL8 and RHEL9" if kind == "kickstart" else "check: no problems",
+                   err=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..render.checks import foreign_vgs
 from ..workflow import states as S
 from ..workflow.batch import Batch
 from ..workflow.steps import plan_lines
@@ -77,7 +78,7 @@ def _select(store, names: tuple[str, ...], cluster: str | None, resume: bool) ->
     raise InputError("name the nodes to rebuild, or give --cluster (or --resume)")
 
 
-def _check_rebuildable(svc_, names: list[str], resume: bool) -> None:
+def _check_rebuildable(svc_, names: list[str], resume: bool, accept_foreign_vg: bool = False) -> None:
     """Refuse before any action (exit 2): no facts, unidentified install disk, no BMC secret,
     or a node already part-way through a rebuild without --resume."""
     problems = []
@@ -89,6 +90,9 @@ def _check_rebuildable(svc_, names: list[str], resume: bool) -> None:
         disk = rec.node.facts.install_disk
         if disk.wwn is None and disk.serial is None:
             problems.append(f"node {n}: install disk {disk.id} is not identified by WWN or serial")
+        if not accept_foreign_vg:
+            problems += [f"node {n}: {p}; wipe that disk first or use --accept-foreign-vg"
+                         for p in foreign_vgs(rec.node, rec.node.facts)]
         if not Path(rec.node.bmc.password_file).is_file():
             problems.append(f"node {n}: bmc.password_file {rec.node.bmc.password_file} is not a readable file")
         if rec.state in S.ACTIVE and not resume:
@@ -107,16 +111,19 @@ def _check_rebuildable(svc_, names: list[str], resume: bool) -> None:
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--resume", is_flag=True, help="continue nodes part-way through a rebuild; retry named failed nodes")
 @click.option("--accept-drift", is_flag=True, help="rebuild even if the engine's view drifted from the snapshot")
+@click.option("--accept-foreign-vg", is_flag=True,
+              help="rebuild even if a kept disk holds a volume group named like the one the install creates")
 @click.option("--json", "as_json", is_flag=True, help="progress as JSON lines")
 @click.pass_context
-def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, resume, accept_drift, as_json) -> None:
+def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, resume, accept_drift, accept_foreign_vg,
+            as_json) -> None:
     """Wipe and reinstall nodes, then bring them back with the networks they had."""
     s = svc(ctx)
     selected = _select(s.store, names, cluster, resume)
     if not selected:
         click.echo("nothing to resume")
         return
-    _check_rebuildable(s, selected, resume)
+    _check_rebuildable(s, selected, resume, accept_foreign_vg)
     last = next((r for r in reversed(s.store.rebuilds()) if r.status != "done"), None) if resume else None
     opts = dict(last.options) if last else {}
     max_parallel = max_parallel or opts.get("max_parallel", 1)

@@ -33,7 +33,7 @@ def run(req: dict) -> dict:
         if req.get("marker"):  # written before anything else: the parent may be gone already
             with open(req["marker"], "w") as fh:
                 fh.write(str(results[-1]))
-    except IpmiException as exc:
+    except (IpmiException, BootNotHeld) as exc:
         return {"ok": False, "kind": "rejected", "message": f"{op}: {exc}"}
     finally:
         try:
@@ -50,9 +50,11 @@ def _op(cmd, op: str, args: list):
         return cmd.set_power(args[0], wait=bool(args[1]) if len(args) > 1 else False)
     if op == "set_bootdev":
         device, persist, uefi = args
+        if device == "network":
+            return _network_boot(cmd, persist, uefi)
         return cmd.set_bootdev(device, persist=persist, uefiboot=uefi)
     if op == "netboot":
-        cmd.set_bootdev("network", persist=False, uefiboot=bool(args[0]))
+        _network_boot(cmd, False, bool(args[0]))
         if cmd.get_power()["powerstate"] == "on":
             cmd.set_power("off", wait=True)
             cmd.set_power("on", wait=False)
@@ -60,6 +62,33 @@ def _op(cmd, op: str, args: list):
         cmd.set_power("on", wait=False)
         return "on"
     raise ValueError(f"unknown op {op}")
+
+
+# Get/Set System Boot Options (IPMI 2.0 section 28.12, netfn chassis 0x00, commands 0x08/0x09)
+_BOOT_DEVICES = {0: "no override", 1: "network", 2: "disk", 3: "disk (safe mode)", 4: "diagnostic",
+                 5: "cd/dvd", 6: "bios setup", 15: "floppy"}
+
+
+class BootNotHeld(Exception):
+    pass
+
+
+def _network_boot(cmd, persist: bool, uefi: bool) -> dict:
+    """Set the boot device to network so that it holds: first parameter 3 (boot flag valid bit
+    clearing) = 0x08, "do not clear the valid bit if no Chassis Control command arrives within
+    60 s" (as Ironic does before setting a device; without it the BMC drops the override after
+    a minute), then the device, then read parameter 5 back: the device selector must say network."""
+    cmd.raw_command(netfn=0, command=8, data=(3, 8))  # a BMC without parameter 3 answers an error: go on
+    result = cmd.set_bootdev("network", persist=persist, uefiboot=uefi)
+    got = cmd.raw_command(netfn=0, command=9, data=(5, 0, 0))
+    if got.get("error"):
+        raise BootNotHeld(f"reading the boot device back failed: {got['error']}")
+    data = bytes(got.get("data") or b"")
+    selector = (data[3] >> 2) & 0x0F if len(data) > 3 else None
+    if selector != 1:
+        raise BootNotHeld(f"boot device read back as {_BOOT_DEVICES.get(selector, selector)!s}, not network: "
+                          "the BMC did not keep the one-time network boot")
+    return result
 
 
 def main() -> None:

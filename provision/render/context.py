@@ -9,7 +9,8 @@ Context (every template gets exactly these keys; a missing one is an error):
             (the device the IP sits on), nics [{name, mac}], bond (None | {name, slaves, opts}),
             vlan (None | {id, parent, ifname}), ip, prefix, netmask, gateway (str|None),
             ip6, gateway6 (str|None), mtu (int|None)
-  disk      install {id, path, wwn, serial}, kept [{id, path, size_gb, model}]
+  disk      install {id, path, wwn, serial, multipath}, kept [{id, path, size_gb, model, vgs}],
+            warnings (list of str: render/checks.py, shown in the kickstart header)
   build     armed (bool), token (masked unless shown), ks_url, callback_url
   media     kernel (TFTP path), initrd (TFTP path), kernel_url, initrd_url (HTTP),
             stage2_url, repo_url, liveimg_url
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from .. import __version__
 from ..config import Config
 from ..domain import Facts, Node
+from .checks import foreign_vgs
 
 MASK = "********"
 
@@ -71,8 +73,11 @@ def build_context(node: Node, facts: Facts, snapshot_id: int | None, cfg: Config
         "mgmt": mgmt,
         "disk": {
             "install": {"id": facts.install_disk.id, "path": facts.install_disk.by_id,
-                        "wwn": facts.install_disk.wwn, "serial": facts.install_disk.serial},
-            "kept": [{"id": d.id, "path": d.by_id, "size_gb": d.size_gb, "model": d.model} for d in facts.kept_disks],
+                        "wwn": facts.install_disk.wwn, "serial": facts.install_disk.serial,
+                        "multipath": facts.install_disk.multipath},
+            "kept": [{"id": d.id, "path": d.by_id, "size_gb": d.size_gb, "model": d.model, "vgs": list(d.vgs)}
+                     for d in facts.kept_disks],
+            "warnings": foreign_vgs(node, facts),
         },
         "build": {"armed": armed, "token": token, "ks_url": ks_url,
                   "callback_url": f"{base}/api/v1/callback/{token}"},

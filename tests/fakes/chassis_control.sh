@@ -12,7 +12,8 @@ if [ "$op" = get ]; then
   for what in "$@"; do
     case $what in
       power) echo "power:$(cat "$dir/power" 2>/dev/null || echo 0)";;
-      boot) echo "boot:$(cat "$dir/boot" 2>/dev/null || echo default)";;
+      boot) if [ -e "$dir/forget_boot" ]; then echo "boot:default"  # a BMC that drops the override
+            else echo "boot:$(cat "$dir/boot" 2>/dev/null || echo default)"; fi;;
     esac
   done
 elif [ "$op" = set ]; then
