@@ -1,6 +1,6 @@
 """Stub tools for running the scripts we render (kickstart %post/%onerror, the first-boot unit,
 the collector) under dash as the oldest target would: each stub accepts only the options listed
-for that target in tests/data/target-tools.yaml and exits 2 on any other, records every call
+for that target in provision/render/target-tools.yaml and exits 2 on any other, records every call
 (posted files included), can be made to fail (`STUB_FAIL=tool` or `tool@N` for its Nth call),
 prints canned output for a command line, and answers curl from canned responses (or runs the
 real tool: `passthrough`, and `STUB_REAL=curl` for a real server).
@@ -18,76 +18,11 @@ from pathlib import Path
 
 import yaml
 
-SPEC = Path(__file__).parent / "data" / "target-tools.yaml"
+import provision.render
+from provision.render.scripts import check_args  # noqa: F401  (tests use it from here too)
+from provision.render.scripts import tool_options as tool_spec
 
-
-def tool_spec(tool: str, target: str) -> dict | None:
-    spec = yaml.safe_load(SPEC.read_text()).get(tool)
-    if spec is None:
-        return None
-    if "el7" in spec or "el8" in spec:
-        return spec.get(target) or spec.get("el8")  # a tool only listed for EL8 is EL8's on EL7 too
-    return spec
-
-
-def check_args(spec: dict, args: list[str]) -> str | None:
-    """None if every option is one the target's tool has, else what is wrong."""
-    flags, with_arg = set(spec.get("flags", [])), set(spec.get("with_arg", []))
-    values = spec.get("values", {})
-
-    def bad_value(opt: str, val: str) -> str | None:
-        allowed = values.get(opt)
-        if allowed is None:
-            return None
-        wrong = [v for v in val.split(",") if v not in allowed]
-        return f"option {opt}: unknown value(s) {','.join(wrong)}" if wrong else None
-
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--":
-            break
-        if not a.startswith("-") or a == "-":
-            if spec.get("positional_stop"):
-                break
-            i += 1
-            continue
-        if a.startswith("--") or (spec.get("single_dash_long") and len(a) > 2):
-            name, eq, val = a.partition("=")
-            if name in flags and not eq:
-                pass
-            elif name in with_arg:
-                if not eq:
-                    i += 1
-                    if i >= len(args):
-                        return f"option {name} needs a value"
-                    val = args[i]
-                problem = bad_value(name, val)
-                if problem:
-                    return problem
-            else:
-                return f"unknown option {name}"
-        else:
-            j = 1
-            while j < len(a):
-                opt = "-" + a[j]
-                if opt in flags:
-                    j += 1
-                    continue
-                if opt in with_arg:
-                    val = a[j + 1:]
-                    if not val:
-                        i += 1
-                        if i >= len(args):
-                            return f"option {opt} needs a value"
-                        val = args[i]
-                    problem = bad_value(opt, val)
-                    if problem:
-                        return problem
-                    break
-                return f"unknown option {opt}"
-        i += 1
-    return None
+SPEC = Path(provision.render.__file__).parent / "target-tools.yaml"
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Every script we render runs here under dash with stub tools that accept only the oldest
-target's options (tests/data/target-tools.yaml): kickstart %post and %onerror and the first-boot
+target's options (provision/render/target-tools.yaml): kickstart %post and %onerror and the first-boot
 enrollment unit with EL8's tools. Each external command is made to fail in turn: the node must
 report `failed` with its log, leave no secret on disk, and a rerun must do nothing."""
 
@@ -18,7 +18,7 @@ from provision import services
 from provision.domain import load_yaml, parse_nodes
 
 from .conftest import EXAMPLE, write_config
-from .stubtools import check_args, make_stubs, tool_spec
+from .stubtools import SPEC, check_args, make_stubs, tool_spec
 
 VARIANTS = Path(__file__).parent / "data" / "variants.yaml"
 OTP = "otp-Zq81-SECRET"
@@ -217,8 +217,18 @@ def test_first_boot_step_failure_reports_failed_removes_the_secret_and_disables_
 
 
 def test_target_tools_file_cites_a_source_for_every_checked_tool():
-    spec = yaml.safe_load((Path(__file__).parent / "data" / "target-tools.yaml").read_text())
+    spec = yaml.safe_load(SPEC.read_text())
     for tool, entry in spec.items():
         for target in [t for t in ("el7", "el8") if t in entry] or [None]:
             e = entry[target] if target else entry
             assert e.get("passthrough") or (e.get("source") and e.get("version")), (tool, target)
+
+
+def test_render_check_flags_tool_options_the_oldest_target_lacks(kickstarts):
+    from provision.render.scripts import check_scripts
+
+    assert check_scripts(kickstarts["rhvnode3"]) == [] and check_scripts(kickstarts["kvm1"]) == []
+    old = kickstarts["rhvnode3"].replace("curl -fsS --connect-timeout 10", "curl -fsS --retry-all-errors")
+    problems = check_scripts(old)
+    assert problems and all("curl: unknown option --retry-all-errors (curl 7.61.1" in p for p in problems)
+    assert "ip -j" not in old and check_scripts(old.replace("nodectl init", "nodectl init --bogus")) != problems

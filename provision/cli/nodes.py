@@ -12,6 +12,7 @@ from ..domain import load_yaml, parse_nodes
 from ..errors import InputError
 from ..render import KINDS, check_kickstart
 from ..render.checks import foreign_vgs
+from ..render.scripts import check_scripts
 from .common import svc, table
 
 
@@ -84,7 +85,8 @@ def render(ctx: click.Context, name: str, kind: str, check: bool, show_secrets: 
     if check:
         node = svc(ctx).store.get(name).node
         snap = svc(ctx).store.snapshot(name, snapshot_id)
-        problems = (check_kickstart(rendered.text) if kind == "kickstart" else []) + foreign_vgs(node, snap.facts)
+        problems = ((check_kickstart(rendered.text) + check_scripts(rendered.text) if kind == "kickstart" else [])
+                    + foreign_vgs(node, snap.facts))
         for p in problems:
             click.echo(f"check: {p}", err=True)
         if problems:
