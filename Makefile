@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the tests use: ipmi_sim (BMC), tftp-hpa + curl (TFTP clients), tftpd-hpa (bench peer)
-DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl
+# Debian packages the tests use: ipmi_sim (BMC), tftp-hpa + curl (TFTP clients), tftpd-hpa (bench peer),
+# dash (the strict POSIX shell every rendered script is run under)
+DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash
 
 .PHONY: run test bench lint system-deps venv clean
 
@@ -19,7 +20,7 @@ venv: $(STAMP)
 # Installs missing Debian packages when run as root; otherwise says what is missing.
 system-deps:
 	@missing=""; \
-	for cmd in ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl; do \
+	for cmd in ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash; do \
 	  command -v $${cmd%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${cmd%%:*} ] || missing="$$missing $${cmd##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -9,20 +9,23 @@ Run as `python stubtools.py TOOL ARGS...` by the one-line sh wrappers that make_
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+# provision/render/scripts.py loaded by path: a stub runs once per tool call, and importing the
+# provision package (pydantic, jinja2, ...) would cost more than the call it stands in for
+_spec = importlib.util.spec_from_file_location(
+    "provision_render_scripts", Path(__file__).resolve().parents[1] / "provision" / "render" / "scripts.py")
+_scripts = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_scripts)
+SPEC, check_args, tool_spec, load_spec = _scripts.SPEC, _scripts.check_args, _scripts.tool_options, _scripts._spec
 
-import provision.render
-from provision.render.scripts import check_args  # noqa: F401  (tests use it from here too)
-from provision.render.scripts import tool_options as tool_spec
-
-SPEC = Path(provision.render.__file__).parent / "target-tools.yaml"
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Stubs:
         (self.dir / "outputs.json").write_text(json.dumps(self.outputs))
 
     def env(self, fail: str = "", real: str = "", **extra: str) -> dict:
-        path = f"{self.bin}:/usr/bin:/bin:/usr/sbin:/sbin"
+        path = f"{self.bin}:/usr/bin:/bin:/usr/sbin:/sbin:{os.environ.get('PATH', '')}"
         return dict(os.environ, PATH=path, STUB_DIR=str(self.dir), STUB_TARGET=self.target, STUB_FAIL=fail,
                     STUB_REAL=real, STUB_STUBBIN=str(self.bin), **extra)
 
@@ -62,13 +65,22 @@ class Stubs:
 
 
 def make_stubs(root: Path, target: str) -> Stubs:
-    """A bin/ with a stub for every tool in the spec (and nothing else of ours) for `target`."""
+    """A bin/ with a stub for every tool in the spec (and nothing else of ours) for `target`.
+    Passthrough tools get a plain sh wrapper (log, then the real tool) unless made to fail."""
     d = root / f"stubs-{target}"
     (d / "bin").mkdir(parents=True, exist_ok=True)
     me = Path(__file__).resolve()
-    for tool in yaml.safe_load(SPEC.read_text()):
+    system = os.pathsep.join(["/usr/bin", "/bin", "/usr/sbin", "/sbin", os.environ.get("PATH", "")])
+    for tool, spec in load_spec().items():
         p = d / "bin" / tool
-        p.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{me}" {tool} "$@"\n')
+        stub = f'exec "{sys.executable}" "{me}" {tool} "$@"'
+        real = shutil.which(tool, path=system) if spec.get("passthrough") else None
+        if real:
+            p.write_text(f'#!/bin/sh\ncase ",$STUB_FAIL," in *",{tool},"*|*",{tool}@"*) {stub};; esac\n'
+                         f'echo \'{{"tool": "{tool}", "args": []}}\' >> "$STUB_DIR/calls.jsonl"\n'
+                         f'exec {shlex.quote(real)} "$@"\n')
+        else:
+            p.write_text(f"#!/bin/sh\n{stub}\n")
         p.chmod(0o755)
     s = Stubs(d, d / "bin", target)
     (d / "outputs.json").write_text("{}")
