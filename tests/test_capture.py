@@ -68,9 +68,43 @@ def test_engine_json_round_trip(facts):
     assert facts_from_engine(engine_json(facts), facts) == facts
 
 
-def test_engine_capture_needs_a_previous_snapshot():
-    with pytest.raises(Exception, match="does not report disks"):
-        facts_from_engine(engine_fixture(), None)
+def test_engine_capture_without_a_previous_snapshot_is_partial():
+    facts = facts_from_engine(engine_fixture(), None)
+    assert facts.disks == [] and facts.firmware is None and facts.install_disk is None
+    assert facts.missing() == ["install disk (no disks known)", "firmware (uefi or bios)"]
+    assert facts.management.network == "ovirtmgmt"
+
+
+def test_node_imported_without_facts_captures_from_engine_then_render_and_rebuild_refuse(cfg_path, tmp_path):
+    """facts capture --from engine on a node imported without facts: a partial snapshot is stored and shown;
+    render and rebuild refuse (exit 2) naming the missing install disk until a node/file capture."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    node = data["nodes"][0]
+    full = node.pop("facts")
+    data["nodes"] = [node]
+    (tmp_path / "bare.yaml").write_text(yaml.safe_dump(data))
+    fake_dir = tmp_path / "fakes"
+    cfg_path.write_text(cfg_path.read_text() + f'\n[integrations]\nfake_dir = "{fake_dir}"\n')
+    run = lambda *a: CliRunner().invoke(main, ["--config", str(cfg_path), *a])  # noqa: E731
+    assert run("node", "import", str(tmp_path / "bare.yaml")).exit_code == 0
+    state = FakeState(fake_dir / "engine.json")
+    with state.edit() as d:
+        d.setdefault("hosts", {})["id-rhvnode3"] = {"id": "id-rhvnode3", "name": "rhvnode3", "status": "up",
+                                                    "cluster": "ocpcluster",
+                                                    "network_json": engine_json(Facts.model_validate(full))}
+    res = run("facts", "capture", "rhvnode3", "--from", "engine")
+    assert res.exit_code == 0, res.output
+    assert "partial snapshot, missing install disk (no disks known) and firmware" in res.output
+    shown = run("facts", "show", "rhvnode3")
+    assert "partial snapshot: missing install disk" in shown.output
+    res = run("render", "rhvnode3", "--kind", "kickstart", "--install")
+    assert res.exit_code == 2 and "is partial, missing install disk" in res.output
+    res = run("rebuild", "rhvnode3", "--yes")
+    assert res.exit_code == 2 and "is partial, missing install disk" in res.output
+    data["nodes"][0]["facts"] = full
+    (tmp_path / "full.yaml").write_text(yaml.safe_dump(data))
+    assert run("facts", "capture", "rhvnode3", "--from", "file", "--file", str(tmp_path / "full.yaml")).exit_code == 0
+    assert run("render", "rhvnode3", "--kind", "kickstart", "--install").exit_code == 0
 
 
 # -- diff / drift ----------------------------------------------------------------------------

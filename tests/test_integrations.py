@@ -81,6 +81,25 @@ def test_engine_drain_remove_add_fence_networks_activate(ovirt, tls, tmp_path):
     assert len(token_calls) == 1 and "engine-secret" not in str(ovirt.requests[-1].headers)
 
 
+def test_engine_capture_reads_the_management_role_from_the_hosts_cluster(ovirt, tls, tmp_path):
+    from provision.capture.engine import facts_from_engine
+
+    from .fakes.ovirt_json import engine_json
+
+    host_id = ovirt.add_existing("rhvnode3", "ocpcluster")
+    ovirt.hosts[host_id]["_net"] = engine_json(FACTS)
+    e = engine_client(ovirt, tls, tmp_path)
+    dc_view = e._api("GET", "/networks")["network"]
+    assert not any("management" in n["usages"]["usage"] for n in dc_view)  # as on a real engine
+    raw = e.host_network_json(host_id)
+    assert raw["cluster_id"] == ovirt.clusters["ocpcluster"]
+    facts = facts_from_engine(raw, FACTS)
+    assert facts.management.network == "ovirtmgmt" and facts == FACTS
+    raw["networks"] = dc_view  # the data-center view: the message blames the lookup, not the facts
+    with pytest.raises(Exception, match="names no management network for cluster"):
+        facts_from_engine(raw, FACTS)
+
+
 def test_setupnetworks_body_carries_bonds_options_and_vlan_ip():
     body = setup_networks_body(FACTS)
     bonds = {b["name"]: b for b in body["modified_bonds"]["host_nic"]}

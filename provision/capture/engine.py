@@ -1,10 +1,12 @@
-"""Facts from the oVirt engine: /hosts/{id}/nics, /hosts/{id}/networkattachments and /networks
-(JSON as in ovirt-engine-api-model: HostNic with mac.address, bonding.options.option[],
-bonding.slaves.host_nic[] by id, vlan.id + base_interface, ip/ipv6; NetworkAttachment with
-network.id, host_nic.id, ip_address_assignments.ip_address_assignment[]; Network with name,
-vlan.id and usages.usage[] containing 'management').
+"""Facts from the oVirt engine: /hosts/{id}/nics, /hosts/{id}/networkattachments and the host's
+cluster networks /clusters/{cluster}/networks (JSON as in ovirt-engine-api-model: HostNic with
+mac.address, bonding.options.option[], bonding.slaves.host_nic[] by id, vlan.id + base_interface;
+NetworkAttachment with network.id, host_nic.id, ip_address_assignments.ip_address_assignment[];
+Network with name, vlan.id and usages.usage[]). The management role belongs to the cluster
+(network_cluster.management): it shows in `usages` only when networks are read in a cluster.
 
-The engine knows networks, not disks or firmware: those come from the previous snapshot."""
+The engine knows networks, not disks or firmware: those come from the previous snapshot; without
+one the snapshot is partial (Facts.missing()) until a node or file capture supplies them."""
 
 from __future__ import annotations
 
@@ -33,9 +35,6 @@ def _mtu(d: dict) -> dict:
 
 
 def facts_from_engine(raw: dict, previous: Facts | None) -> Facts:
-    if previous is None:
-        raise InputError("engine capture: the engine does not report disks or firmware; capture --from node "
-                         "(or import inline facts) first")
     nics_by_id = {n["id"]: n for n in raw.get("nics", [])}
     nics, bonds, vlans = [], [], []
     for n in raw.get("nics", []):
@@ -78,7 +77,11 @@ def facts_from_engine(raw: dict, previous: Facts | None) -> Facts:
                 if ip.get("gateway"):
                     entry["gateway"] = ip["gateway"]
         attachments.append(entry)
-    data = previous.model_dump(mode="json")
+    if not any(a["management"] for a in attachments):
+        where = f"cluster {raw['cluster_id']}" if raw.get("cluster_id") else "the host's cluster"
+        raise InputError(f"engine capture: the engine names no management network for {where} (no network with "
+                         "usage 'management' in its cluster networks attached to this host)")
+    data = previous.model_dump(mode="json") if previous is not None else {}
     data.update(nics=nics, bonds=bonds, vlans=vlans, networks=attachments)
     try:
         return Facts.model_validate(data)

@@ -30,6 +30,8 @@ def run_checks(s, name: str) -> list[dict]:
         if node.facts is None:
             raise ProvisionError("no facts snapshot")
         d = node.facts.install_disk
+        if node.facts.missing():
+            raise ProvisionError(f"snapshot #{rec.snapshot_id} is partial, missing {' and '.join(node.facts.missing())}")
         if d.wwn is None and d.serial is None:
             raise ProvisionError(f"install disk {d.id} has no WWN or serial")
         return f"snapshot #{rec.snapshot_id}, install disk {d.by_id}, keeps {len(node.facts.kept_disks)} disk(s)"

@@ -52,6 +52,10 @@ def capture(ctx, name, source, file_, use_ssh, wait_s) -> None:
         return
     click.echo(f"{name}: facts snapshot #{snap_id} ({source})" + ("" if changes else ", no changes"))
     _print_changes(changes, "  ")
+    missing = s.store.snapshot(name, snap_id).facts.missing()
+    if missing:
+        click.echo(f"{name}: partial snapshot, missing {' and '.join(missing)}: capture --from node or --from file "
+                   "before a rebuild")
 
 
 def _capture_from_node(s, name: str, use_ssh: bool, wait_s: int) -> None:
@@ -89,10 +93,13 @@ def facts_show(ctx, name, snapshot_id, as_json) -> None:
     s = svc(ctx)
     snap = s.store.snapshot(name, snapshot_id)
     data = {"snapshot": snap.id, "created_at": snap.created_at.isoformat(), "source": snap.source,
-            "facts": snap.facts.model_dump(mode="json"),
+            "facts": snap.facts.model_dump(mode="json"), "missing": snap.facts.missing(),
             "snapshots": [{"id": x.id, "created_at": x.created_at.isoformat(timespec="seconds"), "source": x.source}
                           for x in s.store.snapshots(name)]}
     click.echo(json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False))
+    if snap.facts.missing() and not as_json:
+        click.echo(f"partial snapshot: missing {' and '.join(snap.facts.missing())}; render and rebuild refuse "
+                   "this node until `facts capture --from node` or `--from file` supplies them")
 
 
 @facts.command("diff")

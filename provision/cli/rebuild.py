@@ -88,7 +88,10 @@ def _check_rebuildable(svc_, names: list[str], resume: bool, accept_foreign_vg: 
             problems.append(f"node {n}: no facts snapshot; capture or import facts first")
             continue
         disk = rec.node.facts.install_disk
-        if disk.wwn is None and disk.serial is None:
+        if rec.node.facts.missing():
+            problems.append(f"node {n}: facts snapshot #{rec.snapshot_id} is partial, missing "
+                            f"{' and '.join(rec.node.facts.missing())}; capture --from node or --from file first")
+        elif disk.wwn is None and disk.serial is None:
             problems.append(f"node {n}: install disk {disk.id} is not identified by WWN or serial")
         if not accept_foreign_vg:
             problems += [f"node {n}: {p}; wipe that disk first or use --accept-foreign-vg"

@@ -155,12 +155,16 @@ class Disk(_Model):
 
 
 class Facts(_Model):
-    firmware: Literal["uefi", "bios"]
+    """A host's facts. A *partial* snapshot (from the engine, which knows networks but not disks or
+    firmware) has no disks and firmware None: it is kept, shown, and refused by render and rebuild
+    until a node or file capture supplies the missing parts (`missing()`)."""
+
+    firmware: Literal["uefi", "bios"] | None = None
     nics: list[Nic] = Field(min_length=1, max_length=64)
     bonds: list[Bond] = Field(default_factory=list, max_length=32)
     vlans: list[Vlan] = Field(default_factory=list, max_length=256)
     networks: list[NetworkAttachment] = Field(min_length=1, max_length=256)
-    disks: list[Disk] = Field(min_length=1, max_length=64)
+    disks: list[Disk] = Field(default_factory=list, max_length=64)
     dns_servers: list[IpAddress] = Field(default_factory=list, max_length=3)
     dns_search: list[Fqdn] = Field(default_factory=list, max_length=6)
 
@@ -203,7 +207,7 @@ class Facts(_Model):
         _unique("disks", [d.id for d in self.disks], "disk id")
         _unique("disks", [d.wwn for d in self.disks if d.wwn], "disk wwn")
         installs = [d for d in self.disks if d.install]
-        if len(installs) != 1:
+        if self.disks and len(installs) != 1:
             raise ValueError(f"disks: exactly one disk needs install: true (found {len(installs)})")
         return self
 
@@ -216,8 +220,14 @@ class Facts(_Model):
         return next(a for a in self.networks if a.management)
 
     @property
-    def install_disk(self) -> Disk:
-        return next(d for d in self.disks if d.install)
+    def install_disk(self) -> Disk | None:
+        """None only in a partial snapshot (see missing())."""
+        return next((d for d in self.disks if d.install), None)
+
+    def missing(self) -> list[str]:
+        """What a partial snapshot lacks before a node can be rendered or rebuilt."""
+        return (["install disk (no disks known)"] if not self.disks else []) + \
+            (["firmware (uefi or bios)"] if self.firmware is None else [])
 
     @property
     def kept_disks(self) -> list[Disk]:

@@ -134,10 +134,18 @@ class OvirtEngine:
         self._api("POST", f"/hosts/{host_id}/activate", {})
 
     def host_network_json(self, host_id: str) -> dict:
-        """The raw NICs, network attachments and networks, for capture.engine."""
+        """The raw NICs, network attachments and networks, for capture.engine. Networks are read in
+        the host's cluster (ClustersService/ClusterNetworksService: `/clusters/{id}/networks`): only
+        there do `usages` carry the cluster roles (management, display, migration, gluster);
+        `/networks` is the data-center view without them."""
+        host = self._api("GET", f"/hosts/{host_id}")
+        cluster_id = (host.get("cluster") or {}).get("id")
+        if not cluster_id:
+            raise EngineError(f"host {host.get('name', host_id)}: the engine did not say which cluster it is in")
         return {"nics": self._api("GET", f"/hosts/{host_id}/nics").get("host_nic", []),
                 "attachments": self._api("GET", f"/hosts/{host_id}/networkattachments").get("network_attachment", []),
-                "networks": self._api("GET", "/networks").get("network", [])}
+                "networks": self._api("GET", f"/clusters/{cluster_id}/networks").get("network", []),
+                "cluster_id": cluster_id}
 
     def ssh_public_key(self) -> str:
         resp = self.http.request("GET", "/services/pki-resource",

@@ -74,7 +74,7 @@ def build_context(node: Node, facts: Facts, snapshot_id: int | None, cfg: Config
         "disk": {
             "install": {"id": facts.install_disk.id, "path": facts.install_disk.by_id,
                         "wwn": facts.install_disk.wwn, "serial": facts.install_disk.serial,
-                        "multipath": facts.install_disk.multipath},
+                        "multipath": facts.install_disk.multipath} if facts.install_disk else None,
             "kept": [{"id": d.id, "path": d.by_id, "size_gb": d.size_gb, "model": d.model, "vgs": list(d.vgs)}
                      for d in facts.kept_disks],
             "warnings": foreign_vgs(node, facts),

@@ -55,6 +55,9 @@ class Renderer:
         name = rec.node.name
         if kind not in KINDS:
             raise InputError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
+        if snap.facts.missing() and (armed or kind == "kickstart"):
+            raise InputError(f"node {name}: facts snapshot #{snap.id} is partial, missing "
+                             f"{' and '.join(snap.facts.missing())}; capture --from node or --from file first")
         secrets = Secrets(token=tokens.derive(self.key, build.nonce) if build else None,
                           root_password_hash=self._root_hash())
         ctx = build_context(rec.node, snap.facts, snap.id, self.cfg, armed=armed, secrets=secrets,

@@ -30,6 +30,8 @@ def _node(ctx: Context, name: str):
 def preflight(ctx: Context, name: str) -> None:
     node = _node(ctx, name)
     facts = node.facts
+    if facts.missing():
+        raise StepError(f"node {name}: the facts snapshot is partial, missing {' and '.join(facts.missing())}")
     if facts.install_disk.wwn is None and facts.install_disk.serial is None:
         raise StepError(f"node {name}: install disk {facts.install_disk.id} has no WWN or serial")
     power = ctx.power(node)
@@ -177,7 +179,7 @@ def plan_lines(node, snapshot_id: int | None) -> list[tuple[str, str]]:
         "name": node.name, "fqdn": node.fqdn, "cluster": node.cluster, "snapshot": snapshot_id,
         "bmc": f"{node.bmc.address}:{node.bmc.port}", "uefi": f.firmware == "uefi" if f else "?",
         "macs": ", ".join(f.macs()) if f else "?",
-        "install": f.install_disk.by_id if f else "?",
+        "install": f.install_disk.by_id if f and f.install_disk else "?",
         "kept": ", ".join(d.by_id for d in f.kept_disks) or "(none)" if f else "?",
         "bonds": ", ".join(f"{b.name} {b.option_string()}" for b in f.bonds) if f else "?",
         "networks": ", ".join(f"{a.network}@{a.interface}" + (f" {a.address}" if a.address else "")

@@ -16,6 +16,8 @@ import uuid
 from .base import FakeHttpServer, Request
 
 BASE = "/ovirt-engine"
+# NetworkUsage values that are roles of a network in a cluster (types.NetworkUsage; network_cluster)
+CLUSTER_ROLES = {"management", "display", "migration", "gluster", "default_route"}
 PUBKEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7fakeEngineKeyForTests ovirt-engine"
 
 
@@ -79,8 +81,18 @@ class FakeOvirt(FakeHttpServer):
 
     def _api(self, req: Request, path: str):
         m = re.fullmatch(r"/hosts(?:/([^/]+))?(?:/([a-z]+))?", path)
-        if path == "/networks" and req.method == "GET":
-            nets = {n["id"]: n for h in self.hosts.values() for n in h.get("_net", {}).get("networks", [])}
+        if path == "/networks" and req.method == "GET":  # the data-center view: no cluster roles in usages
+            nets = {n["id"]: dict(n, usages={"usage": [u for u in n.get("usages", {}).get("usage", [])
+                                                       if u not in CLUSTER_ROLES]})
+                    for h in self.hosts.values() for n in h.get("_net", {}).get("networks", [])}
+            return 200, {}, ({"network": list(nets.values())} if nets else {})
+        cm = re.fullmatch(r"/clusters/([^/]+)/networks", path)
+        if cm and req.method == "GET":  # ClusterNetworksService: usages carry the cluster's roles
+            cluster = next((c for c, cid in self.clusters.items() if cid == cm.group(1)), None)
+            if cluster is None:
+                return 404, {}, {"reason": "Operation Failed", "detail": "[Entity not found: Cluster]"}
+            nets = {n["id"]: dict(n, cluster={"id": cm.group(1)}) for h in self.hosts.values()
+                    if h["_cluster"] == cluster for n in h.get("_net", {}).get("networks", [])}
             return 200, {}, ({"network": list(nets.values())} if nets else {})
         if path == "/vms" and req.method == "GET":
             name = req.query.get("search", "").removeprefix("host=")
