@@ -153,3 +153,11 @@ def test_templates_are_strict_and_sandboxed(tmp_path, template, error):
     with pytest.raises(ProvisionError, match=error):
         svc.renderer.render("rhvnode3", "ipxe")
     svc.close()
+
+
+@pytest.mark.parametrize("name", NODES)
+def test_every_nic_in_use_is_pinned_by_mac(rsvc, name):
+    facts = rsvc.store.snapshot(name).facts
+    text = rsvc.renderer.render(name, "grub", install=True).text
+    for nic in facts.in_use():
+        assert f"ifname={nic.name}:{nic.mac}" in text

@@ -215,3 +215,30 @@ def test_failed_callback_log_is_size_capped(wf):
     assert "truncated" in wf.store.node_state("rhvnode4").fail_reason
     assert callbacks.handle(wf.workflow, token, "failed", mgmt_ip(1), body).status == 200
     assert len(wf.store.logs("rhvnode4")) == 1
+
+
+def test_nic_names_map_by_mac_after_a_reinstall_and_missing_macs_are_listed():
+    import yaml
+
+    from provision.domain import parse_nodes
+    from provision.errors import ProvisionError
+    from provision.workflow.nicmap import map_by_mac
+
+    from .conftest import EXAMPLE
+
+    facts = parse_nodes(yaml.safe_load(EXAMPLE.read_text()))[0].facts  # EL7-era names: eno1.., ens1f0/1
+    reported = [("eno1", "0c:c4:7a:3b:03:01"), ("enp2s0f0", "0c:c4:7a:3b:03:02"), ("enp2s0f1", "0c:c4:7a:3b:03:03"),
+                ("ens1f0np0", "3c:fd:fe:a1:03:10"), ("ens1f1np1", "3c:fd:fe:a1:03:11")]
+    names = map_by_mac(facts, reported)
+    new = facts.renamed(names)
+    assert new.bond("bond0").slaves == ["enp2s0f0", "enp2s0f1"]
+    assert new.bond("bond1").options["primary"] == "ens1f0np0"
+    assert new.vlan("bond1.20").parent == "bond1" and new.management.interface == "eno1"
+    assert sorted(n.mac for n in new.nics) == sorted(n.mac for n in facts.nics)
+    plain = facts.model_dump(mode="json")  # a VLAN and a network directly on a renamed NIC follow it
+    plain["vlans"].append({"id": 30, "parent": "eno4"})
+    plain["networks"].append({"network": "backup", "interface": "eno4.30"})
+    moved = type(facts).model_validate(plain).renamed({"eno4": "eno4np0"})
+    assert moved.vlan("eno4np0.30") and any(a.interface == "eno4np0.30" for a in moved.networks)
+    with pytest.raises(ProvisionError, match=r"no NIC with the MAC of ens1f1 \(3c:fd:fe:a1:03:11\)"):
+        map_by_mac(facts, reported[:-1])

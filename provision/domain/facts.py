@@ -245,6 +245,33 @@ class Facts(_Model):
     def macs(self) -> list[str]:
         return [n.mac for n in self.nics]
 
+    def in_use(self) -> list[Nic]:
+        """NICs that carry something: a bond slave, a VLAN base, or a network attachment's device."""
+        used = {s for b in self.bonds for s in b.slaves} | {v.parent for v in self.vlans} | \
+            {a.interface for a in self.networks}
+        return [n for n in self.nics if n.name in used]
+
+    def renamed(self, names: dict[str, str]) -> Facts:
+        """The same facts with NICs renamed (old -> new): bond slaves and `primary`, VLAN bases (and
+        the default VLAN device names built on them) and network attachments follow."""
+        if not any(old != new for old, new in names.items()):
+            return self
+        r = lambda n: names.get(n, n)  # noqa: E731
+        d = self.model_dump(mode="json")
+        for n in d["nics"]:
+            n["name"] = r(n["name"])
+        for b in d["bonds"]:
+            b["slaves"] = [r(s) for s in b["slaves"]]
+            if "primary" in b["options"]:
+                b["options"]["primary"] = r(b["options"]["primary"])
+        vlan_names = {}
+        for v, vd in zip(self.vlans, d["vlans"], strict=True):
+            vd["parent"] = r(v.parent)
+            vlan_names[v.ifname] = vd.get("name") or f"{vd['parent']}.{vd['id']}"
+        for a in d["networks"]:
+            a["interface"] = vlan_names.get(a["interface"], r(a["interface"]))
+        return Facts.model_validate(d)
+
 
 def _unique(field: str, values: list[str], what: str) -> None:
     seen: set[str] = set()

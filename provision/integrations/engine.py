@@ -45,6 +45,8 @@ class Engine(Protocol):
     def host_network_json(self, host_id: str) -> dict | None:
         """{'nics': [...], 'attachments': [...], 'networks': [...]} as the REST API returns them;
         None when this engine cannot report them."""
+    def host_nics(self, host_id: str) -> list[tuple[str, str]] | None:
+        """(name, MAC) of the host's physical NICs as it reports them now; None when unknown."""
 
 
 class FakeEngine:
@@ -130,6 +132,14 @@ class FakeEngine:
 
     def ssh_public_key(self) -> str:
         return self.SSH_KEY
+
+    def host_nics(self, host_id: str) -> list[tuple[str, str]] | None:
+        """A reinstalled host reports the NICs a test put under `reinstalled_nics` for its name."""
+        with self.state.edit() as d:
+            self.state.record(d, "host_nics", host_id=host_id)
+            name = d.get("hosts", {}).get(host_id, {}).get("name")
+            found = d.get("reinstalled_nics", {}).get(name)
+            return [tuple(x) for x in found] if found is not None else None
 
     def host_network_json(self, host_id: str) -> dict | None:
         with self.state.edit() as d:

@@ -147,6 +147,12 @@ class OvirtEngine:
                 "networks": self._api("GET", f"/clusters/{cluster_id}/networks").get("network", []),
                 "cluster_id": cluster_id}
 
+    def host_nics(self, host_id: str) -> list[tuple[str, str]]:
+        """HostNicsService.list: physical NICs are those with a MAC and neither bonding nor a VLAN."""
+        return [(n["name"], n["mac"]["address"].lower())
+                for n in self._api("GET", f"/hosts/{host_id}/nics").get("host_nic", [])
+                if (n.get("mac") or {}).get("address") and not n.get("bonding") and not n.get("vlan")]
+
     def ssh_public_key(self) -> str:
         resp = self.http.request("GET", "/services/pki-resource",
                                  params={"resource": "engine-certificate", "format": "OPENSSH-PUBKEY"})

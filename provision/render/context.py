@@ -135,8 +135,11 @@ def _media(node: Node, cfg: Config) -> dict:
 
 
 def _dracut(node: Node, facts: Facts, mgmt: dict) -> list[str]:
-    """dracut.cmdline(7) options that bring up the management network in the installer."""
-    args = [f"ifname={n['name']}:{n['mac']}" for n in mgmt["nics"]]
+    """dracut.cmdline(7) options that bring up the management network in the installer. Every NIC
+    the host uses (management, bonds, VLAN bases, networks) is pinned to its old name by MAC
+    (`ifname=`; anaconda carries these to the installed system), so names survive the reinstall."""
+    pinned = {n["name"]: n["mac"] for n in mgmt["nics"]} | {n.name: n.mac for n in facts.in_use()}
+    args = [f"ifname={name}:{mac}" for name, mac in pinned.items()]
     if mgmt["bond"]:
         b = mgmt["bond"]
         args.append(f"bond={b['name']}:{','.join(b['slaves'])}:{b['opts']}")

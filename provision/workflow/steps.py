@@ -14,6 +14,7 @@ from ..errors import ProvisionError
 from ..store import utcnow
 from . import states as S
 from .context import Context
+from .nicmap import map_by_mac
 
 
 class StepError(ProvisionError):
@@ -141,6 +142,17 @@ def register(ctx: Context, name: str) -> None:
     timeout = ctx.timeout(S.REGISTER) or 3600
     status = ctx.engine.wait_status(host.id, {"maintenance", "up"}, timeout).status  # host deploy finished
     if data.get("networks_host") != host.id:
+        reported = ctx.engine.host_nics(host.id)
+        if reported is not None:
+            try:
+                names = map_by_mac(facts, reported)
+            except ProvisionError as exc:
+                raise StepError(f"node {name}: {exc}") from None
+            renamed = {old: new for old, new in names.items() if old != new}
+            if renamed:
+                ctx.store.add_event(name, "register", "NICs renamed by the reinstall (matched by MAC): "
+                                    + ", ".join(f"{o} -> {n}" for o, n in sorted(renamed.items())))
+            facts = facts.renamed(names)
         ctx.engine.setup_networks(host.id, facts)
         ctx.store.update_data(name, networks_host=host.id)
         ctx.store.add_event(name, "register", f"setupnetworks from facts snapshot #{data.get('snapshot_id')}")

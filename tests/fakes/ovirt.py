@@ -31,6 +31,9 @@ class FakeOvirt(FakeHttpServer):
         self.install_polls = install_polls
         self.clusters = {"ocpcluster": str(uuid.uuid4()), "legacy": str(uuid.uuid4())}
         self.stuck_in: dict[str, str] = {}  # host name -> status it reports instead of maintenance/up
+        # host name -> the NICs/attachments JSON a re-added (reinstalled) host reports: NIC names may
+        # differ from the old host's (EL7 em1 -> EL8 eno1 -> EL9 ens1f0np0), MACs do not
+        self.reinstalled: dict[str, dict] = {}
 
     def add_existing(self, name: str, cluster: str, status: str = "up") -> str:
         host_id = str(uuid.uuid4())
@@ -125,6 +128,22 @@ class FakeOvirt(FakeHttpServer):
             return 200, {}, self._public(host)
         return self._action(host, action, req)
 
+    @staticmethod
+    def _unknown_nics(host: dict, body: dict) -> str | None:
+        """As the engine does: every slave and every attachment's host_nic must name a NIC the host
+        reports, or a bond of this request (HostSetupNetworks validation, 'NETWORK_INTERFACES_DONT_EXIST')."""
+        known = {n["name"] for n in host.get("_net", {}).get("nics", [])}
+        if not known:
+            return None
+        bonds = body.get("modified_bonds", {}).get("host_nic", [])
+        names = [s["name"] for b in bonds for s in b.get("bonding", {}).get("slaves", {}).get("host_nic", [])]
+        names += [a["host_nic"]["name"] for a in body.get("modified_network_attachments", {}).get("network_attachment", [])
+                  if a["host_nic"]["name"] not in {b["name"] for b in bonds}]
+        names += [o["value"] for b in bonds for o in b["bonding"]["options"]["option"] if o["name"] == "primary"]
+        missing = sorted(set(names) - known)
+        return f"Cannot setup Networks. The following Network Interfaces do not exist on the Host: {', '.join(missing)}." \
+            if missing else None
+
     def _advance(self, h: dict) -> dict:
         """Hosts move on as they are polled: installing -> maintenance; preparing_for_maintenance
         -> maintenance (unless VMs refuse to migrate)."""
@@ -149,6 +168,9 @@ class FakeOvirt(FakeHttpServer):
             return self._fault(409, "Cannot add Host. The Host name is already in use, please choose a unique name and try again.")
         host_id = self.add_existing(body["name"], body["cluster"]["name"], status="installing")
         self.hosts[host_id]["address"] = body["address"]
+        if body["name"] in self.reinstalled:  # only NICs after host deploy: no bonds, VLANs or networks yet
+            nics = [n for n in self.reinstalled[body["name"]]["nics"] if not n.get("bonding") and not n.get("vlan")]
+            self.hosts[host_id]["_net"] = {"nics": nics, "attachments": [], "networks": []}
         return 201, {}, self._public(self.hosts[host_id])
 
     def _action(self, host: dict, action: str, req: Request):
@@ -176,6 +198,9 @@ class FakeOvirt(FakeHttpServer):
         elif action == "setupnetworks":
             if host["status"] != "maintenance":
                 return self._fault(409, "Cannot setup Networks. Host is not in maintenance.")
+            problem = self._unknown_nics(host, body)
+            if problem:
+                return self._fault(400, problem)
             host["_networks"] = body
         elif action == "commitnetconfig":
             host["_committed"] = True
