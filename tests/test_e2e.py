@@ -35,7 +35,6 @@ from .fakes.tls import make_tls
 from .ipmisim import start_bmc
 from .workflow_helpers import NAMES, import_nodes, loopback_inventory, mgmt_ip
 
-
 RENAMED = {"eno2": "enp2s0f0", "eno3": "enp2s0f1", "ens1f0": "ens1f0np0", "ens1f1": "ens1f1np1"}
 
 
