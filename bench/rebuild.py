@@ -80,7 +80,8 @@ poll_interval = 0.25
         threading.Timer(install_time[name], finish).start()
 
     power = FakePowerFactory(latency=BMC, on_netboot=installer)
-    svc = services.build(config_mod.load(cfg_file), power=power, engine=FakeEngine(states["engine"], poll=0.02),
+    svc = services.build(config_mod.load(cfg_file), power=power, bootcheck=False,  # no server: simulated nodes
+                         engine=FakeEngine(states["engine"], poll=0.02),
                          ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
     holder["ctx"] = svc.workflow
     svc.store.import_nodes(parse_nodes(data))

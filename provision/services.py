@@ -19,6 +19,7 @@ from .metrics import Metrics
 from .power.ipmi import IpmiFactory
 from .render import Renderer
 from .store import Store
+from .workflow.bootprobe import BootProbe
 from .workflow.context import Context
 
 
@@ -54,12 +55,16 @@ def integrations(cfg: Config) -> dict:
     }
 
 
-def build(cfg: Config, *, power=None, **overrides) -> Services:
+def build(cfg: Config, *, power=None, bootcheck=None, **overrides) -> Services:
+    """`bootcheck=False` leaves out the pre-power check of the served install config (unit tests
+    of the workflow that run no server)."""
     store = Store(cfg.server.db_url)
     key = ensure_secret_file(cfg.server.secret_key_file)
     d = cfg.defaults
     power = power or IpmiFactory(cfg.paths.state_dir / "power", timeout=d.ipmi_timeout, attempts=d.ipmi_attempts)
     clients = integrations(cfg) | overrides
-    workflow = Context(cfg=cfg, store=store, key=key, power=power, poll=d.poll_interval, **clients)
+    bootcheck = BootProbe(cfg) if bootcheck is None else (bootcheck or None)
+    workflow = Context(cfg=cfg, store=store, key=key, power=power, poll=d.poll_interval, bootcheck=bootcheck,
+                       **clients)
     return Services(cfg=cfg, store=store, renderer=Renderer(cfg, store, key), key=key, metrics=Metrics(),
                     workflow=workflow)

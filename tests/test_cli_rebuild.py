@@ -48,6 +48,15 @@ def test_dry_run_prints_plan_and_touches_nothing(cli):
     assert cli.svc.store.rebuilds() == []
     plan = json.loads(cli("rebuild", "rhvnode5", "--dry-run", "--json").output)
     assert plan["plan"][0]["node"] == "rhvnode5" and len(plan["plan"][0]["calls"]) > 15
+    assert "server: /boot/grub/grub.cfg-01-0c-c4-7a-3b-05-01 over HTTP and TFTP" in json.dumps(plan)
+
+
+def test_a_batch_starts_with_one_canary_unless_told_otherwise(cli):
+    plan = json.loads(cli("rebuild", "--cluster", "ocpcluster", "--max-parallel", "3", "--dry-run", "--json").output)
+    assert plan["canary"] == 1 and [(p["wave"], p["canary"]) for p in plan["plan"]] == [(1, True), (2, False), (2, False)]
+    plan = json.loads(cli("rebuild", "--cluster", "ocpcluster", "--max-parallel", "3", "--canary", "0", "--dry-run",
+                          "--json").output)
+    assert plan["canary"] == 0 and {p["wave"] for p in plan["plan"]} == {1}
 
 
 def test_refuses_without_yes_off_a_terminal(cli):

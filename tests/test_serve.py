@@ -267,3 +267,26 @@ def test_tftp_config_falls_back_to_local_boot_when_the_build_expires(srv, tmp_pa
 
     assert wait_for(lambda: "set default=install" in content())
     assert wait_for(lambda: "set default=local" in content(), timeout=15)
+
+
+def test_boot_probe_checks_the_served_install_config_over_http_and_tftp(server):
+    """What the runner checks before it power-cycles a node: the server's own answer, as the node gets it."""
+    import socket
+
+    import yaml
+
+    from provision.errors import ProvisionError
+    from provision.workflow.bootprobe import BootProbe
+
+    from .conftest import free_port
+
+    server.svc.store.import_nodes(parse_nodes(yaml.safe_load(EXAMPLE.read_text())))
+    node = server.svc.store.get("rhvnode3").node
+    with pytest.raises(ProvisionError, match="is not the install config"):
+        BootProbe(server.svc.cfg, wait=0.3)(node)  # not armed: local boot is served (and stays so)
+    server.svc.store.arm("rhvnode3", server.svc.key, 3600)
+    assert "over HTTP and TFTP" in BootProbe(server.svc.cfg, wait=30)(node)  # returns as soon as both serve it
+    down = server.svc.cfg.model_copy(deep=True)
+    down.server.tftp_bind = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
+    with pytest.raises(ProvisionError, match="TFTP"):
+        BootProbe(down, timeout=0.5, wait=0)(node)

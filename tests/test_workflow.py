@@ -28,7 +28,7 @@ def wf(tmp_path):
     states = {k: FakeState() for k in ("engine", "ipa", "sat")}
     seed_fakes(states["engine"], states["ipa"], states["sat"])
     power = FakePowerFactory()
-    svc = services.build(config_mod.load(cfg), power=power, engine=FakeEngine(states["engine"], poll=0.01),
+    svc = services.build(config_mod.load(cfg), power=power, bootcheck=False, engine=FakeEngine(states["engine"], poll=0.01),
                          ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
     (tmp_path / "bmc.pw").write_text("password\n")
     import_nodes(svc.store, loopback_inventory(pw_file=str(tmp_path / "bmc.pw")))

@@ -109,7 +109,8 @@ def _check_rebuildable(svc_, names: list[str], resume: bool, accept_foreign_vg: 
 @click.option("--cluster", help="every node of this cluster")
 @click.option("--max-parallel", type=click.IntRange(1, 500), default=None, help="nodes in flight at once (default 1)")
 @click.option("--min-up", type=click.IntRange(0), default=None, help="hosts that must stay Up per cluster")
-@click.option("--canary", type=click.IntRange(0), default=None, help="rebuild the first K nodes alone first")
+@click.option("--canary", type=click.IntRange(0), default=None,
+              help="rebuild the first K nodes alone first (default 1; --canary 0 starts the batch at once)")
 @click.option("--dry-run", is_flag=True, help="print the plan; touch nothing")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--resume", is_flag=True, help="continue nodes part-way through a rebuild; retry named failed nodes")
@@ -131,7 +132,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     opts = dict(last.options) if last else {}
     max_parallel = max_parallel or opts.get("max_parallel", 1)
     min_up = min_up if min_up is not None else opts.get("min_up")
-    canary = canary if canary is not None else (0 if resume else opts.get("canary", 0))
+    canary = canary if canary is not None else (0 if resume else opts.get("canary", min(1, len(selected))))
     if canary > len(selected):
         raise InputError(f"--canary {canary}: only {len(selected)} node(s) selected")
     if dry_run:

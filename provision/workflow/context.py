@@ -29,6 +29,7 @@ class Context:
     ipa: Ipa
     satellite: Satellite
     dns: Dns
+    bootcheck: Callable | None = None  # node -> str; raises if the node would not get its install config
     poll: float = 2.0
     sleep: Callable[[float], None] = field(default=time.sleep)
 

@@ -14,6 +14,7 @@ from ..errors import ProvisionError
 from ..store import utcnow
 from . import states as S
 from .context import Context
+from .bootprobe import boot_mac
 from .nicmap import map_by_mac
 
 
@@ -124,6 +125,11 @@ def netboot(ctx: Context, name: str) -> None:
     node = _node(ctx, name)
     build_id = ctx.store.node_state(name).data.get("build_id")
     uefi = node.facts.firmware == "uefi"
+    if ctx.bootcheck is not None and not ctx.store.node_state(name).data.get("netboot_done"):
+        try:
+            ctx.store.add_event(name, "netboot", ctx.bootcheck(node))
+        except ProvisionError as exc:
+            raise StepError(f"{exc}; not power-cycling") from None
     action = ctx.power(node).netboot(uefi=uefi, once=f"{name}-build{build_id}")
     ctx.store.update_data(name, netboot_done=action)
     ctx.store.add_event(name, "netboot", "BMC already told to netboot for this build; not power-cycling again"
@@ -174,7 +180,8 @@ PLAN = {
     S.RETIRE: ["ipa: host_show {fqdn} (record host groups)", "engine: remove host {name}",
                "satellite: delete host {fqdn}", "ipa: host_del {fqdn}"],
     S.ARM: ["store: build token; boot configs of {macs} -> install; wipes {install} only, keeps {kept}"],
-    S.NETBOOT: ["bmc {bmc}: one-shot boot from network (uefi={uefi}); power cycle if on, else power on"],
+    S.NETBOOT: ["server: /boot/{bootcfg} over HTTP and TFTP, fetched as the node will: must be the install config",
+                "bmc {bmc}: one-shot boot from network (uefi={uefi}); power cycle if on, else power on"],
     S.INSTALLING: ["wait: GET /ks/<token>, then POST callback installed (boot configs -> local)"],
     S.ENROLL: ["ipa: host_add {fqdn} (one-time password), restore host groups",
                "satellite: registration command", "wait: POST callback enrolled"],
@@ -191,6 +198,8 @@ def plan_lines(node, snapshot_id: int | None) -> list[tuple[str, str]]:
         "name": node.name, "fqdn": node.fqdn, "cluster": node.cluster, "snapshot": snapshot_id,
         "bmc": f"{node.bmc.address}:{node.bmc.port}", "uefi": f.firmware == "uefi" if f else "?",
         "macs": ", ".join(f.macs()) if f else "?",
+        "bootcfg": (("grub/grub.cfg-01-" if f.firmware == "uefi" else "pxelinux.cfg/01-")
+                    + boot_mac(node).replace(":", "-")) if f else "?",
         "install": f.install_disk.by_id if f and f.install_disk else "?",
         "kept": ", ".join(d.by_id for d in f.kept_disks) or "(none)" if f else "?",
         "bonds": ", ".join(f"{b.name} {b.option_string()}" for b in f.bonds) if f else "?",
