@@ -13,8 +13,8 @@ from ..config import read_secret
 from ..errors import ProvisionError
 from ..store import utcnow
 from . import states as S
-from .context import Context
 from .bootprobe import boot_mac
+from .context import Context
 from .nicmap import map_by_mac
 
 
