@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-apimodels
 # Debian packages the tests use: ipmi_sim (BMC), tftp-hpa + curl (TFTP clients), tftpd-hpa (bench peer),
 # dash (the strict POSIX shell every rendered script is run under)
-DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash
+DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev
 
 .PHONY: run test bench lint system-deps venv clean
 
@@ -15,12 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# the API models the fakes are checked against, for the tests only (needs libxml2-dev: system-deps)
+$(TSTAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,apimodels]'
+	$(BIN)/pip install -q --no-deps 'ipaclient>=4.12'
+	touch $(TSTAMP)
+
 venv: $(STAMP)
 
 # Installs missing Debian packages when run as root; otherwise says what is missing.
 system-deps:
 	@missing=""; \
-	for cmd in ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash; do \
+	for cmd in ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev; do \
 	  command -v $${cmd%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${cmd%%:*} ] || missing="$$missing $${cmd##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -36,7 +43,7 @@ run: $(STAMP)
 	$(BIN)/provision node import examples/inventory.yaml
 	$(BIN)/provision serve
 
-test: $(STAMP) system-deps
+test: system-deps $(TSTAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) system-deps

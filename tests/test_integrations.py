@@ -100,6 +100,22 @@ def test_engine_capture_reads_the_management_role_from_the_hosts_cluster(ovirt, 
         facts_from_engine(raw, FACTS)
 
 
+@pytest.mark.parametrize("method,path,query,body,problem", [
+    ("DELETE", "/hosts/h1", {"undeploy_hosted_engine": "true"}, None, "not one of HostService.remove's"),
+    ("POST", "/hosts/h1/frobnicate", {}, {}, "HostService has no action 'frobnicate'"),
+    ("POST", "/hosts/h1/setupnetworks", {}, {"modified_bonds": {"host_nic": [{"name": "bond0", "slaves": []}]}},
+     "slaves: not a member of HostNic"),
+    ("POST", "/hosts", {"activate": "false", "deploy": "true"}, {"name": "n"}, "query parameter 'deploy'"),
+    ("GET", "/hosts/h1/nics/n1/frobs", {}, None, "no service"),
+])
+def test_the_fake_engine_refuses_what_the_published_model_lacks(ovirt, tls, tmp_path, method, path, query, body,
+                                                                problem):
+    e = engine_client(ovirt, tls, tmp_path)
+    with pytest.raises(EngineError, match="not in the API model"):
+        e._api(method, path, body, params=query)
+    assert any(problem in p for p in ovirt.model_violations), ovirt.model_violations
+
+
 def test_setupnetworks_body_carries_bonds_options_and_vlan_ip():
     body = setup_networks_body(FACTS)
     bonds = {b["name"]: b for b in body["modified_bonds"]["host_nic"]}

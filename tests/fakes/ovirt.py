@@ -1,4 +1,6 @@
-"""Fake oVirt engine speaking REST API v4 JSON.
+"""Fake oVirt engine speaking REST API v4 JSON. Every /api request is first checked against the
+published API model (ovirt_model.py: the ovirt-engine-sdk-python services, method parameters and
+type members) and refused with 400 if the real API does not have it.
 
 Shapes from the public ovirt-engine-api-model (types Host, FenceAgent, NetworkAttachment, HostNic,
 Bonding, Action; HostService actions deactivate/activate/setupnetworks/commitnetconfig), the
@@ -14,6 +16,7 @@ import secrets
 import uuid
 
 from .base import FakeHttpServer, Request
+from .ovirt_model import check_request
 
 BASE = "/ovirt-engine"
 # NetworkUsage values that are roles of a network in a cluster (types.NetworkUsage; network_cluster)
@@ -34,6 +37,7 @@ class FakeOvirt(FakeHttpServer):
         # host name -> the NICs/attachments JSON a re-added (reinstalled) host reports: NIC names may
         # differ from the old host's (EL7 em1 -> EL8 eno1 -> EL9 ens1f0np0), MACs do not
         self.reinstalled: dict[str, dict] = {}
+        self.model_violations: list[str] = []  # requests refused because the published API model lacks them
 
     def add_existing(self, name: str, cluster: str, status: str = "up") -> str:
         host_id = str(uuid.uuid4())
@@ -80,7 +84,12 @@ class FakeOvirt(FakeHttpServer):
             return 401, {"WWW-Authenticate": "Bearer"}, {"reason": "Unauthorized", "detail": "[not authenticated]"}
         if req.headers.get("version") != "4" or req.headers.get("accept") != "application/json":
             return 400, {}, {"reason": "Bad Request", "detail": "[expected Version: 4 and Accept: application/json]"}
-        return self._api(req, req.path[len(BASE) + 4:])
+        path = req.path[len(BASE) + 4:]
+        problems = check_request(req.method, path, req.query, req.json() if req.body else None)
+        if problems:  # the real API has no such service, parameter or member: refuse as it would
+            self.model_violations += problems
+            return 400, {}, {"reason": "Bad Request", "detail": f"[not in the API model: {'; '.join(problems)}]"}
+        return self._api(req, path)
 
     def _api(self, req: Request, path: str):
         m = re.fullmatch(r"/hosts(?:/([^/]+))?(?:/([a-z]+))?", path)
