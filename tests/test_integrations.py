@@ -106,7 +106,8 @@ def test_engine_capture_reads_the_management_role_from_the_hosts_cluster(ovirt, 
     ("POST", "/hosts/h1/setupnetworks", {}, {"modified_bonds": {"host_nic": [{"name": "bond0", "slaves": []}]}},
      "slaves: not a member of HostNic"),
     ("POST", "/hosts", {"activate": "false", "deploy": "true"}, {"name": "n"}, "query parameter 'deploy'"),
-    ("GET", "/hosts/h1/nics/n1/frobs", {}, None, "no service"),
+    ("GET", "/hosts/h1/nics/n1/frobs", {}, None, "HostNicService has no action 'frobs'"),
+    ("GET", "/hosts/h1/frobs/x", {}, None, "no service frobs/x"),
 ])
 def test_the_fake_engine_refuses_what_the_published_model_lacks(ovirt, tls, tmp_path, method, path, query, body,
                                                                 problem):
