@@ -52,7 +52,10 @@ class Lab:
         self.old_ids = {n: self.ovirt.add_existing(n, "ocpcluster") for n in NAMES + ["rhvnode9"]}
         for i, n in enumerate(NAMES):
             fqdn = f"{n}.lab.example.com"
-            self.ipa.add_host(fqdn, ["hypervisors", f"rack-{i}"])
+            for kind, cn in (("netgroup", "ng-hv"), ("hbacrule", "allow-ops"), ("sudorule", "ops-root")):
+                self.ipa.members[kind].setdefault(cn, set())
+            self.ipa.add_host(fqdn, ["hypervisors", f"rack-{i}"], netgroup=["ng-hv"], hbacrule=["allow-ops"],
+                              sudorule=["ops-root"], managedby=["mgmt1.lab.example.com"])
             self.sat.add_host(fqdn)
             self.dns.add(fqdn, "A", mgmt_ip(i))
             self.dns.add(f"{11 + i}.10.0.127.in-addr.arpa", "PTR", fqdn + ".")
@@ -211,6 +214,10 @@ def assert_all_done_one_cycle_each(lab: Lab) -> None:
         assert "host_del" in seq and seq.index("host_del") < seq.index("host_add"), seq
         assert lab.otps[n] == lab.ipa.hosts[fqdn]["_otp"], "the node got the OTP host_add returned"
         assert f"rack-{i}" in [g for g, members in lab.ipa.hostgroups.items() if fqdn in members]
+        assert all(fqdn in lab.ipa.members[k][cn] for k, cn in (("netgroup", "ng-hv"), ("hbacrule", "allow-ops"),
+                                                                ("sudorule", "ops-root")))
+        assert lab.ipa.hosts[fqdn]["managedby_host"] == sorted([fqdn, "mgmt1.lab.example.com"])
+        assert lab.ipa.schema_violations == [] and lab.ovirt.model_violations == []
         assert not any(h["name"] == fqdn for h in lab.sat.hosts.values())
 
 

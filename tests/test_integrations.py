@@ -186,7 +186,11 @@ def test_engine_install_failed_and_vms_that_do_not_migrate(ovirt, tls, tmp_path)
 @pytest.fixture
 def ipa(tls):
     fake = FakeIpa(tls)
-    fake.add_host("rhvnode3.lab.example.com", ["hypervisors", "rack-0"])
+    fake.members["netgroup"]["ng-hypervisors"] = set()
+    fake.members["hbacrule"]["allow-ops"] = set()
+    fake.members["sudorule"]["ops-root"] = set()
+    fake.add_host("rhvnode3.lab.example.com", ["hypervisors", "rack-0"], netgroup=["ng-hypervisors"],
+                  hbacrule=["allow-ops"], sudorule=["ops-root"], managedby=["mgmt1.lab.example.com"])
     yield fake
     fake.close()
 
@@ -199,22 +203,35 @@ def ipa_client(fake, tls, tmp_path, password="ipa-secret") -> FreeIpa:
 
 
 def test_ipa_record_delete_add_restore(ipa, tls, tmp_path):
+    """The whole identity: host groups, netgroups, HBAC and sudo rules, managedby, A and AAAA."""
     c = ipa_client(ipa, tls, tmp_path)
     fqdn = "rhvnode3.lab.example.com"
-    assert c.host_info(fqdn) == {"hostgroups": ["hypervisors", "rack-0"]}
+    recorded = c.host_info(fqdn)
+    assert recorded == {"hostgroups": ["hypervisors", "rack-0"], "netgroups": ["ng-hypervisors"],
+                        "hbacrules": ["allow-ops"], "sudorules": ["ops-root"], "managedby": ["mgmt1.lab.example.com"]}
     c.host_del(fqdn)
     assert c.host_info(fqdn) is None
-    otp = c.host_add(fqdn, "192.0.2.13")
+    otp = c.host_add(fqdn, "192.0.2.13", "2001:db8::13")
     assert otp == ipa.hosts[fqdn]["_otp"] and ipa.hosts[fqdn]["_ip"] == "192.0.2.13"
-    c.add_hostgroups(fqdn, ["hypervisors", "rack-0"])
-    assert c.host_info(fqdn) == {"hostgroups": ["hypervisors", "rack-0"]}
+    assert ipa.dns[fqdn] == {"arecord": ["192.0.2.13"], "aaaarecord": ["2001:db8::13"]}
+    c.restore(fqdn, recorded)
+    assert c.host_info(fqdn) == recorded
     methods = [m for m, _, _ in ipa.rpc]
-    assert methods == ["host_show", "host_del", "host_show", "host_add", "hostgroup_add_member",
-                       "hostgroup_add_member", "host_show"]
+    assert methods == ["host_show", "host_del", "host_show", "host_add", "dnsrecord_add", "hostgroup_add_member",
+                       "hostgroup_add_member", "netgroup_add_member", "hbacrule_add_host", "sudorule_add_host",
+                       "host_add_managedby", "host_show"]
+    assert ipa.schema_violations == []
     _, args, opts = ipa.rpc[1]
     assert args == [fqdn] and opts["updatedns"] is True and opts["version"] == "2.253"
     login = [r for r in ipa.requests if r.path == "/ipa/session/login_password"]
     assert len(login) == 1 and all(r.headers.get("referer") for r in ipa.requests)
+
+
+def test_the_fake_ipa_refuses_what_the_command_schema_lacks(ipa, tls, tmp_path):
+    c = ipa_client(ipa, tls, tmp_path)
+    with pytest.raises(IpaError, match="Unknown option: o_ip6_address .3005."):
+        c._call("host_add", a_fqdn="x.lab.example.com", o_ip6_address="2001:db8::1")
+    assert ipa.schema_violations == ["host_add: Unknown option: o_ip6_address"]
 
 
 def test_ipa_errors_and_session_expiry(ipa, tls, tmp_path):

@@ -99,16 +99,35 @@ class FreeIpa:
             if "(4001)" in str(exc):
                 return None
             raise
-        return {"hostgroups": list(res["result"].get("memberof_hostgroup", []))}
+        r = res["result"]
+        return {"hostgroups": list(r.get("memberof_hostgroup", [])), "netgroups": list(r.get("memberof_netgroup", [])),
+                "hbacrules": list(r.get("memberof_hbacrule", [])), "sudorules": list(r.get("memberof_sudorule", [])),
+                "managedby": [h for h in r.get("managedby_host", []) if h != fqdn]}
 
     def host_del(self, fqdn: str) -> None:
         self._call("host_del", a_fqdn=fqdn, o_updatedns=self.cfg.updatedns)
 
-    def host_add(self, fqdn: str, ip: str | None) -> str:
-        extra = {"o_ip_address": ip} if ip and self.cfg.updatedns else {"o_force": True}
+    def host_add(self, fqdn: str, ip: str | None, ip6: str | None = None) -> str:
+        """host_add creates one A or AAAA record (and its PTR) from ip_address; the other family is
+        added with dnsrecord_add, since host_del --updatedns removed both."""
+        first = ip or ip6
+        extra = {"o_ip_address": first} if first and self.cfg.updatedns else {"o_force": True}
         res = self._call("host_add", a_fqdn=fqdn, o_random=True, **extra)
+        if ip and ip6 and self.cfg.updatedns:
+            name, _, zone = fqdn.partition(".")
+            self._call("dnsrecord_add", a_dnszoneidnsname=zone + ".", a_idnsname=name, o_aaaarecord=[ip6],
+                       o_aaaa_extra_create_reverse=True)
         return res["result"]["randompassword"]
 
-    def add_hostgroups(self, fqdn: str, groups: list[str]) -> None:
-        for group in groups:
-            self._call("hostgroup_add_member", a_cn=group, o_host=[fqdn])
+    def restore(self, fqdn: str, membership: dict) -> None:
+        """hostgroup/netgroup_add_member, hbacrule/sudorule_add_host, host_add_managedby."""
+        for cn in membership.get("hostgroups", []):
+            self._call("hostgroup_add_member", a_cn=cn, o_host=[fqdn])
+        for cn in membership.get("netgroups", []):
+            self._call("netgroup_add_member", a_cn=cn, o_host=[fqdn])
+        for cn in membership.get("hbacrules", []):
+            self._call("hbacrule_add_host", a_cn=cn, o_host=[fqdn])
+        for cn in membership.get("sudorules", []):
+            self._call("sudorule_add_host", a_cn=cn, o_host=[fqdn])
+        if membership.get("managedby"):
+            self._call("host_add_managedby", a_fqdn=fqdn, o_host=list(membership["managedby"]))

@@ -14,14 +14,22 @@ class IpaError(IntegrationError):
         super().__init__("ipa", message)
 
 
+# What a host's IPA identity is besides its name: direct memberships and who manages it (host_show's
+# memberof_hostgroup/netgroup/hbacrule/sudorule and managedby_host), restored after host_add.
+MEMBERSHIP = ("hostgroups", "netgroups", "hbacrules", "sudorules", "managedby")
+
+
 class Ipa(Protocol):
     def validate(self) -> None: ...
     def host_info(self, fqdn: str) -> dict | None:
-        """{'hostgroups': [...]} or None when IPA does not know the host."""
+        """{'hostgroups', 'netgroups', 'hbacrules', 'sudorules', 'managedby': [...]} (direct
+        memberships; managedby without the host itself), or None when IPA does not know the host."""
     def host_del(self, fqdn: str) -> None: ...
-    def host_add(self, fqdn: str, ip: str | None) -> str:
-        """Create the host with a random one-time password; return the OTP."""
-    def add_hostgroups(self, fqdn: str, groups: list[str]) -> None: ...
+    def host_add(self, fqdn: str, ip: str | None, ip6: str | None = None) -> str:
+        """Create the host with a random one-time password (and its A/AAAA records when IPA manages
+        DNS: host_del --updatedns removed both); return the OTP."""
+    def restore(self, fqdn: str, membership: dict) -> None:
+        """Put the host back into what host_info recorded."""
 
 
 class FakeIpa:
@@ -35,7 +43,7 @@ class FakeIpa:
         with self.state.edit() as d:
             self.state.record(d, "host_show", fqdn=fqdn)
             h = d.get("hosts", {}).get(fqdn)
-            return {"hostgroups": list(h.get("hostgroups", []))} if h else None
+            return {k: list(h.get(k, [])) for k in MEMBERSHIP} if h else None
 
     def host_del(self, fqdn: str) -> None:
         with self.state.edit() as d:
@@ -43,16 +51,18 @@ class FakeIpa:
             if d.get("hosts", {}).pop(fqdn, None) is None:
                 raise IpaError(f"{fqdn}: host not found (4001)")
 
-    def host_add(self, fqdn: str, ip: str | None) -> str:
+    def host_add(self, fqdn: str, ip: str | None, ip6: str | None = None) -> str:
         otp = secrets.token_urlsafe(12)
         with self.state.edit() as d:
             if fqdn in d.get("hosts", {}):
                 raise IpaError(f'host with name "{fqdn}" already exists (4002)')
-            d.setdefault("hosts", {})[fqdn] = {"hostgroups": [], "otp": otp}
-            self.state.record(d, "host_add", fqdn=fqdn, ip=ip, otp=otp)
+            d.setdefault("hosts", {})[fqdn] = {"otp": otp}
+            self.state.record(d, "host_add", fqdn=fqdn, ip=ip, ip6=ip6, otp=otp)
         return otp
 
-    def add_hostgroups(self, fqdn: str, groups: list[str]) -> None:
+    def restore(self, fqdn: str, membership: dict) -> None:
         with self.state.edit() as d:
-            self.state.record(d, "hostgroup_add_member", fqdn=fqdn, groups=groups)
-            d["hosts"][fqdn]["hostgroups"] = sorted(set(d["hosts"][fqdn]["hostgroups"]) | set(groups))
+            self.state.record(d, "restore", fqdn=fqdn, membership=membership)
+            h = d["hosts"][fqdn]
+            for k in MEMBERSHIP:
+                h[k] = sorted(set(h.get(k, [])) | set(membership.get(k, [])))

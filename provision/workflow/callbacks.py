@@ -75,17 +75,20 @@ def _installed(ctx: Context, name: str, build, state: str) -> Reply:
 
 
 def enroll_server_side(ctx: Context, name: str) -> dict:
-    """IPA host_add with a fresh one-time password and the recorded host groups; a Satellite
+    """IPA host_add with a fresh one-time password (IPv4 and IPv6 addresses) and the recorded
+    memberships (host groups, netgroups, HBAC and sudo rules, managedby); a Satellite
     registration command. The reply is kept sealed until the node reports `enrolled`."""
     node = ctx.store.get(name).node
     data = ctx.store.node_state(name).data
     mgmt = node.facts.management
     ip = str(mgmt.address.ip) if mgmt.address else None
+    ip6 = str(mgmt.address6.ip) if mgmt.address6 else None
     if ctx.ipa.host_info(node.fqdn) is not None:  # left by a crash before the reply was sealed
         ctx.ipa.host_del(node.fqdn)
-    otp = ctx.ipa.host_add(node.fqdn, ip)
-    if data.get("ipa_groups"):
-        ctx.ipa.add_hostgroups(node.fqdn, data["ipa_groups"])
+    otp = ctx.ipa.host_add(node.fqdn, ip, ip6)
+    membership = data.get("ipa_membership") or {"hostgroups": data.get("ipa_groups", [])}  # older runs: groups
+    if any(membership.values()):
+        ctx.ipa.restore(node.fqdn, membership)
     ipa = ctx.cfg.ipa
     reply = {"status": "ok", "fqdn": node.fqdn, "ipa_otp": otp,
              "ipa_server": getattr(ctx.ipa, "server", None) or ipa.server or "",

@@ -85,11 +85,11 @@ def drain(ctx: Context, name: str) -> None:
 def retire(ctx: Context, name: str) -> None:
     node = _node(ctx, name)
     data = ctx.store.node_state(name).data
-    if "ipa_groups" not in data:  # recorded before anything is deleted, so a crash cannot lose it
+    if "ipa_membership" not in data:  # recorded before anything is deleted, so a crash cannot lose it
         info = ctx.ipa.host_info(node.fqdn)
         mgmt = node.facts.management
         data = ctx.store.update_data(
-            name, ipa_groups=(info or {}).get("hostgroups", []), ipa_known=info is not None,
+            name, ipa_membership=info or {}, ipa_known=info is not None,
             # what host_del --updatedns removes from IPA DNS; host_add --ip-address puts it back
             ipa_dns=[str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None])
     host = ctx.engine.find_host(node.name)
@@ -177,13 +177,15 @@ PLAN = {
                   "engine: find host {name}", "engine: hosts Up in cluster {cluster} >= min-up + 1"],
     S.CAPTURE: ["engine: NICs and network attachments of {name}; stop on drift from snapshot #{snapshot}"],
     S.DRAIN: ["engine: deactivate host {name}", "engine: wait for maintenance (VMs migrate away)"],
-    S.RETIRE: ["ipa: host_show {fqdn} (record host groups)", "engine: remove host {name}",
+    S.RETIRE: ["ipa: host_show {fqdn} (record host groups, netgroups, HBAC and sudo rules, managedby)",
+               "engine: remove host {name}",
                "satellite: delete host {fqdn}", "ipa: host_del {fqdn}"],
     S.ARM: ["store: build token; boot configs of {macs} -> install; wipes {install} only, keeps {kept}"],
     S.NETBOOT: ["server: /boot/{bootcfg} over HTTP and TFTP, fetched as the node will: must be the install config",
                 "bmc {bmc}: one-shot boot from network (uefi={uefi}); power cycle if on, else power on"],
     S.INSTALLING: ["wait: GET /ks/<token>, then POST callback installed (boot configs -> local)"],
-    S.ENROLL: ["ipa: host_add {fqdn} (one-time password), restore host groups",
+    S.ENROLL: ["ipa: host_add {fqdn} (one-time password, A and AAAA), restore host groups, netgroups, HBAC and "
+               "sudo rules, managedby",
                "satellite: registration command", "wait: POST callback enrolled"],
     S.REGISTER: ["engine: add host {name} ({fqdn}) to {cluster}, activate=false",
                  "engine: ipmilan fence agent {bmc}", "engine: wait for maintenance",

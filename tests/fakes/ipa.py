@@ -6,13 +6,15 @@ password answers 401 with X-IPA-Rejection-Reason: invalid-password; success sets
 ipa_session cookie), then POST /ipa/session/json with a Referer of https://<host>/ipa and body
 {"method": m, "params": [[args], {options, "version"}]}, answered with the envelope
 {"result": ..., "error": null | {"code", "name", "message", "data"}, "id", "principal", "version"}.
-Error codes: 4001 NotFound, 4002 DuplicateEntry (ipalib/errors.py)."""
+Error codes: 4001 NotFound, 4002 DuplicateEntry (ipalib/errors.py). Every call is first checked
+against the command schema shipped in ipaclient (ipa_model.py) and refused as IPA would."""
 
 from __future__ import annotations
 
 import secrets
 
 from .base import FakeHttpServer, Request
+from .ipa_model import check_call
 
 
 class FakeIpa(FakeHttpServer):
@@ -23,14 +25,21 @@ class FakeIpa(FakeHttpServer):
         self.hosts: dict[str, dict] = {}
         self.hostgroups: dict[str, set[str]] = {"hypervisors": set(), "rack-0": set(), "rack-1": set(), "rack-2": set()}
         self.rpc: list[tuple[str, list, dict]] = []
+        self.schema_violations: list[str] = []
+        self.members: dict[str, dict[str, set[str]]] = {"netgroup": {}, "hbacrule": {}, "sudorule": {}}
+        self.dns: dict[str, dict] = {}  # record name -> {"arecord": [...], "aaaarecord": [...]}
 
     def expire_sessions(self) -> None:
         self.sessions.clear()
 
-    def add_host(self, fqdn: str, groups: list[str]) -> None:
-        self.hosts[fqdn] = {"fqdn": [fqdn]}
+    def add_host(self, fqdn: str, groups: list[str], **member_of) -> None:
+        """member_of: netgroup=[...], hbacrule=[...], sudorule=[...], managedby=[hosts]."""
+        self.hosts[fqdn] = {"fqdn": [fqdn], "managedby_host": [fqdn, *member_of.pop("managedby", [])]}
         for g in groups:
             self.hostgroups.setdefault(g, set()).add(fqdn)
+        for kind, names in member_of.items():
+            for cn in names:
+                self.members[kind].setdefault(cn, set()).add(fqdn)
 
     def handle(self, req: Request):
         host = req.headers.get("host", "")
@@ -56,6 +65,10 @@ class FakeIpa(FakeHttpServer):
         if "version" not in options:
             return 200, {}, self._envelope(None, {"code": 3014, "name": "VersionError", "message": "no version"})
         self.rpc.append((method, args, options))
+        refused = check_call(method, args, options)
+        if refused:  # the command schema of the targeted API has no such command or option
+            self.schema_violations.append(f"{method}: {refused['message']}")
+            return 200, {}, self._envelope(None, dict(refused, data={}))
         try:
             result = getattr(self, f"_m_{method}")(args, options)
         except KeyError as exc:
@@ -76,7 +89,10 @@ class FakeIpa(FakeHttpServer):
         fqdn = args[0]
         if fqdn not in self.hosts:
             raise self._err(4001, "NotFound", f"{fqdn}: host not found")
-        return {"result": dict(self.hosts[fqdn], memberof_hostgroup=self._groups_of(fqdn), has_keytab=True),
+        found = {f"memberof_{k}": sorted(cn for cn, m in self.members[k].items() if fqdn in m) for k in self.members}
+        return {"result": dict({k: v for k, v in self.hosts[fqdn].items() if not k.startswith("_")},
+                               memberof_hostgroup=self._groups_of(fqdn), has_keytab=True,
+                               **{k: v for k, v in found.items() if v}),
                 "value": fqdn, "summary": None}
 
     def _m_host_del(self, args, options):
@@ -84,8 +100,10 @@ class FakeIpa(FakeHttpServer):
         if fqdn not in self.hosts:
             raise self._err(4001, "NotFound", f"{fqdn}: host not found")
         del self.hosts[fqdn]
-        for members in self.hostgroups.values():
+        for members in [*self.hostgroups.values(), *(m for k in self.members.values() for m in k.values())]:
             members.discard(fqdn)
+        if options.get("updatedns"):
+            self.dns.pop(fqdn, None)
         return {"result": {"failed": []}, "value": [fqdn], "summary": f'Deleted host "{fqdn}"'}
 
     def _m_host_add(self, args, options):
@@ -95,7 +113,10 @@ class FakeIpa(FakeHttpServer):
         if not options.get("force") and not options.get("ip_address"):
             raise self._err(4019, "DNSNotARecordError", f"Host '{fqdn}' does not have corresponding DNS A/AAAA record")
         otp = secrets.token_urlsafe(12)
-        self.hosts[fqdn] = {"fqdn": [fqdn], "_otp": otp, "_ip": options.get("ip_address")}
+        self.hosts[fqdn] = {"fqdn": [fqdn], "_otp": otp, "_ip": options.get("ip_address"), "managedby_host": [fqdn]}
+        if options.get("ip_address"):
+            kind = "aaaarecord" if ":" in options["ip_address"] else "arecord"
+            self.dns.setdefault(fqdn, {}).setdefault(kind, []).append(options["ip_address"])
         return {"result": {"dn": f"fqdn={fqdn},cn=computers,cn=accounts,dc=lab,dc=example,dc=com", "fqdn": [fqdn],
                            "has_keytab": False, "has_password": True, "randompassword": otp},
                 "value": fqdn, "summary": f'Added host "{fqdn}"'}
@@ -108,3 +129,35 @@ class FakeIpa(FakeHttpServer):
             self.hostgroups[group].add(fqdn)
         return {"result": {"cn": [group], "member_host": sorted(self.hostgroups[group])},
                 "failed": {"member": {"host": [], "hostgroup": []}}, "completed": len(options.get("host", []))}
+
+    def _add_to(self, kind: str, args, options):
+        cn = args[0]
+        if cn not in self.members[kind]:
+            raise self._err(4001, "NotFound", f"{cn}: {kind} not found")
+        self.members[kind][cn] |= set(options.get("host", []))
+        return {"result": {"cn": [cn]}, "failed": {"memberhost": {"host": [], "hostgroup": []}},
+                "completed": len(options.get("host", []))}
+
+    def _m_netgroup_add_member(self, args, options):
+        return self._add_to("netgroup", args, options)
+
+    def _m_hbacrule_add_host(self, args, options):
+        return self._add_to("hbacrule", args, options)
+
+    def _m_sudorule_add_host(self, args, options):
+        return self._add_to("sudorule", args, options)
+
+    def _m_host_add_managedby(self, args, options):
+        fqdn = args[0]
+        if fqdn not in self.hosts:
+            raise self._err(4001, "NotFound", f"{fqdn}: host not found")
+        self.hosts[fqdn]["managedby_host"] = sorted(set(self.hosts[fqdn]["managedby_host"]) | set(options.get("host", [])))
+        return {"result": dict(self.hosts[fqdn]), "failed": {"managedby": {"host": []}}, "completed": 1}
+
+    def _m_dnsrecord_add(self, args, options):
+        zone, name = args[0].rstrip("."), args[1]
+        rec = self.dns.setdefault(f"{name}.{zone}", {})
+        for kind in ("arecord", "aaaarecord"):
+            rec.setdefault(kind, [])
+            rec[kind] += list(options.get(kind, []))
+        return {"result": {"idnsname": [name], **rec}, "value": name, "summary": None}
