@@ -100,6 +100,9 @@ class SatelliteConfig(_Section):
     # "global": POST /api/registration_commands (Satellite 6.9+); "rhsm": katello-ca-consumer
     # RPM + subscription-manager register --org --activationkey
     registration: str = Field(default="global", pattern=r"^(global|rhsm)$")
+    # a freshly installed node does not trust the Katello CA yet: ca_file (also used for the API) is
+    # copied into the node's trust store before registering; insecure = true skips the check instead
+    insecure: bool = False
 
 
 class DnsConfig(_Section):

@@ -56,7 +56,8 @@ class Lab:
                 self.ipa.members[kind].setdefault(cn, set())
             self.ipa.add_host(fqdn, ["hypervisors", f"rack-{i}"], netgroup=["ng-hv"], hbacrule=["allow-ops"],
                               sudorule=["ops-root"], managedby=["mgmt1.lab.example.com"])
-            self.sat.add_host(fqdn)
+            self.sat.add_host(fqdn, hostgroup_id=7, hostgroup_title="hypervisors/rhvh", lifecycle_environment_id=3,
+                              lifecycle_environment_name="Production", content_view_id=11, content_view_name="RHVH-4.4")
             self.dns.add(fqdn, "A", mgmt_ip(i))
             self.dns.add(f"{11 + i}.10.0.127.in-addr.arpa", "PTR", fqdn + ".")
         for name, value in (("engine", "engine-secret"), ("ipa", "ipa-secret"), ("sat", "sat-secret"), ("bmc", "password")):
@@ -146,7 +147,11 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
             cb = re.search(r'"(http://[^"]+/api/v1/callback/[^/"]+)/installed"', ks).group(1).split(str(self.http_port), 1)[1]
             status, body = self._call("POST", cb + "/installed", ip)
             assert status == 200, body
-            self.otps[name] = json.loads(body)["ipa_otp"]
+            reply = json.loads(body)
+            self.otps[name] = reply["ipa_otp"]
+            assert reply["satellite_command"].endswith("| bash") and "BEGIN CERTIFICATE" in reply["satellite_ca"]
+            # what running the registration command does: the host is back, on the activation key's defaults
+            self.sat.add_host(f"{name}.lab.example.com", lifecycle_environment_id=1, content_view_id=2)
             status, _ = self._call("POST", cb + "/enrolled", ip)
             assert status == 200
             self.installer_log.append(name)
@@ -218,7 +223,11 @@ def assert_all_done_one_cycle_each(lab: Lab) -> None:
                                                                 ("sudorule", "ops-root")))
         assert lab.ipa.hosts[fqdn]["managedby_host"] == sorted([fqdn, "mgmt1.lab.example.com"])
         assert lab.ipa.schema_violations == [] and lab.ovirt.model_violations == []
-        assert not any(h["name"] == fqdn for h in lab.sat.hosts.values())
+        back = [h for h in lab.sat.hosts.values() if h["name"] == fqdn]
+        assert len(back) == 1 and back[0]["content_facet_attributes"] == {"lifecycle_environment_id": 3,
+                                                                          "content_view_id": 11}
+        reg = next(r for r in lab.sat.registrations if r.get("hostgroup_id") == 7)
+        assert reg["lifecycle_environment_id"] == 3 and reg["insecure"] is False
 
 
 def test_three_nodes_rebuild_end_to_end(lab):

@@ -258,7 +258,9 @@ def test_ipa_retries_503_and_bounds_a_hang(ipa, tls, tmp_path):
 @pytest.fixture
 def sat(tls):
     fake = FakeForeman(tls)
-    fake.add_host("rhvnode3.lab.example.com")
+    fake.add_host("rhvnode3.lab.example.com", hostgroup_id=7, hostgroup_title="hypervisors/rhvh",
+                  lifecycle_environment_id=3, lifecycle_environment_name="Production",
+                  content_view_id=11, content_view_name="RHVH-4.4")
     yield fake
     fake.close()
 
@@ -278,6 +280,30 @@ def test_satellite_delete_and_global_registration(sat, tls, tmp_path):
     post = next(r for r in sat.requests if r.path == "/api/registration_commands")
     assert post.json() == {"registration_command": {"organization_id": 1, "activation_keys": ["rhvh-4.4"],
                                                     "insecure": False, "location_id": 2}}
+
+
+def test_satellite_records_and_restores_the_hosts_placement(sat, tls, tmp_path):
+    c = sat_client(sat, tls, tmp_path, insecure=True)
+    fqdn = "rhvnode3.lab.example.com"
+    placement = c.host_info(fqdn)
+    assert placement == {"organization_id": 1, "organization": "Lab", "location_id": 2, "location": "Default Location",
+                         "hostgroup_id": 7, "hostgroup": "hypervisors/rhvh", "lifecycle_environment_id": 3,
+                         "lifecycle_environment": "Production", "content_view_id": 11, "content_view": "RHVH-4.4"}
+    c.delete_host(fqdn)
+    assert c.host_info(fqdn) is None and c.restore_content(fqdn, placement) is False  # not registered yet
+    c.registration_command(fqdn, placement)
+    assert sat.registrations[-1] == {"organization_id": 1, "activation_keys": ["rhvh-4.4"], "insecure": True,
+                                     "location_id": 2, "hostgroup_id": 7, "lifecycle_environment_id": 3}
+    sat.add_host(fqdn, lifecycle_environment_id=1, content_view_id=2)  # the activation key's defaults
+    assert c.restore_content(fqdn, placement) is True
+    assert c.host_info(fqdn)["content_view_id"] == 11 and c.host_info(fqdn)["lifecycle_environment_id"] == 3
+
+
+def test_the_fake_satellite_refuses_undocumented_registration_parameters(sat, tls, tmp_path):
+    c = sat_client(sat, tls, tmp_path)
+    with pytest.raises(SatelliteError, match="Unknown parameter.s.: content_view_id"):
+        c._api("POST", "/api/registration_commands",
+               json={"registration_command": {"organization_id": 1, "activation_keys": ["k"], "content_view_id": 11}})
 
 
 def test_satellite_rhsm_fallback_and_errors(sat, tls, tmp_path):

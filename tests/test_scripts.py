@@ -23,7 +23,9 @@ from .stubtools import SPEC, check_args, make_stubs, tool_spec
 VARIANTS = Path(__file__).parent / "data" / "variants.yaml"
 OTP = "otp-Zq81-SECRET"
 REGISTER = "subscription-manager register --org=Lab --activationkey=rhvh44\n"
+CA = "-----BEGIN CERTIFICATE-----\nMIIBkatelloCA\n-----END CERTIFICATE-----"
 ENROLL = {"status": "ok", "fqdn": "rhvnode3.lab.example.com", "ipa_otp": OTP, "ipa_server": "ipa1.lab.example.com",
+          "satellite_ca": CA,
           "ipa_domain": "lab.example.com", "ipa_realm": "LAB.EXAMPLE.COM",
           "satellite_command": "set -o pipefail && curl -sS 'https://satellite.lab.example.com/register?"
                                "activation_keys=rhvh44' -H 'Authorization: Bearer jwt' | bash"}
@@ -59,7 +61,7 @@ class Node:
     def __init__(self, tmp: Path, target: str = "el8") -> None:
         self.root = tmp / "root"
         for d in ("root", "usr/local/sbin", "etc/systemd/system", "tmp", "etc/sysconfig/network-scripts",
-                  "etc/NetworkManager/system-connections"):
+                  "etc/NetworkManager/system-connections", "etc/pki/ca-trust/source/anchors"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self.stubs = make_stubs(tmp, target)
 
@@ -183,6 +185,10 @@ def test_first_boot_enrolls_reports_and_then_does_nothing(kickstarts, tmp_path):
     assert "--hostname=rhvnode3.lab.example.com" in ipa[0]["args"]
     assert [c["args"] for c in node.stubs.calls("subscription-manager")] == [
         ["register", "--org=Lab", "--activationkey=rhvh44"]]
+    anchor = node.root / "etc/pki/ca-trust/source/anchors/provision-satellite.pem"
+    assert anchor.read_text() == CA + "\n"
+    tools = [c["tool"] for c in node.stubs.calls()]
+    assert tools.index("update-ca-trust") < tools.index("subscription-manager")  # trusted before registering
     assert [p for p, _ in node.posts()] == ["enrolled"]
     assert ["disable", "provision-enroll.service"] in [c["args"] for c in node.stubs.calls("systemctl")]
     assert node.secrets_left() == [] and not (node.root / "root/.provision/enroll.json").exists()
@@ -192,8 +198,8 @@ def test_first_boot_enrolls_reports_and_then_does_nothing(kickstarts, tmp_path):
     assert len(node.stubs.calls()) == before  # a rerun after success does nothing
 
 
-@pytest.mark.parametrize("fail", ["python3", "ipa-client-install", "curl@1", "bash", "subscription-manager",
-                                  "systemctl", "chmod"])
+@pytest.mark.parametrize("fail", ["python3", "ipa-client-install", "update-ca-trust", "curl@1", "bash",
+                                  "subscription-manager", "systemctl", "chmod"])
 def test_first_boot_step_failure_reports_failed_removes_the_secret_and_disables_itself(kickstarts, tmp_path, fail):
     node = installed_node(tmp_path, kickstarts["rhvnode3"])
     node.stubs.clear()

@@ -43,24 +43,60 @@ class ForemanSatellite:
     def _find(self, collection: str, name: str) -> list[dict]:
         return self._api("GET", f"/api/{collection}", params={"search": f'name="{name}"'}).get("results", [])
 
+    def host_info(self, fqdn: str) -> dict | None:
+        """Where the host sits before it is deleted: organization, location, host group, and (Katello)
+        lifecycle environment and content view, from GET /api/hosts/:id (content_facet_attributes)."""
+        hosts = [h for h in self._find("hosts", fqdn) if h.get("name") == fqdn]
+        if not hosts:
+            return None
+        h = self._api("GET", f"/api/hosts/{hosts[0]['id']}")
+        facet = h.get("content_facet_attributes") or {}
+        return {k: v for k, v in {
+            "organization_id": h.get("organization_id"), "organization": h.get("organization_name"),
+            "location_id": h.get("location_id"), "location": h.get("location_name"),
+            "hostgroup_id": h.get("hostgroup_id"), "hostgroup": h.get("hostgroup_title"),
+            "lifecycle_environment_id": facet.get("lifecycle_environment_id"),
+            "lifecycle_environment": facet.get("lifecycle_environment_name"),
+            "content_view_id": facet.get("content_view_id"), "content_view": facet.get("content_view_name"),
+        }.items() if v is not None}
+
     def delete_host(self, fqdn: str) -> bool:
         hosts = [h for h in self._find("hosts", fqdn) if h.get("name") == fqdn]
         for h in hosts:
             self._api("DELETE", f"/api/hosts/{h['id']}")  # Katello removes the content host too
         return bool(hosts)
 
-    def registration_command(self, fqdn: str) -> str:
+    def registration_command(self, fqdn: str, placement: dict | None = None) -> str:
+        """Global registration (POST /api/registration_commands) back into the recorded organization,
+        location, host group and lifecycle environment (else the configured organization/location)."""
         if self.cfg.registration == "rhsm":
             return self.rhsm_command()
-        org = self._one("organizations", self.cfg.organization)
-        body = {"organization_id": org, "activation_keys": list(self.cfg.activation_keys), "insecure": False}
-        if self.cfg.location:
-            body["location_id"] = self._one("locations", self.cfg.location)
+        placement = placement or {}
+        org = placement.get("organization_id") or self._one("organizations", self.cfg.organization)
+        body = {"organization_id": org, "activation_keys": list(self.cfg.activation_keys),
+                "insecure": self.cfg.insecure}
+        if placement.get("location_id") or self.cfg.location:
+            body["location_id"] = placement.get("location_id") or self._one("locations", self.cfg.location)
+        for key in ("hostgroup_id", "lifecycle_environment_id"):
+            if placement.get(key):
+                body[key] = placement[key]
         data = self._api("POST", "/api/registration_commands", json={"registration_command": body})
         command = data.get("registration_command")
         if not command:
             raise SatelliteError("POST /api/registration_commands: no registration_command in the reply")
         return command
+
+    def restore_content(self, fqdn: str, placement: dict) -> bool:
+        """Put the re-registered host back on its content view and lifecycle environment (an
+        activation key may name others): PUT /api/hosts/:id content_facet_attributes. False if the
+        host is not registered (yet)."""
+        wanted = {k: placement[k] for k in ("content_view_id", "lifecycle_environment_id") if placement.get(k)}
+        hosts = [h for h in self._find("hosts", fqdn) if h.get("name") == fqdn]
+        if not hosts:
+            return False
+        if wanted:
+            self._api("PUT", f"/api/hosts/{hosts[0]['id']}", json={"host": {"content_facet_attributes": wanted}})
+        return True
 
     def _one(self, collection: str, name: str | None) -> int:
         found = [r for r in self._find(collection, name or "") if r.get("name") == name]

@@ -15,9 +15,13 @@ class SatelliteError(IntegrationError):
 
 class Satellite(Protocol):
     def validate(self) -> None: ...
+    def host_info(self, fqdn: str) -> dict | None:
+        """Organization, location, host group, lifecycle environment, content view (ids and names)."""
     def delete_host(self, fqdn: str) -> bool:
         """Delete the host (and its content host); False when it did not exist."""
-    def registration_command(self, fqdn: str) -> str: ...
+    def registration_command(self, fqdn: str, placement: dict | None = None) -> str: ...
+    def restore_content(self, fqdn: str, placement: dict) -> bool:
+        """Content view and lifecycle environment back as recorded; False if the host is not registered."""
 
 
 class FakeSatellite:
@@ -27,12 +31,23 @@ class FakeSatellite:
     def validate(self) -> None:
         pass
 
+    def host_info(self, fqdn: str) -> dict | None:
+        with self.state.edit() as d:
+            self.state.record(d, "host_info", fqdn=fqdn)
+            h = d.get("hosts", {}).get(fqdn)
+            return dict(h) if isinstance(h, dict) else ({} if h else None)
+
     def delete_host(self, fqdn: str) -> bool:
         with self.state.edit() as d:
             self.state.record(d, "delete_host", fqdn=fqdn)
             return d.get("hosts", {}).pop(fqdn, None) is not None
 
-    def registration_command(self, fqdn: str) -> str:
+    def registration_command(self, fqdn: str, placement: dict | None = None) -> str:
         with self.state.edit() as d:
-            self.state.record(d, "registration_command", fqdn=fqdn)
+            self.state.record(d, "registration_command", fqdn=fqdn, placement=placement)
             return "curl -sS 'https://satellite.example.com/register?token=fake' | bash"
+
+    def restore_content(self, fqdn: str, placement: dict) -> bool:
+        with self.state.edit() as d:
+            self.state.record(d, "restore_content", fqdn=fqdn, placement=placement)
+            return True

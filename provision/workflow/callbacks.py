@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import tokens
 from ..errors import ProvisionError
@@ -93,7 +94,8 @@ def enroll_server_side(ctx: Context, name: str) -> dict:
     reply = {"status": "ok", "fqdn": node.fqdn, "ipa_otp": otp,
              "ipa_server": getattr(ctx.ipa, "server", None) or ipa.server or "",
              "ipa_domain": ipa.domain or "", "ipa_realm": ipa.realm or "",
-             "satellite_command": ctx.satellite.registration_command(node.fqdn)}
+             "satellite_command": ctx.satellite.registration_command(node.fqdn, data.get("satellite_placement")),
+             "satellite_ca": _satellite_ca(ctx)}
     ctx.store.update_data(name, enroll_reply=ctx.seal(reply))
     return reply
 
@@ -120,3 +122,17 @@ def _failed(ctx: Context, name: str, state: str, body: bytes) -> Reply:
             reason=f"the node reported a failure during {state} ({len(body)} bytes of log kept"
                    f"{', truncated' if len(body) > cap else ''})")
     return Reply(200, {"status": "recorded"})
+
+
+def _satellite_ca(ctx: Context) -> str:
+    """The configured Satellite CA (PEM), handed to the node to trust before it registers."""
+    path = ctx.cfg.satellite.ca_file
+    if path is None or ctx.cfg.satellite.insecure:
+        return ""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ProvisionError(f"[satellite] ca_file {path}: {exc.strerror}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ProvisionError(f"[satellite] ca_file {path}: not a PEM certificate")
+    return text

@@ -90,6 +90,7 @@ def retire(ctx: Context, name: str) -> None:
         mgmt = node.facts.management
         data = ctx.store.update_data(
             name, ipa_membership=info or {}, ipa_known=info is not None,
+            satellite_placement=ctx.satellite.host_info(node.fqdn) or {},
             # what host_del --updatedns removes from IPA DNS; host_add --ip-address puts it back
             ipa_dns=[str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None])
     host = ctx.engine.find_host(node.name)
@@ -139,6 +140,10 @@ def netboot(ctx: Context, name: str) -> None:
 def register(ctx: Context, name: str) -> None:
     node = _node(ctx, name)
     data = ctx.store.node_state(name).data
+    if data.get("satellite_placement") and not data.get("satellite_restored"):
+        if not ctx.satellite.restore_content(node.fqdn, data["satellite_placement"]):
+            raise StepError(f"node {name}: Satellite does not know {node.fqdn} after it registered")
+        data = ctx.store.update_data(name, satellite_restored=True)
     facts = ctx.store.snapshot(name, data.get("snapshot_id")).facts
     host = ctx.engine.find_host(node.name) or ctx.engine.add_host(node.name, node.fqdn, node.cluster)
     if data.get("fence_host") != host.id:
@@ -178,6 +183,7 @@ PLAN = {
     S.CAPTURE: ["engine: NICs and network attachments of {name}; stop on drift from snapshot #{snapshot}"],
     S.DRAIN: ["engine: deactivate host {name}", "engine: wait for maintenance (VMs migrate away)"],
     S.RETIRE: ["ipa: host_show {fqdn} (record host groups, netgroups, HBAC and sudo rules, managedby)",
+               "satellite: record organization, location, host group, lifecycle environment, content view of {fqdn}",
                "engine: remove host {name}",
                "satellite: delete host {fqdn}", "ipa: host_del {fqdn}"],
     S.ARM: ["store: build token; boot configs of {macs} -> install; wipes {install} only, keeps {kept}"],
@@ -187,7 +193,8 @@ PLAN = {
     S.ENROLL: ["ipa: host_add {fqdn} (one-time password, A and AAAA), restore host groups, netgroups, HBAC and "
                "sudo rules, managedby",
                "satellite: registration command", "wait: POST callback enrolled"],
-    S.REGISTER: ["engine: add host {name} ({fqdn}) to {cluster}, activate=false",
+    S.REGISTER: ["satellite: content view and lifecycle environment of {fqdn} back as recorded",
+                 "engine: add host {name} ({fqdn}) to {cluster}, activate=false",
                  "engine: ipmilan fence agent {bmc}", "engine: wait for maintenance",
                  "engine: setupnetworks ({bonds}; {networks})", "engine: activate, wait for up",
                  "store: build token revoked"],

@@ -4,7 +4,14 @@ Shapes from the Foreman API v2 docs (apidoc for hosts, organizations, locations,
 registration_commands): index answers {"total", "subtotal", "page", "per_page", "search",
 "sort", "results"}; DELETE /api/hosts/:id answers the deleted host; POST
 /api/registration_commands answers {"registration_command": "..."}; HTTP basic auth, and a
-wrong password answers 401 {"error": {"message": "Unable to authenticate user admin"}}."""
+wrong password answers 401 {"error": {"message": "Unable to authenticate user admin"}}.
+
+POST /api/registration_commands takes exactly the parameters of the Foreman API v2 documentation
+(apidoc v2 registration_commands#create, Foreman 3.x) plus Katello's (activation_keys,
+lifecycle_environment_id, force, ignore_subman_errors): anything else is refused with 422, as
+Foreman's parameter filter would not pass it on. GET /api/hosts/:id carries Katello's
+content_facet_attributes (content view and lifecycle environment), which PUT /api/hosts/:id
+updates."""
 
 from __future__ import annotations
 
@@ -12,6 +19,14 @@ import base64
 import re
 
 from .base import FakeHttpServer, Request
+
+# apidoc v2: registration_commands#create (Foreman) + the Katello extension
+REGISTRATION_PARAMS = {
+    "organization_id", "location_id", "hostgroup_id", "operatingsystem_id", "smart_proxy_id", "setup_insights",
+    "setup_remote_execution", "setup_remote_execution_pull", "remote_execution_interface", "jwt_expiration",
+    "insecure", "packages", "update_packages", "repo", "repo_gpg_key_url", "repo_data", "download_utility",
+    "activation_keys", "lifecycle_environment_id", "force", "ignore_subman_errors",
+}
 
 
 class FakeForeman(FakeHttpServer):
@@ -23,9 +38,14 @@ class FakeForeman(FakeHttpServer):
         self.locations = {2: {"id": 2, "name": "Default Location"}}
         self.next_id = 100
 
-    def add_host(self, fqdn: str) -> None:
+    def add_host(self, fqdn: str, **placement) -> None:
+        """placement: hostgroup_id/hostgroup_title, lifecycle_environment_id/_name, content_view_id/_name."""
         self.next_id += 1
-        self.hosts[self.next_id] = {"id": self.next_id, "name": fqdn, "organization_id": 1}
+        facet = {k: placement.pop(k) for k in list(placement) if k.startswith(("lifecycle_", "content_view"))}
+        self.hosts[self.next_id] = {"id": self.next_id, "name": fqdn, "organization_id": 1, "organization_name": "Lab",
+                                    "location_id": 2, "location_name": "Default Location", **placement,
+                                    **({"content_facet_attributes": facet} if facet else {})}
+        self.registrations: list[dict] = getattr(self, "registrations", [])
 
     @staticmethod
     def _index(items: list[dict], search: str) -> dict:
@@ -44,11 +64,25 @@ class FakeForeman(FakeHttpServer):
             pool = {"/api/hosts": self.hosts, "/api/organizations": self.orgs, "/api/locations": self.locations}[req.path]
             return 200, {}, self._index([v for v in pool.values() if wanted is None or v["name"] == wanted], search)
         m = re.fullmatch(r"/api/hosts/(\d+)", req.path)
+        if m and req.method == "GET":
+            host = self.hosts.get(int(m.group(1)))
+            return (200, {}, host) if host else (404, {}, {"error": {"message": "Resource host not found"}})
+        if m and req.method == "PUT":
+            host = self.hosts.get(int(m.group(1)))
+            if not host:
+                return 404, {}, {"error": {"message": "Resource host not found"}}
+            facet = req.json().get("host", {}).get("content_facet_attributes", {})
+            host.setdefault("content_facet_attributes", {}).update(facet)
+            return 200, {}, host
         if m and req.method == "DELETE":
             host = self.hosts.pop(int(m.group(1)), None)
             return (200, {}, host) if host else (404, {}, {"error": {"message": "Resource host not found"}})
         if req.path == "/api/registration_commands" and req.method == "POST":
             body = req.json().get("registration_command", {})
+            unknown = sorted(set(body) - REGISTRATION_PARAMS)
+            if unknown:
+                return 422, {}, {"error": {"message": f"Unknown parameter(s): {', '.join(unknown)}"}}
+            self.registrations = [*getattr(self, "registrations", []), body]
             if body.get("organization_id") not in self.orgs or not body.get("activation_keys"):
                 return 422, {}, {"error": {"message": "Organization and activation keys are required"}}
             keys = ",".join(body["activation_keys"])
