@@ -129,6 +129,8 @@ class DefaultsConfig(_Section):
     poll_interval: float = Field(default=2.0, gt=0, le=60)
     ipmi_timeout: float = Field(default=30.0, gt=0)
     ipmi_attempts: int = Field(default=3, ge=1, le=10)
+    # hosted-engine hosts that must stay Up while one of them is rebuilt (they run the engine VM)
+    hosted_engine_min_up: int = Field(default=2, ge=0, le=16)
 
 
 class RepoConfig(_Section):

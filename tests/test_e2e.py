@@ -35,6 +35,7 @@ from .fakes.tls import make_tls
 from .ipmisim import start_bmc
 from .workflow_helpers import NAMES, import_nodes, loopback_inventory, mgmt_ip
 
+HE_HOSTS = {"rhvnode4", "rhvnode8", "rhvnode9"}
 RENAMED = {"eno2": "enp2s0f0", "eno3": "enp2s0f1", "ens1f0": "ens1f0np0", "ens1f1": "ens1f1np1"}
 
 
@@ -49,7 +50,11 @@ class Lab:
             b.set_power(True)
         tls = make_tls(tmp / "tls")
         self.ovirt, self.ipa, self.sat, self.dns = FakeOvirt(tls), FakeIpa(tls), FakeForeman(tls), FakeDns()
-        self.old_ids = {n: self.ovirt.add_existing(n, "ocpcluster") for n in NAMES + ["rhvnode9"]}
+        # rhvnode4 is a hosted-engine host running the engine VM; rhvnode8 and rhvnode9 (not rebuilt) are
+        # hosted-engine hosts too, so two stay Up while rhvnode4 is rebuilt
+        self.old_ids = {n: self.ovirt.add_existing(n, "ocpcluster", hosted_engine=n in HE_HOSTS)
+                        for n in NAMES + ["rhvnode8", "rhvnode9"]}
+        self.ovirt.engine_vm_on = "rhvnode4"
         for i, n in enumerate(NAMES):
             fqdn = f"{n}.lab.example.com"
             for kind, cn in (("netgroup", "ng-hv"), ("hbacrule", "allow-ops"), ("sudorule", "ops-root")):
@@ -199,6 +204,12 @@ def assert_all_done_one_cycle_each(lab: Lab) -> None:
         assert new["status"] == "up" and new["id"] != old
         deact = api.index(("POST", f"/hosts/{old}/deactivate"))
         assert deact < api.index(("DELETE", f"/hosts/{old}")), "deactivate before remove"
+        old_calls = [(m, a, body) for m, a, body in lab.ovirt.retired_logs[old]]
+        assert new["_he"] is (n in HE_HOSTS), "a hosted-engine host comes back as one (deploy_hosted_engine)"
+        if n in HE_HOSTS:
+            undeploy = [i for i, (m, a, b) in enumerate(old_calls) if a == "install" and b["undeploy_hosted_engine"]]
+            assert undeploy and undeploy[0] < [i for i, (m, a, _) in enumerate(old_calls) if m == "DELETE"][0]
+        assert all(not (b or {}).get("stop_gluster_service") for m, a, b in old_calls if a == "deactivate")
         calls = [a for m, a, _ in new["_log"] if a and m == "POST"]
         firsts = [calls.index(a) for a in ("fenceagents", "setupnetworks", "commitnetconfig", "activate")]
         assert firsts == sorted(firsts) and calls.count("fenceagents") == 1, calls
@@ -228,6 +239,7 @@ def assert_all_done_one_cycle_each(lab: Lab) -> None:
                                                                           "content_view_id": 11}
         reg = next(r for r in lab.sat.registrations if r.get("hostgroup_id") == 7)
         assert reg["lifecycle_environment_id"] == 3 and reg["insecure"] is False
+    assert lab.ovirt.engine_vm_on in ("rhvnode8", "rhvnode9"), "the engine VM moved off the rebuilt host"
 
 
 def test_three_nodes_rebuild_end_to_end(lab):

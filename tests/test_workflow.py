@@ -242,3 +242,83 @@ def test_nic_names_map_by_mac_after_a_reinstall_and_missing_macs_are_listed():
     assert moved.vlan("eno4np0.30") and any(a.interface == "eno4np0.30" for a in moved.networks)
     with pytest.raises(ProvisionError, match=r"no NIC with the MAC of ens1f1 \(3c:fd:fe:a1:03:11\)"):
         map_by_mac(facts, reported[:-1])
+
+
+# -- hosted-engine and gluster hosts ------------------------------------------------------------
+def _engine_hosts(wf, **flags):
+    with wf.fakes["engine"].edit() as d:
+        for name, f in flags.items():
+            d["hosts"][f"id-{name}"].update(f)
+
+
+def test_hosted_engine_host_is_undeployed_before_removal_and_readded_with_deploy(wf):
+    _engine_hosts(wf, rhvnode3={"hosted_engine": True}, rhvnode9={"hosted_engine": True})
+    with wf.fakes["engine"].edit() as d:  # two more hosted-engine hosts stay Up: rhvnode9 and rhvnode8
+        d["hosts"]["id-rhvnode8"] = {"id": "id-rhvnode8", "name": "rhvnode8", "status": "up", "cluster": "ocpcluster",
+                                     "hosted_engine": True}
+    result, _ = run_batch(wf, names=["rhvnode3"])
+    assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
+    calls = [c["verb"] for c in wf.fakes["engine"].read()["calls"]]
+    assert calls.index("undeploy_hosted_engine") < calls.index("remove")
+    add = next(c for c in wf.fakes["engine"].read()["calls"] if c["verb"] == "add_host")
+    assert add["hosted_engine"] is True
+
+
+def test_a_host_still_running_the_engine_vm_is_never_retired(wf):
+    _engine_hosts(wf, rhvnode3={"hosted_engine": True}, rhvnode9={"hosted_engine": True})
+    with wf.fakes["engine"].edit() as d:
+        d["hosts"]["id-rhvnode8"] = {"id": "id-rhvnode8", "name": "rhvnode8", "status": "up", "cluster": "ocpcluster",
+                                     "hosted_engine": True}
+    real = wf.workflow.engine.deactivate
+    wf.workflow.engine.deactivate = lambda host_id, stop_gluster=False: (real(host_id, stop_gluster), _pin_engine_vm(wf))
+    result, _ = run_batch(wf, names=["rhvnode3"])
+    st = wf.store.node_state("rhvnode3")
+    assert result.failed == ["rhvnode3"] and st.failed_step == S.RETIRE
+    assert "still runs the engine VM (HostedEngine)" in st.fail_reason
+    assert "remove" not in [c["verb"] for c in wf.fakes["engine"].read()["calls"]]
+
+
+def _pin_engine_vm(wf):  # the engine VM did not migrate away
+    with wf.fakes["engine"].edit() as d:
+        d.setdefault("vms", {})["rhvnode3"] = ["HostedEngine"]
+
+
+def test_hosted_engine_hosts_go_one_at_a_time_and_keep_enough_up(wf):
+    _engine_hosts(wf, rhvnode3={"hosted_engine": True}, rhvnode4={"hosted_engine": True},
+                  rhvnode9={"hosted_engine": True})
+    with wf.fakes["engine"].edit() as d:
+        d["hosts"]["id-rhvnode8"] = {"id": "id-rhvnode8", "name": "rhvnode8", "status": "up", "cluster": "ocpcluster",
+                                     "hosted_engine": True}
+    result, _ = run_batch(wf, names=["rhvnode3", "rhvnode4", "rhvnode5"], max_parallel=3)
+    assert sorted(result.done) == ["rhvnode3", "rhvnode4", "rhvnode5"], result
+    spans = {}
+    for n in ("rhvnode3", "rhvnode4"):
+        ev = [e for e in wf.store.events(n) if e.kind == "transition"]
+        spans[n] = (ev[0].ts, ev[-1].ts)
+    (a0, a1), (b0, b1) = spans["rhvnode3"], spans["rhvnode4"]
+    assert a1 <= b0 or b1 <= a0, "two hosted-engine hosts were down at once"
+
+
+def test_a_hosted_engine_host_is_not_started_when_too_few_would_stay_up(wf):
+    _engine_hosts(wf, rhvnode3={"hosted_engine": True}, rhvnode9={"hosted_engine": True})  # 2 Up, the node included
+    result, _ = run_batch(wf, names=["rhvnode3"])
+    assert result.done == [] and result.pending == ["rhvnode3"]
+    assert "would leave 1 hosted-engine host(s) Up in ocpcluster (hosted_engine_min_up 2" in result.error
+    assert wf.store.node_state("rhvnode3").state == S.READY
+    assert "deactivate" not in [c["verb"] for c in wf.fakes["engine"].read()["calls"]]
+
+
+def test_gluster_hosts_are_refused_unless_allowed_and_stop_gluster_on_deactivate(wf):
+    _engine_hosts(wf, rhvnode3={"gluster": True})
+    result, _ = run_batch(wf, names=["rhvnode3"])
+    st = wf.store.node_state("rhvnode3")
+    assert result.failed == ["rhvnode3"] and st.failed_step == S.PREFLIGHT
+    assert "bricks on it are not recovered" in st.fail_reason and "--allow-gluster" in st.fail_reason
+    assert "deactivate" not in [c["verb"] for c in wf.fakes["engine"].read()["calls"]]
+    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer.start()
+    result = Batch(wf.workflow, ["rhvnode3"], rebuild_id=1, retry_failed={"rhvnode3"}, allow_gluster=True).run()
+    installer.stop.set()
+    assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
+    deact = next(c for c in wf.fakes["engine"].read()["calls"] if c["verb"] == "deactivate")
+    assert deact["stop_gluster"] is True

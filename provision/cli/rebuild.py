@@ -115,12 +115,14 @@ def _check_rebuildable(svc_, names: list[str], resume: bool, accept_foreign_vg: 
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--resume", is_flag=True, help="continue nodes part-way through a rebuild; retry named failed nodes")
 @click.option("--accept-drift", is_flag=True, help="rebuild even if the engine's view drifted from the snapshot")
+@click.option("--allow-gluster", is_flag=True,
+              help="rebuild hosts of gluster-enabled clusters (their bricks are NOT recovered)")
 @click.option("--accept-foreign-vg", is_flag=True,
               help="rebuild even if a kept disk holds a volume group named like the one the install creates")
 @click.option("--json", "as_json", is_flag=True, help="progress as JSON lines")
 @click.pass_context
-def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, resume, accept_drift, accept_foreign_vg,
-            as_json) -> None:
+def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, resume, accept_drift, allow_gluster,
+            accept_foreign_vg, as_json) -> None:
     """Wipe and reinstall nodes, then bring them back with the networks they had."""
     s = svc(ctx)
     selected = _select(s.store, names, cluster, resume)
@@ -147,7 +149,8 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     retry = {n for n in names} if resume else set()
     with Progress(selected, mode) as progress:
         result = Batch(s.workflow, selected, rebuild_id=run.id, max_parallel=max_parallel, min_up=min_up,
-                       canary=canary, retry_failed=retry, accept_drift=accept_drift, on_change=progress).run()
+                       canary=canary, retry_failed=retry, accept_drift=accept_drift, allow_gluster=allow_gluster,
+                       on_change=progress).run()
     s.store.set_rebuild_status(run.id, "done" if result.ok else ("failed" if result.failed else "stopped"))
     summary = {"done": result.done, "failed": result.failed, "pending": result.pending, "error": result.error,
                "peak_in_flight": result.peak_in_flight}

@@ -23,6 +23,11 @@ class Host:
     status: str
     cluster: str
     address: str | None = None
+    hosted_engine: bool = False  # hosted_engine.configured: can run the engine VM
+    gluster: bool = False  # its cluster has gluster_service enabled
+
+# the engine's own VM on a hosted-engine deployment (the name hosted-engine --deploy gives it)
+ENGINE_VM = "HostedEngine"
 
 
 class EngineError(IntegrationError):
@@ -34,10 +39,15 @@ class Engine(Protocol):
     def validate(self) -> None: ...
     def find_host(self, name: str) -> Host | None: ...
     def cluster_hosts(self, cluster: str) -> list[Host]: ...
-    def deactivate(self, host_id: str) -> None: ...
+    def deactivate(self, host_id: str, stop_gluster: bool = False) -> None: ...
     def wait_status(self, host_id: str, wanted: set[str], timeout: float) -> Host: ...
+    def host_vms(self, host_id: str) -> list[str]:
+        """Names of the VMs running on the host now."""
+    def undeploy_hosted_engine(self, host_id: str) -> None:
+        """Reinstall host deploy with undeploy_hosted_engine (the documented way to take a host out
+        of the hosted-engine set); the host comes back to maintenance."""
     def remove(self, host_id: str) -> None: ...
-    def add_host(self, name: str, address: str, cluster: str) -> Host: ...
+    def add_host(self, name: str, address: str, cluster: str, hosted_engine: bool = False) -> Host: ...
     def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None: ...
     def setup_networks(self, host_id: str, facts: Facts) -> None: ...
     def activate(self, host_id: str) -> None: ...
@@ -60,7 +70,8 @@ class FakeEngine:
 
     @staticmethod
     def _host(h: dict) -> Host:
-        return Host(h["id"], h["name"], h["status"], h["cluster"], h.get("address"))
+        return Host(h["id"], h["name"], h["status"], h["cluster"], h.get("address"),
+                    bool(h.get("hosted_engine")), bool(h.get("gluster")))
 
     def validate(self) -> None:
         pass
@@ -85,8 +96,20 @@ class FakeEngine:
                 h["status"] = status
             h.update({k: v for k, v in args.items() if k in ("fence_agent", "networks")})
 
-    def deactivate(self, host_id: str) -> None:
-        self._set(host_id, "deactivate", "maintenance")
+    def deactivate(self, host_id: str, stop_gluster: bool = False) -> None:
+        self._set(host_id, "deactivate", "maintenance", stop_gluster=stop_gluster)
+        with self.state.edit() as d:  # VMs migrate away, the engine VM among them
+            d.get("vms", {}).pop(d["hosts"][host_id]["name"], None)
+
+    def host_vms(self, host_id: str) -> list[str]:
+        with self.state.edit() as d:
+            self.state.record(d, "host_vms", host_id=host_id)
+            return list(d.get("vms", {}).get(d.get("hosts", {}).get(host_id, {}).get("name"), []))
+
+    def undeploy_hosted_engine(self, host_id: str) -> None:
+        self._set(host_id, "undeploy_hosted_engine", "maintenance")
+        with self.state.edit() as d:
+            d["hosts"][host_id]["hosted_engine"] = False
 
     def wait_status(self, host_id: str, wanted: set[str], timeout: float) -> Host:
         deadline = time.monotonic() + timeout
@@ -111,12 +134,13 @@ class FakeEngine:
             self.state.record(d, "remove", host_id=host_id)
             d.get("hosts", {}).pop(host_id, None)
 
-    def add_host(self, name: str, address: str, cluster: str) -> Host:
+    def add_host(self, name: str, address: str, cluster: str, hosted_engine: bool = False) -> Host:
         with self.state.edit() as d:
             host_id = str(uuid.uuid4())
-            h = {"id": host_id, "name": name, "status": "installing", "cluster": cluster, "address": address}
+            h = {"id": host_id, "name": name, "status": "installing", "cluster": cluster, "address": address,
+                 "hosted_engine": hosted_engine}
             d.setdefault("hosts", {})[host_id] = h
-            self.state.record(d, "add_host", name=name, address=address, cluster=cluster)
+            self.state.record(d, "add_host", name=name, address=address, cluster=cluster, hosted_engine=hosted_engine)
             return self._host(h)
 
     def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None:

@@ -28,6 +28,7 @@ class OvirtEngine:
         self.http = HttpClient("engine", cfg.url or "", error=EngineError, verify=str(cfg.ca_file) if cfg.ca_file else True,
                                timeout=timeout, attempts=attempts, backoff=backoff)
         self._token: str | None = None
+        self._clusters: dict[str, bool] = {}  # cluster id -> gluster_service
 
     # -- plumbing ----------------------------------------------------------------------------
     def validate(self) -> None:
@@ -68,29 +69,46 @@ class OvirtEngine:
             raise EngineError(f"{method} {path}: {detail.strip('[]')}")
         return data
 
-    @staticmethod
-    def _host(h: dict, cluster: str = "") -> Host:
-        return Host(h["id"], h["name"], h.get("status", ""), cluster, h.get("address"))
+    def _host(self, h: dict, cluster: str = "") -> Host:
+        """hosted_engine is only in the answer with all_content=true (HostsService.list/HostService.get)."""
+        return Host(h["id"], h["name"], h.get("status", ""), cluster, h.get("address"),
+                    bool((h.get("hosted_engine") or {}).get("configured")), self._gluster((h.get("cluster") or {}).get("id")))
+
+    def _gluster(self, cluster_id: str | None) -> bool:
+        if not cluster_id:
+            return False
+        if cluster_id not in self._clusters:
+            self._clusters[cluster_id] = bool(self._api("GET", f"/clusters/{cluster_id}").get("gluster_service"))
+        return self._clusters[cluster_id]
 
     # -- verbs -------------------------------------------------------------------------------
     def find_host(self, name: str) -> Host | None:
-        hosts = self._api("GET", "/hosts", params={"search": f"name={name}"}).get("host", [])
+        hosts = self._api("GET", "/hosts", params={"search": f"name={name}", "all_content": "true"}).get("host", [])
         return next((self._host(h) for h in hosts if h["name"] == name), None)
 
     def cluster_hosts(self, cluster: str) -> list[Host]:
         return [self._host(h, cluster) for h in
-                self._api("GET", "/hosts", params={"search": f"cluster={cluster}"}).get("host", [])]
+                self._api("GET", "/hosts", params={"search": f"cluster={cluster}", "all_content": "true"})
+                .get("host", [])]
 
     def get_host(self, host_id: str) -> Host:
-        return self._host(self._api("GET", f"/hosts/{host_id}"))
+        return self._host(self._api("GET", f"/hosts/{host_id}", params={"all_content": "true"}))
 
-    def deactivate(self, host_id: str) -> None:
-        self._api("POST", f"/hosts/{host_id}/deactivate", {})
+    def deactivate(self, host_id: str, stop_gluster: bool = False) -> None:
+        self._api("POST", f"/hosts/{host_id}/deactivate", {"stop_gluster_service": True} if stop_gluster else {})
+
+    def host_vms(self, host_id: str) -> list[str]:
+        name = self._api("GET", f"/hosts/{host_id}")["name"]
+        return [v["name"] for v in self._api("GET", "/vms", params={"search": f"host={name}"}).get("vm", [])]
+
+    def undeploy_hosted_engine(self, host_id: str) -> None:
+        self._api("POST", f"/hosts/{host_id}/install",
+                  {"undeploy_hosted_engine": True, "ssh": {"authentication_method": "publickey"}})
 
     def wait_status(self, host_id: str, wanted: set[str], timeout: float) -> Host:
         deadline = time.monotonic() + timeout
         while True:
-            raw = self._api("GET", f"/hosts/{host_id}")
+            raw = self._api("GET", f"/hosts/{host_id}", params={"all_content": "true"})
             host = self._host(raw)
             if host.status in wanted:
                 return host
@@ -109,10 +127,11 @@ class OvirtEngine:
     def remove(self, host_id: str) -> None:
         self._api("DELETE", f"/hosts/{host_id}")
 
-    def add_host(self, name: str, address: str, cluster: str) -> Host:
+    def add_host(self, name: str, address: str, cluster: str, hosted_engine: bool = False) -> Host:
         body = {"name": name, "address": address, "cluster": {"name": cluster},
                 "ssh": {"authentication_method": "publickey"}}
-        return self._host(self._api("POST", "/hosts", body, params={"activate": "false"}), cluster)
+        params = {"activate": "false"} | ({"deploy_hosted_engine": "true"} if hosted_engine else {})
+        return self._host(self._api("POST", "/hosts", body, params=params), cluster)
 
     def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None:
         """Idempotent: an ipmilan agent for this address already on the host is left alone."""

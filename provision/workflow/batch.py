@@ -1,6 +1,7 @@
 """A rolling batch: canaries first and alone, then at most `max_parallel` nodes in flight,
-never leaving fewer than `min_up` hosts Up in a cluster; the first failure stops new nodes from
-starting while the ones in flight finish their current step."""
+never leaving fewer than `min_up` hosts Up in a cluster; hosted-engine hosts one at a time and
+never leaving fewer than `[defaults] hosted_engine_min_up` hosted-engine hosts Up; the first
+failure stops new nodes from starting while the ones in flight finish their current step."""
 
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ class BatchResult:
 class Batch:
     def __init__(self, ctx: Context, names: list[str], *, rebuild_id: int, max_parallel: int = 1,
                  min_up: int | None = None, canary: int = 0, retry_failed: set[str] | None = None,
-                 accept_drift: bool = False,
+                 accept_drift: bool = False, allow_gluster: bool = False,
                  on_change: Callable[[str, str, str | None], None] | None = None) -> None:
-        self.accept_drift = accept_drift
+        self.accept_drift, self.allow_gluster = accept_drift, allow_gluster
+        self.he_min_up = ctx.cfg.defaults.hosted_engine_min_up
+        self._he: dict[str, bool] = {}
         self.ctx, self.names, self.rebuild_id = ctx, list(names), rebuild_id
         self.max_parallel, self.min_up, self.canary = max(1, max_parallel), min_up, canary
         self.retry_failed = retry_failed or set()
@@ -57,10 +60,12 @@ class Batch:
                 self._reap(wait_all=True)
             while rest and not self.stop.is_set():
                 if len(self.in_flight) < self.max_parallel:
-                    blocked = self._min_up_blocks(rest[0])
-                    if not blocked:
-                        self._start(pool, rest.pop(0))
+                    reasons = [self._min_up_blocks(n) or self._he_blocks(n) for n in rest]
+                    startable = next((i for i, r in enumerate(reasons) if r is None), None)
+                    if startable is not None:
+                        self._start(pool, rest.pop(startable))
                         continue
+                    blocked = reasons[0]
                     if not self.in_flight:
                         self.result.error = blocked
                         self.stop.set()
@@ -74,7 +79,7 @@ class Batch:
         st = self.ctx.store.node_state(name)
         if st.state in (S.READY, S.DONE):
             advance(self.ctx.store, name, "start", expect=st.state, rebuild_id=self.rebuild_id,
-                    data={"accept_drift": self.accept_drift})
+                    data={"accept_drift": self.accept_drift, "allow_gluster": self.allow_gluster})
             self.on_change(name, S.PREFLIGHT, None)
         elif st.state == S.FAILED:
             if name not in self.retry_failed:
@@ -82,7 +87,7 @@ class Batch:
                 self.stop.set()
                 return
             advance(self.ctx.store, name, "resume", expect=S.FAILED, rebuild_id=self.rebuild_id,
-                    data={"accept_drift": self.accept_drift})
+                    data={"accept_drift": self.accept_drift, "allow_gluster": self.allow_gluster})
             self.on_change(name, self.ctx.store.node_state(name).state, "resumed")
         self.in_flight[name] = pool.submit(drive, self.ctx, name, stop=self.stop, on_change=self.on_change)
         self.result.peak_in_flight = max(self.result.peak_in_flight, len(self.in_flight))
@@ -118,3 +123,29 @@ class Batch:
             return None
         return (f"cluster {cluster}: {up} host(s) Up, {going_down} about to go down; rebuilding {name} "
                 f"would leave fewer than --min-up {self.min_up}")
+
+    def _is_he(self, name: str) -> bool:
+        """A hosted-engine host: as recorded by its preflight, else as the engine says now."""
+        if name not in self._he:
+            data = self.ctx.store.node_state(name).data
+            if "hosted_engine" in data:
+                self._he[name] = bool(data["hosted_engine"])
+            else:
+                host = self.ctx.engine.find_host(self.ctx.store.get(name).node.name)
+                self._he[name] = bool(host and host.hosted_engine)
+        return self._he[name]
+
+    def _he_blocks(self, name: str) -> str | None:
+        """Why `name`, a hosted-engine host, cannot start now: another one is in flight, or it would
+        leave fewer than hosted_engine_min_up hosted-engine hosts Up."""
+        if self.ctx.store.node_state(name).state in S.ACTIVE or not self._is_he(name):
+            return None
+        busy = [n for n in self.in_flight if self._is_he(n)]
+        if busy:
+            return f"hosted-engine hosts are rebuilt one at a time ({busy[0]} is in flight)"
+        cluster = self.ctx.store.node_state(name).cluster
+        up = [h.name for h in self.ctx.engine.cluster_hosts(cluster) if h.hosted_engine and h.status == "up"]
+        if len(up) - 1 >= self.he_min_up:
+            return None
+        return (f"rebuilding {name} would leave {len(up) - 1} hosted-engine host(s) Up in {cluster} "
+                f"(hosted_engine_min_up {self.he_min_up}: the engine VM needs somewhere to run)")

@@ -113,15 +113,20 @@ def _enrolled(ctx: Context, name: str, state: str) -> Reply:
 def _failed(ctx: Context, name: str, state: str, body: bytes) -> Reply:
     cap = ctx.cfg.defaults.installer_log_max
     text = body[-cap:].decode("utf-8", "replace")
-    if state == S.FAILED:
-        return Reply(200, {"status": "recorded"})
-    if state not in S.ACTIVE:
-        return Reply(409, {"error": f"node is {state}"})
-    ctx.store.add_log(name, "installer", text)
-    advance(ctx.store, name, "fail", expect=state,
-            reason=f"the node reported a failure during {state} ({len(body)} bytes of log kept"
-                   f"{', truncated' if len(body) > cap else ''})")
-    return Reply(200, {"status": "recorded"})
+    logged = False
+    while True:  # the runner may move the node on (netboot -> installing) between our read and our write
+        if state == S.FAILED:
+            return Reply(200, {"status": "recorded"})
+        if state not in S.ACTIVE:
+            return Reply(409, {"error": f"node is {state}"})
+        if not logged:
+            ctx.store.add_log(name, "installer", text)
+            logged = True
+        if advance(ctx.store, name, "fail", expect=state,
+                   reason=f"the node reported a failure during {state} ({len(body)} bytes of log kept"
+                          f"{', truncated' if len(body) > cap else ''})") is not None:
+            return Reply(200, {"status": "recorded"})
+        state = ctx.store.node_state(name).state
 
 
 def _satellite_ca(ctx: Context) -> str:

@@ -11,6 +11,7 @@ from ..capture.diff import diff
 from ..capture.engine import facts_from_engine
 from ..config import read_secret
 from ..errors import ProvisionError
+from ..integrations.engine import ENGINE_VM
 from ..store import utcnow
 from . import states as S
 from .bootprobe import boot_mac
@@ -42,11 +43,18 @@ def preflight(ctx: Context, name: str) -> None:
     host = ctx.engine.find_host(node.name)
     if host is None:
         raise StepError(f"node {name}: the engine does not know host {node.name}")
+    data = ctx.store.node_state(name).data
+    if host.gluster and not data.get("allow_gluster"):
+        raise StepError(f"node {name}: host {host.name} is in gluster-enabled cluster {node.cluster}: the gluster "
+                        "bricks on it are not recovered by a reinstall (heal or replace them yourself); "
+                        "rebuild with --allow-gluster to go on")
     mgmt = facts.management
     problems = ctx.dns.check(node.fqdn, [str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None])
     if problems:
         raise StepError(f"node {name}: DNS: " + "; ".join(problems))
-    ctx.store.update_data(name, engine_host_id=host.id)
+    # what the host is besides its networks, recorded once (the host is removed later)
+    keep = {} if "hosted_engine" in data else {"hosted_engine": host.hosted_engine, "gluster": host.gluster}
+    ctx.store.update_data(name, engine_host_id=host.id, **keep)
 
 
 def capture(ctx: Context, name: str) -> None:
@@ -77,8 +85,8 @@ def drain(ctx: Context, name: str) -> None:
     host = ctx.engine.find_host(node.name)
     if host is None:
         raise StepError(f"node {name}: host {node.name} vanished from the engine before it was drained")
-    if host.status != "maintenance":
-        ctx.engine.deactivate(host.id)
+    if host.status != "maintenance":  # a gluster host stops its gluster service on the way (bricks go offline)
+        ctx.engine.deactivate(host.id, stop_gluster=bool(ctx.store.node_state(name).data.get("gluster")))
     ctx.engine.wait_status(host.id, {"maintenance"}, ctx.timeout(S.DRAIN) or 1800)
 
 
@@ -95,6 +103,18 @@ def retire(ctx: Context, name: str) -> None:
             ipa_dns=[str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None])
     host = ctx.engine.find_host(node.name)
     if host is not None:
+        if data.get("hosted_engine"):
+            vms = ctx.engine.host_vms(host.id)
+            if ENGINE_VM in vms:
+                raise StepError(f"node {name}: host {host.name} still runs the engine VM ({ENGINE_VM}); migrate it "
+                                "to another hosted-engine host first: a host is never retired while it runs the engine")
+            if not data.get("he_undeployed"):  # out of the hosted-engine set before removal, as oVirt documents
+                timeout = ctx.timeout(S.DRAIN) or 1800
+                # a resumed run may find the host mid-undeploy: let it settle, then undeploy only if still needed
+                if ctx.engine.wait_status(host.id, {"maintenance"}, timeout).hosted_engine:
+                    ctx.engine.undeploy_hosted_engine(host.id)
+                    ctx.engine.wait_status(host.id, {"maintenance"}, timeout)
+                ctx.store.update_data(name, he_undeployed=True)
         ctx.engine.remove(host.id)
     ctx.satellite.delete_host(node.fqdn)
     if ctx.ipa.host_info(node.fqdn) is not None:
@@ -145,7 +165,8 @@ def register(ctx: Context, name: str) -> None:
             raise StepError(f"node {name}: Satellite does not know {node.fqdn} after it registered")
         data = ctx.store.update_data(name, satellite_restored=True)
     facts = ctx.store.snapshot(name, data.get("snapshot_id")).facts
-    host = ctx.engine.find_host(node.name) or ctx.engine.add_host(node.name, node.fqdn, node.cluster)
+    host = ctx.engine.find_host(node.name) or ctx.engine.add_host(node.name, node.fqdn, node.cluster,
+                                                                  hosted_engine=bool(data.get("hosted_engine")))
     if data.get("fence_host") != host.id:
         password = read_secret(Path(node.bmc.password_file), None, f"node {name}: bmc.password_file")
         ctx.engine.add_fence_agent(host.id, node.bmc.address, node.bmc.port, node.bmc.username, password)
@@ -181,10 +202,12 @@ PLAN = {
     S.PREFLIGHT: ["dns: A/AAAA and PTR of {fqdn}", "bmc {bmc}: login, get power",
                   "engine: find host {name}", "engine: hosts Up in cluster {cluster} >= min-up + 1"],
     S.CAPTURE: ["engine: NICs and network attachments of {name}; stop on drift from snapshot #{snapshot}"],
-    S.DRAIN: ["engine: deactivate host {name}", "engine: wait for maintenance (VMs migrate away)"],
+    S.DRAIN: ["engine: deactivate host {name} (stop_gluster_service if its cluster runs gluster: bricks on it are "
+              "NOT recovered, refused without --allow-gluster)", "engine: wait for maintenance (VMs migrate away)"],
     S.RETIRE: ["ipa: host_show {fqdn} (record host groups, netgroups, HBAC and sudo rules, managedby)",
                "satellite: record organization, location, host group, lifecycle environment, content view of {fqdn}",
-               "engine: remove host {name}",
+               "engine: hosted-engine host: refuse while it runs the engine VM; undeploy (install "
+               "undeploy_hosted_engine=true), wait for maintenance", "engine: remove host {name}",
                "satellite: delete host {fqdn}", "ipa: host_del {fqdn}"],
     S.ARM: ["store: build token; boot configs of {macs} -> install; wipes {install} only, keeps {kept}"],
     S.NETBOOT: ["server: /boot/{bootcfg} over HTTP and TFTP, fetched as the node will: must be the install config",
@@ -194,7 +217,8 @@ PLAN = {
                "sudo rules, managedby",
                "satellite: registration command", "wait: POST callback enrolled"],
     S.REGISTER: ["satellite: content view and lifecycle environment of {fqdn} back as recorded",
-                 "engine: add host {name} ({fqdn}) to {cluster}, activate=false",
+                 "engine: add host {name} ({fqdn}) to {cluster}, activate=false (deploy_hosted_engine=true if it "
+                 "was a hosted-engine host)",
                  "engine: ipmilan fence agent {bmc}", "engine: wait for maintenance",
                  "engine: setupnetworks ({bonds}; {networks})", "engine: activate, wait for up",
                  "store: build token revoked"],

@@ -38,12 +38,15 @@ class FakeOvirt(FakeHttpServer):
         # differ from the old host's (EL7 em1 -> EL8 eno1 -> EL9 ens1f0np0), MACs do not
         self.reinstalled: dict[str, dict] = {}
         self.model_violations: list[str] = []  # requests refused because the published API model lacks them
+        self.gluster_clusters: set[str] = set()  # cluster names with gluster_service
+        self.engine_vm_on: str | None = None  # host name running the HostedEngine VM
+        self.retired_logs: dict[str, list] = {}  # removed host id -> its request log
 
-    def add_existing(self, name: str, cluster: str, status: str = "up") -> str:
+    def add_existing(self, name: str, cluster: str, status: str = "up", hosted_engine: bool = False) -> str:
         host_id = str(uuid.uuid4())
         self.hosts[host_id] = {"id": host_id, "name": name, "address": f"{name}.lab.example.com", "status": status,
                                "cluster": {"id": self.clusters[cluster], "href": f"{BASE}/api/clusters/{self.clusters[cluster]}"},
-                               "_cluster": cluster, "_polls": 0, "_log": []}
+                               "_cluster": cluster, "_polls": 0, "_log": [], "_he": hosted_engine}
         return host_id
 
     def expire_tokens(self) -> None:
@@ -53,9 +56,12 @@ class FakeOvirt(FakeHttpServer):
         return next((h for h in self.hosts.values() if h["name"] == name), None)
 
     @staticmethod
-    def _public(h: dict) -> dict:
+    def _public(h: dict, all_content: bool = False) -> dict:
+        """HostedEngine details only with all_content=true, as HostService.get documents."""
         out = {k: v for k, v in h.items() if not k.startswith("_")}
         out["href"] = f"{BASE}/api/hosts/{h['id']}"
+        if all_content:
+            out["hosted_engine"] = {"configured": h["_he"], "active": h["_he"] and h["status"] == "up"}
         return out
 
     @staticmethod
@@ -108,7 +114,15 @@ class FakeOvirt(FakeHttpServer):
             return 200, {}, ({"network": list(nets.values())} if nets else {})
         if path == "/vms" and req.method == "GET":
             name = req.query.get("search", "").removeprefix("host=")
-            return 200, {}, {"vm": [{"name": v, "id": str(uuid.uuid4())} for v in self.vms.get(name, [])]}
+            names = self.vms.get(name, []) + (["HostedEngine"] if self.engine_vm_on == name else [])
+            return 200, {}, {"vm": [{"name": v, "id": str(uuid.uuid4())} for v in names]}
+        cl = re.fullmatch(r"/clusters/([^/]+)", path)
+        if cl and req.method == "GET":
+            name = next((c for c, cid in self.clusters.items() if cid == cl.group(1)), None)
+            if name is None:
+                return 404, {}, {"reason": "Operation Failed", "detail": "[Entity not found: Cluster]"}
+            return 200, {}, {"id": cl.group(1), "name": name, "gluster_service": name in self.gluster_clusters,
+                             "virt_service": True}
         if not m:
             return 404, {}, {"reason": "Not Found", "detail": f"[{path}]"}
         host_id, action = m.groups()
@@ -117,7 +131,8 @@ class FakeOvirt(FakeHttpServer):
                 search = req.query.get("search", "")
                 key, _, value = search.partition("=")
                 field = {"name": "name", "cluster": "_cluster"}.get(key)
-                hosts = [self._public(h) for h in self.hosts.values() if field and h[field] == value]
+                hosts = [self._public(h, req.query.get("all_content") == "true") for h in self.hosts.values()
+                         if field and h[field] == value]
                 return 200, {}, ({"host": hosts} if hosts else {})
             if req.method == "POST":
                 return self._add(req)
@@ -126,11 +141,11 @@ class FakeOvirt(FakeHttpServer):
             return 404, {}, {"reason": "Operation Failed", "detail": "[Entity not found: Host]"}
         host["_log"].append((req.method, action, req.json() if req.body else None))
         if action is None and req.method == "GET":
-            return 200, {}, self._public(self._advance(host))
+            return 200, {}, self._public(self._advance(host), req.query.get("all_content") == "true")
         if action is None and req.method == "DELETE":
             if host["status"] != "maintenance":
                 return self._fault(409, f"Cannot remove Host. Host is in {host['status'].capitalize()} status.")
-            del self.hosts[host_id]
+            self.retired_logs[host_id] = self.hosts.pop(host_id)["_log"]
             return 200, {}, {"status": "complete"}
         if action is None and req.method == "PUT":
             host.update({k: v for k, v in req.json().items() if k == "power_management"})
@@ -163,7 +178,8 @@ class FakeOvirt(FakeHttpServer):
                 h["status_detail"] = "Host deploy failed: ansible playbook error"
         elif h["status"] == "installing" and h["_polls"] > self.install_polls:
             h["status"] = "maintenance"
-        elif h["status"] == "preparing_for_maintenance" and not self.vms.get(h["name"]):
+        elif h["status"] == "preparing_for_maintenance" and not self.vms.get(h["name"]) and \
+                self.engine_vm_on != h["name"]:
             h["status"] = "maintenance"
         return h
 
@@ -175,7 +191,8 @@ class FakeOvirt(FakeHttpServer):
             return 400, {}, {"reason": "Bad Request", "detail": "[name, address, cluster and ssh publickey required]"}
         if self.by_name(body["name"]):
             return self._fault(409, "Cannot add Host. The Host name is already in use, please choose a unique name and try again.")
-        host_id = self.add_existing(body["name"], body["cluster"]["name"], status="installing")
+        host_id = self.add_existing(body["name"], body["cluster"]["name"], status="installing",
+                                    hosted_engine=req.query.get("deploy_hosted_engine") == "true")
         self.hosts[host_id]["address"] = body["address"]
         if body["name"] in self.reinstalled:  # only NICs after host deploy: no bonds, VLANs or networks yet
             nics = [n for n in self.reinstalled[body["name"]]["nics"] if not n.get("bonding") and not n.get("vlan")]
@@ -186,6 +203,17 @@ class FakeOvirt(FakeHttpServer):
         body = req.json() if req.body else {}
         if action == "deactivate":
             host["status"] = "preparing_for_maintenance"
+            if self.engine_vm_on == host["name"]:  # the engine VM migrates to another hosted-engine host that is Up
+                other = next((h["name"] for h in self.hosts.values() if h is not host and h["_he"]
+                              and h["status"] == "up"), None)
+                if other:
+                    self.engine_vm_on = other
+        elif action == "install":
+            if host["status"] != "maintenance":
+                return self._fault(409, f"Cannot install Host. Host is in {host['status']} status.")
+            if body.get("undeploy_hosted_engine"):
+                host["_he"] = False
+            host["status"], host["_polls"] = "installing", 0
         elif action == "activate":
             if host["status"] != "maintenance":
                 return self._fault(409, f"Cannot activate Host. Host is in {host['status']} status.")
