@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
 import threading
 
 import waitress
 
+from .errors import ProvisionError
 from .services import Services
 from .tftp import BootConfigCache, FileResolver, TftpService
 from .web import create_app
@@ -21,19 +23,39 @@ def split_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _raise_fd_limit(wanted: int) -> None:
+    """Sessions and connections each hold a descriptor: lift the soft limit towards the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
     cfg = svc.cfg
+    s = cfg.server
+    _raise_fd_limit(s.tftp_max_sessions + s.http_connection_limit + 256)
+    tftp = TftpService(None, cfg.paths.state_dir / "tftp-root", max_sessions=s.tftp_max_sessions,
+                       timeout=s.tftp_timeout, retries=s.tftp_retries)
+    thost, tport = split_bind(tftp_bind)
+    try:
+        tport = tftp.bind(thost, tport)
+    except OSError as exc:
+        raise ProvisionError(f"tftp_bind {tftp_bind}: cannot listen: {exc.strerror}") from None
     app = create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token=svc.admin_token(),
-                     secret_key=svc.key, workflow=svc.workflow, metrics=svc.metrics)
+                     secret_key=svc.key, workflow=svc.workflow, metrics=svc.metrics, tftp=tftp)
+    hhost, hport = split_bind(http_bind)
+    try:
+        http = waitress.create_server(app, host=hhost, port=hport, threads=s.threads, ident="provision",
+                                      clear_untrusted_proxy_headers=True, channel_timeout=s.http_channel_timeout,
+                                      connection_limit=s.http_connection_limit,
+                                      cleanup_interval=max(1, min(30, s.http_channel_timeout // 2)),
+                                      asyncore_use_poll=True)  # select() fails past descriptor 1023
+    except OSError as exc:
+        raise ProvisionError(f"http_bind {http_bind}: cannot listen: {exc.strerror}") from None
     cache = BootConfigCache(svc.store, svc.renderer)
     cache.start()
-    tftp = TftpService(FileResolver(cfg.paths.bootfiles, cfg.paths.media, cache, svc.metrics),
-                       cfg.paths.state_dir / "tftp-root")
-    thost, tport = split_bind(tftp_bind)
-    tport = tftp.bind(thost, tport)
-    hhost, hport = split_bind(http_bind)
-    http = waitress.create_server(app, host=hhost, port=hport, threads=cfg.server.threads,
-                                  ident="provision", clear_untrusted_proxy_headers=True)
+    tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, cache, svc.metrics)
     threading.Thread(target=tftp.serve_forever, name="tftp", daemon=True).start()
 
     def stop(signum, _frame):

@@ -1,7 +1,8 @@
 """Read-only TFTP server on tftpy's protocol engine (contexts, states, packets).
 
 tftpy's own `TftpServer.listen` ends its loop on an unexpected exception from a malformed
-datagram, so this module runs the (small) select loop itself:
+datagram and uses select() (which fails past descriptor 1023), so this module runs the (small)
+loop itself, on selectors (epoll), with a cap on concurrent sessions:
 - every request goes through `open_file` (tftpy's root is an empty directory): per-MAC GRUB and
   pxelinux configs come from an in-memory cache that a background thread re-renders when the
   store changes, so rendering never stalls the loop; static loaders come from [paths]
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
-import select
+import selectors
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -132,57 +134,142 @@ class FileResolver:
             return "not-found", None
 
 
+RFC2348_MAX = 65464  # largest blksize RFC 2348 allows (fits one UDP datagram with its 4-byte header)
+_ERROR = 5
+
+
+def error_packet(code: int, message: str) -> bytes:
+    """RFC 1350 ERROR: opcode 5, error code, message, NUL."""
+    return struct.pack("!HH", _ERROR, code) + message.encode()[:200] + b"\0"
+
+
+def _requested_blksize(buffer: bytes) -> int | None:
+    """The blksize option of an RRQ/WRQ (RFC 2347 options follow filename and mode), or None."""
+    parts = buffer[2:].split(b"\0")
+    opts = parts[2:]
+    for name, value in zip(opts[::2], opts[1::2], strict=False):
+        if name.lower() == b"blksize":
+            try:
+                return int(value)
+            except ValueError:
+                return -1
+    return None
+
+
+class _V6Socket:
+    """An IPv6 UDP socket for a tftpy session: tftpy unpacks recvfrom's address as (host, port),
+    IPv6 gives (host, port, flowinfo, scope_id)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+
+    def recvfrom(self, size: int):
+        data, addr = self._sock.recvfrom(size)
+        return data, addr[:2]
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
 class TftpService:
-    def __init__(self, resolver: Callable, empty_root: Path, *, timeout: float = 5.0, retries: int = 5) -> None:
+    """One selectors (epoll) loop for the listening socket and every session's socket. The loop
+    never ends on an exception (each one is logged and the loop goes on); at most `max_sessions`
+    transfers run at once (a further RRQ gets ERROR 0 "server busy"); a retransmission restarts
+    the session's timer, so retries are spaced by `timeout`; `alive` tells /healthz whether the
+    loop is running."""
+
+    def __init__(self, resolver: Callable, empty_root: Path, *, timeout: float = 5.0, retries: int = 5,
+                 max_sessions: int = 512) -> None:
         self.resolver = resolver
         self.root = str(Path(empty_root).resolve())
         os.makedirs(self.root, exist_ok=True)
-        self.timeout, self.retries = timeout, retries
+        self.timeout, self.retries, self.max_sessions = timeout, retries, max_sessions
         self.sessions: dict[tuple[str, int], TftpContextServer] = {}
         self.sock: socket.socket | None = None
+        self.sel = selectors.DefaultSelector()
         self._stop = threading.Event()
         self.listen_ip = ""
+        self.family = socket.AF_INET
+        self.alive = False
+        self.refused_busy = 0
 
     def bind(self, host: str, port: int) -> int:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, port))
-        self.sock.setblocking(False)
-        self.listen_ip = host if host not in ("", "0.0.0.0") else ""
-        return self.sock.getsockname()[1]
+        """Bind the listening socket (IPv4, or IPv6 for an address with ':'; '::' takes both)."""
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            if self.family == socket.AF_INET6 and host == "::":
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self.sock = sock
+        self.listen_ip = host if host not in ("", "0.0.0.0", "::") else ""
+        return sock.getsockname()[1]
 
     def stop(self) -> None:
         self._stop.set()
 
     def serve_forever(self) -> None:
         assert self.sock is not None, "bind() first"
+        self.sel.register(self.sock, selectors.EVENT_READ, None)
+        self.alive = True
         try:
             while not self._stop.is_set():
-                inputs = [self.sock] + [ctx.sock for ctx in self.sessions.values()]
-                ready, _, _ = select.select(inputs, [], [], 0.5)
-                for sock in ready:
-                    if sock is self.sock:
-                        self._accept()
-                    else:
-                        self._cycle(sock)
-                self._check_timeouts()
+                try:
+                    for key, _ in self.sel.select(0.5):
+                        if key.data is None:
+                            self._accept()
+                        else:
+                            self._cycle(key.data)
+                    self._check_timeouts()
+                except Exception:  # never let one bad datagram or session end the service
+                    log.exception("tftp loop: unexpected error; going on")
         finally:
+            self.alive = False
             for key in list(self.sessions):
                 self._end(key)
+            self.sel.close()
             self.sock.close()
+
+    def _reply_error(self, addr, code: int, message: str) -> None:
+        try:
+            self.sock.sendto(error_packet(code, message), addr)
+        except OSError:
+            pass
 
     def _accept(self) -> None:
         try:
-            buffer, (host, port) = self.sock.recvfrom(MAX_BLKSIZE)
+            buffer, addr = self.sock.recvfrom(MAX_BLKSIZE)
         except OSError:
             return
+        host, port = addr[0], addr[1]
         key = (host, port)
         if key in self.sessions:
             return  # a retransmitted request for a session already under way
-        ctx = TftpContextServer(host, port, self.timeout, self.root, self.resolver, _refuse_upload,
-                                retries=self.retries)
+        blksize = _requested_blksize(buffer) if buffer[:2] in (b"\0\1", b"\0\2") else None
+        if blksize is not None and not 8 <= blksize <= RFC2348_MAX:
+            self._reply_error(addr, 8, f"blksize must be 8..{RFC2348_MAX} (RFC 2348)")
+            return
+        if len(self.sessions) >= self.max_sessions:
+            self.refused_busy += 1
+            self._reply_error(addr, 0, "server busy, try again")
+            return
+        v6 = self.family == socket.AF_INET6
+        # tftpy resolves the peer with gethostbyname (IPv4 only) and opens an IPv4 socket: for an
+        # IPv6 peer, build the context on a placeholder and set its peer and socket ourselves
+        ctx = TftpContextServer("127.0.0.1" if v6 else host, port, self.timeout, self.root, self.resolver,
+                                _refuse_upload, retries=self.retries)
+        if v6:
+            ctx._TftpContext__host = ctx.address = host  # what tftpy's `host` property reads and checks
+            ctx.sock.close()
+            ctx.sock = _V6Socket()
         if self.listen_ip:
             ctx.sock.bind((self.listen_ip, 0))
         self.sessions[key] = ctx
+        self.sel.register(ctx.sock, selectors.EVENT_READ, key)
         try:
             ctx.start(buffer)
         except TftpTimeoutExpectACK:
@@ -194,11 +281,10 @@ class TftpService:
         if ctx.state is None:
             self._end(key)
 
-    def _cycle(self, sock) -> None:
-        key = next((k for k, c in self.sessions.items() if c.sock is sock), None)
-        if key is None:
+    def _cycle(self, key) -> None:
+        ctx = self.sessions.get(key)
+        if ctx is None:
             return
-        ctx = self.sessions[key]
         ctx.timeout_expectACK = False
         try:
             ctx.cycle()
@@ -224,12 +310,17 @@ class TftpService:
                 else:
                     try:
                         ctx.state.resendLast()
+                        ctx.last_update = now  # the next retry waits a full timeout again
                     except Exception:
                         self._end(key)
 
     def _end(self, key) -> None:
         ctx = self.sessions.pop(key, None)
         if ctx is not None:
+            try:
+                self.sel.unregister(ctx.sock)
+            except (KeyError, ValueError, OSError):
+                pass
             try:
                 ctx.end()
             except Exception:

@@ -27,7 +27,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def write_config(tmp: Path, http_port: int = 8080, tftp_port: int = 6969, extra: str = "") -> Path:
+def write_config(tmp: Path, http_port: int = 8080, tftp_port: int = 6969, extra: str = "",
+                 server_extra: str = "") -> Path:
     (tmp / "bootfiles").mkdir(exist_ok=True)
     (tmp / "media").mkdir(exist_ok=True)
     cfg = tmp / "provision.toml"
@@ -39,6 +40,7 @@ public_url = "http://127.0.0.1:{http_port}"
 db_url = "sqlite:///{tmp}/provision.db"
 admin_token_file = "{tmp}/admin.token"
 secret_key_file = "{tmp}/secret.key"
+{server_extra}
 
 [paths]
 state_dir = "{tmp}/var"
@@ -90,8 +92,16 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path):
+    yield from start_server(tmp_path)
+
+
+def start_server(tmp_path: Path, extra: str = "", tftp_host: str = "127.0.0.1", server_extra: str = ""):
+    """A real `provision serve` on free loopback ports (a generator: yields, then stops it)."""
     http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
-    cfg = write_config(tmp_path, http_port, tftp_port)
+    cfg = write_config(tmp_path, http_port, tftp_port, extra=extra, server_extra=server_extra)
+    if tftp_host != "127.0.0.1":
+        cfg.write_text(cfg.read_text().replace(f'tftp_bind = "127.0.0.1:{tftp_port}"',
+                                               f'tftp_bind = "[{tftp_host}]:{tftp_port}"'))
     svc = services.build(config_mod.load(cfg))
     svc.admin_token()
     log = open(tmp_path / "serve.log", "w")

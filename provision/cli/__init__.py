@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 
@@ -22,6 +23,7 @@ from .rebuild import rebuild, status
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Reinstall bare-metal hypervisors unattended."""
+    os.umask(0o077)  # state files (database, WAL, secrets, power markers) are private to the owner
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ctx.ensure_object(dict)["config"] = config_path

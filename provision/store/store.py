@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import create_engine, event, make_url, select, update
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import tokens
 from ..domain import Facts, Node, check_unique
-from ..errors import InputError, NotFound
+from ..errors import InputError, NotFound, ProvisionError
 from .clock import utcnow
 from .models import Base, BuildRow, EventRow, MetaRow, NodeRow, SnapshotRow
 from .runs import RunsMixin
@@ -79,16 +79,34 @@ def facts_digest(facts: Facts) -> str:
     return hashlib.sha256(json.dumps(facts.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
+def make_url_safe(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a database URL)"
+
+
 class Store(RunsMixin):
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-        self.engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_connect)
-            event.listen(self.engine, "begin", _sqlite_begin)
-        Base.metadata.create_all(self.engine)
+        """Opens (creating if needed) the database; a path or server that cannot be used is a clean
+        ProvisionError naming db_url (password masked), never a traceback. A SQLite file and its
+        directory are private to the owner (0600/0700): they hold build tokens' digests and sealed OTPs."""
+        try:
+            if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+                db = Path(url.removeprefix("sqlite:///"))
+                db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                if db.exists():
+                    db.chmod(0o600)
+            kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+            self.engine = create_engine(url, **kwargs)
+            if url.startswith("sqlite"):
+                event.listen(self.engine, "connect", _sqlite_connect)
+                event.listen(self.engine, "begin", _sqlite_begin)
+            Base.metadata.create_all(self.engine)
+        except (OSError, SQLAlchemyError, ArgumentError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise ProvisionError(f"db_url {make_url_safe(url)}: cannot open the database: "
+                                 f"{getattr(reason, 'strerror', None) or str(reason).splitlines()[0]}") from None
         # Reads: a plain transaction. Writes: BEGIN IMMEDIATE on SQLite (writers queue on the busy
         # timeout instead of failing on a stale snapshot) and row locks (FOR UPDATE) on PostgreSQL,
         # so a read-modify-write such as a state compare-and-set is atomic across threads and processes.

@@ -13,13 +13,13 @@ from . import api, boot, callbacks, collect, kickstart, ops, ui
 
 
 def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: str, secret_key: str,
-               workflow=None, metrics: Metrics | None = None) -> Flask:
+               workflow=None, metrics: Metrics | None = None, tftp=None) -> Flask:
     app = Flask(__name__)
     app.config.update(SECRET_KEY=secret_key, MAX_CONTENT_LENGTH=cfg.defaults.installer_log_max + 4096,
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
     app.extensions["provision"] = {
         "cfg": cfg, "store": store, "renderer": renderer, "metrics": metrics or Metrics(),
-        "admin_token": admin_token, "workflow": workflow,
+        "admin_token": admin_token, "workflow": workflow, "tftp": tftp,
     }
     for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, ui.bp, ops.bp):
         app.register_blueprint(bp)

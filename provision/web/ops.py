@@ -14,9 +14,13 @@ bp = Blueprint("ops", __name__)
 def healthz():
     try:
         generation = svc("store").generation()
-    except Exception as exc:  # the database is the one dependency a health check must report
+    except Exception as exc:  # the database and the TFTP loop are what a health check must report
         return jsonify(status="error", error=type(exc).__name__), 503
-    return jsonify(status="ok", generation=generation)
+    tftp = svc("tftp")
+    if tftp is not None and not tftp.alive:
+        return jsonify(status="error", error="tftp loop not running"), 503
+    return jsonify(status="ok", generation=generation,
+                   **({"tftp_sessions": len(tftp.sessions)} if tftp is not None else {}))
 
 
 @bp.get("/metrics")

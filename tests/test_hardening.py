@@ -1,0 +1,190 @@
+"""Hardening, probed as an attacker on the same network would (every probe on loopback): the
+boot service survives floods and slow clients, retransmits on a schedule, refuses what RFCs
+refuse, and says plainly when it cannot start."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from . import rawtftp
+from .conftest import EXAMPLE, free_port, run_cli, start_server, write_config
+
+
+def _wait_until(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def busy_srv(tmp_path):
+    (tmp_path / "bootfiles").mkdir()
+    (tmp_path / "bootfiles" / "loader.efi").write_bytes(os.urandom(200_000))
+    yield from start_server(tmp_path, server_extra="tftp_max_sessions = 1200\ntftp_timeout = 1.0\ntftp_retries = 20\n")
+
+
+def test_1100_open_sessions_then_a_transfer_still_works_and_the_cap_answers_busy(busy_srv, tmp_path):
+    """Past descriptor 1023 select() used to raise and end the TFTP thread for good."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    socks = []
+    try:
+        for _ in range(1100):  # RRQs that are never ACKed: each holds a session (a socket and a file)
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(10)
+            s.sendto(b"\0\1loader.efi\0octet\0", ("127.0.0.1", busy_srv.tftp_port))
+            assert struct.unpack("!H", s.recv(1024)[:2])[0] == rawtftp.DATA  # the session is open
+            socks.append(s)
+        assert busy_srv.get("/healthz").json()["tftp_sessions"] >= 1000
+        health = busy_srv.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        out = tmp_path / "got.efi"
+        res = subprocess.run(["curl", "-sS", "-o", str(out), f"tftp://127.0.0.1:{busy_srv.tftp_port}/loader.efi"],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert out.read_bytes() == (tmp_path / "bootfiles" / "loader.efi").read_bytes()
+        over = []
+        for _ in range(150):  # past tftp_max_sessions (1200): ERROR "server busy", not silence
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(10)
+            s.sendto(b"\0\1loader.efi\0octet\0", ("127.0.0.1", busy_srv.tftp_port))
+            socks.append(s)
+            over.append(s)
+        replies = []
+        for s in over:
+            data = s.recv(1024)
+            replies.append(struct.unpack("!H", data[:2])[0])
+        assert rawtftp.ERROR in replies and b"busy" in data or rawtftp.DATA in replies
+        assert replies.count(rawtftp.ERROR) >= 150 - (1200 - 1100) - 5
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_retransmissions_are_spaced_by_the_timeout_and_a_lossy_transfer_completes(busy_srv):
+    """Drop the first copy and the first retransmission of blocks 3, 7 and 11: the second
+    retransmission must come a full timeout (1 s) after the first, not at the next loop pass."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(15)
+    sock.sendto(b"\0\1loader.efi\0octet\0", ("127.0.0.1", busy_srv.tftp_port))
+    got, seen, gaps, expected = bytearray(), {}, [], 1
+    while True:
+        data, addr = sock.recvfrom(65536)
+        op, block = struct.unpack("!HH", data[:4])
+        assert op == rawtftp.DATA
+        now = time.monotonic()
+        seen.setdefault(block, []).append(now)
+        if block != expected:
+            continue
+        if block in (3, 7, 11) and len(seen[block]) < 3:
+            continue  # lost: no ACK
+        if len(seen[block]) == 3:
+            gaps.append(seen[block][2] - seen[block][1])
+        got += data[4:]
+        sock.sendto(struct.pack("!HH", rawtftp.ACK, block), addr)
+        expected += 1
+        if len(data) - 4 < 512:
+            break
+    sock.close()
+    assert len(got) == 200_000 and gaps and min(gaps) >= 0.8, gaps
+
+
+@pytest.mark.parametrize("blksize,ok", [(65464, True), (65465, False), (65536, False), (7, False)])
+def test_blksize_outside_rfc2348_gets_an_error(busy_srv, blksize, ok):
+    op, payload, sock, _ = rawtftp.request(busy_srv.tftp_port, "loader.efi", options={"blksize": blksize})
+    sock.close()
+    if ok:
+        assert op == rawtftp.OACK and rawtftp.parse_oack(payload)["blksize"] == "65464"
+    else:
+        assert op == rawtftp.ERROR and rawtftp.error_code(payload) == 8 and b"blksize" in payload
+
+
+def test_tftp_over_ipv6(tmp_path):
+    (tmp_path / "bootfiles").mkdir()
+    (tmp_path / "bootfiles" / "loader.efi").write_bytes(b"x" * 3000)
+    gen = start_server(tmp_path, tftp_host="::1")
+    srv = next(gen)
+    try:
+        res = subprocess.run(["curl", "-sS", f"tftp://[::1]:{srv.tftp_port}/loader.efi"], capture_output=True,
+                             timeout=30)
+        assert res.returncode == 0 and res.stdout == b"x" * 3000, res.stderr
+    finally:
+        gen.close()
+
+
+def test_healthz_reports_a_dead_tftp_loop(cfg_path):
+    from provision import config as config_mod
+    from provision import services
+    from provision.web import create_app
+
+    svc = services.build(config_mod.load(cfg_path))
+
+    class DeadTftp:
+        alive, sessions = False, {}
+
+    app = create_app(svc.cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32,
+                     tftp=DeadTftp())
+    res = app.test_client().get("/healthz")
+    assert res.status_code == 503 and "tftp" in res.json["error"]
+    svc.close()
+
+
+def test_slow_clients_do_not_starve_http(server):
+    """More half-open connections than waitress' default limit (100): /healthz still answers."""
+    port = int(server.http.rsplit(":", 1)[1])
+    idle = []
+    try:
+        for _ in range(150):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+            idle.append(s)
+        assert requests.get(server.http + "/healthz", timeout=10).json()["status"] == "ok"
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_busy_port_and_bad_db_path_are_clean_errors(tmp_path):
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind(("127.0.0.1", 0))
+    busy = holder.getsockname()[1]
+    try:
+        cfg = write_config(tmp_path, free_port(), busy)
+        res = run_cli("serve", config=cfg)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+        assert f"tftp_bind 127.0.0.1:{busy}: cannot listen: Address already in use" in res.stderr
+    finally:
+        holder.close()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    cfg = write_config(bad)
+    cfg.write_text(cfg.read_text().replace(f'db_url = "sqlite:///{bad}/provision.db"',
+                                           'db_url = "sqlite:////proc/no-such-dir/provision.db"'))
+    res = run_cli("node", "list", config=cfg)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "db_url sqlite:////proc/no-such-dir/provision.db: cannot open the database" in res.stderr
+
+
+def test_state_files_are_private(tmp_path):
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace(f'db_url = "sqlite:///{tmp_path}/provision.db"',
+                                           f'db_url = "sqlite:///{tmp_path}/state/provision.db"'))
+    assert run_cli("node", "import", str(EXAMPLE), config=cfg).returncode == 0
+    db = tmp_path / "state" / "provision.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600 and stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    for f in db.parent.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f
+    assert stat.S_IMODE((tmp_path / "secret.key").stat().st_mode) == 0o600
+    assert sys.platform.startswith("linux")
