@@ -188,3 +188,82 @@ def test_state_files_are_private(tmp_path):
         assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f
     assert stat.S_IMODE((tmp_path / "secret.key").stat().st_mode) == 0o600
     assert sys.platform.startswith("linux")
+
+
+# -- one uniqueness check for every writer of facts ----------------------------------------------
+def test_capturing_one_nodes_mac_for_another_is_refused_on_every_path(cfg_path, tmp_path):
+    import copy
+
+    import yaml
+    from click.testing import CliRunner
+
+    from provision.cli import main
+
+    run = lambda *a: CliRunner().invoke(main, ["--config", str(cfg_path), *a])  # noqa: E731
+    assert run("node", "import", str(EXAMPLE)).exit_code == 0
+    data = yaml.safe_load(EXAMPLE.read_text())
+    stolen = copy.deepcopy(data)
+    stolen["nodes"][1]["facts"]["nics"][0]["mac"] = data["nodes"][0]["facts"]["nics"][0]["mac"]  # B gets A's MAC
+    (tmp_path / "stolen.yaml").write_text(yaml.safe_dump(stolen))
+    res = run("facts", "capture", "rhvnode4", "--from", "file", "--file", str(tmp_path / "stolen.yaml"))
+    assert res.exit_code == 2 and "MAC 0c:c4:7a:3b:03:01 is also used by node 'rhvnode3'" in res.output
+    from provision import config as config_mod
+    from provision import services
+
+    svc = services.build(config_mod.load(cfg_path))
+    try:
+        assert svc.store.node_for_mac("0c:c4:7a:3b:03:01") == "rhvnode3"  # A's MAC still serves A's config
+        from provision.capture import service as capture
+        from provision.domain import parse_nodes
+
+        b = parse_nodes({"nodes": [stolen["nodes"][1]]})[0].facts
+        with pytest.raises(Exception, match="also used by node 'rhvnode3'"):
+            capture.store(svc.workflow, "rhvnode4", b, "engine")
+        token = svc.store.create_collection("rhvnode4", 600)
+        from tests.test_capture import fixture_upload  # the collector's upload of A's host, sent for B
+
+        status, body = capture.accept_upload(svc.workflow, token, fixture_upload(
+            __import__("pathlib").Path(__file__).parent / "data" / "node" / "el8", "uefi"))
+        assert status == 422 and "also used by node 'rhvnode3'" in body["error"]
+        assert len(svc.store.snapshots("rhvnode4")) == 1
+    finally:
+        svc.close()
+
+
+@pytest.mark.parametrize("fleet", [10, 2000])
+def test_a_boot_config_request_costs_the_same_store_work_at_any_fleet_size(tmp_path, fleet):
+    """Counted with SQLAlchemy events: a per-MAC request is a bounded number of queries."""
+    import yaml
+    from sqlalchemy import event
+
+    from provision import config as config_mod
+    from provision import services
+    from provision.domain import parse_nodes
+    from provision.web import create_app
+
+    base = yaml.safe_load(EXAMPLE.read_text())["nodes"][0]
+    nodes = []
+    for i in range(fleet):
+        n = yaml.safe_load(yaml.safe_dump(base))
+        n["name"], n["fqdn"] = f"n{i}", f"n{i}.lab.example.com"
+        n["bmc"]["address"] = f"10.{i // 250}.{i % 250}.1"
+        for j, nic in enumerate(n["facts"]["nics"]):
+            nic["mac"] = f"02:00:{i // 256:02x}:{i % 256:02x}:00:{j:02x}"
+        for k, att in enumerate(n["facts"]["networks"]):
+            for key in ("address", "address6"):
+                if att.get(key):
+                    att[key] = None
+            att.pop("gateway", None), att.pop("gateway6", None)
+            if att.get("management"):
+                att["address"] = f"10.{100 + i // 250}.{i % 250}.{k + 2}/8"
+        nodes.append(n)
+    svc = services.build(config_mod.load(write_config(tmp_path)))
+    svc.store.import_nodes(parse_nodes({"nodes": nodes}))
+    app = create_app(svc.cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32)
+    client = app.test_client()
+    queries = []
+    event.listen(svc.store.engine, "before_cursor_execute", lambda *a, **k: queries.append(a[2]))
+    res = client.get("/boot/grub/grub.cfg-01-02-00-00-05-00-00")
+    assert res.status_code == 200 and "n5.lab.example.com" in res.text
+    assert 0 < len(queries) <= 8, queries
+    svc.close()

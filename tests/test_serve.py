@@ -155,7 +155,20 @@ def test_ks_with_matching_mac_header_renders_and_is_recorded(srv):
     assert "network --device=0c:c4:7a:3b:03:01" in r.text and f"/api/v1/callback/{token}/installed" in r.text
     assert srv.svc.store.active_build("rhvnode3").ks_fetched_at is not None
     assert [e.kind for e in srv.svc.store.events("rhvnode3")] == ["ks-fetched"]
-    assert srv.get(f"/ks/{token}").status_code == 200  # no MAC header (not inst.ks.sendmac): allowed
+    r = srv.get(f"/ks/{token}")  # no MAC header: the token alone (readable in the boot configs) is not enough
+    assert r.status_code == 403 and "network" not in r.text
+    head = requests.head(f"{srv.http}/ks/{token}", headers={"X-RHN-Provisioning-MAC-0": f"eth0 {MAC3}"}, timeout=10)
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) > 1000
+    assert [e.kind for e in srv.svc.store.events("rhvnode3")].count("ks-fetched") == 1  # HEAD records no fetch
+
+
+def test_ks_is_not_served_once_installed_was_accepted(srv):
+    build, token = srv.svc.store.arm("rhvnode3", srv.svc.key, 3600)
+    headers = {"X-RHN-Provisioning-MAC-0": f"eth0 {MAC3}"}
+    assert srv.get(f"/ks/{token}", headers=headers).status_code == 200
+    srv.svc.store.set_boot_local(build.id)  # what the `installed` callback does first
+    r = srv.get(f"/ks/{token}", headers=headers)
+    assert r.status_code == 403 and "network" not in r.text
 
 
 def test_ks_with_another_nodes_mac_is_forbidden(srv):
@@ -181,7 +194,8 @@ def test_ks_unknown_expired_and_ended_tokens(srv):
     assert srv.get(f"/ks/{ended}").status_code == 403
     _, old = srv.svc.store.arm("rhvnode3", srv.svc.key, 3600)
     _, new = srv.svc.store.arm("rhvnode3", srv.svc.key, 3600)
-    assert srv.get(f"/ks/{old}").status_code == 403 and srv.get(f"/ks/{new}").status_code == 200
+    mac = {"X-RHN-Provisioning-MAC-0": f"eth0 {MAC3}"}
+    assert srv.get(f"/ks/{old}", headers=mac).status_code == 403 and srv.get(f"/ks/{new}", headers=mac).status_code == 200
     metrics = srv.get("/metrics").text
     assert re.search(r'provision_kickstart_denied_total\{reason="expired"\} 3\.0', metrics)
 

@@ -192,7 +192,7 @@ def test_callbacks_bound_to_token_address_and_idempotent(wf):
     assert first.status == 200 and first.body["ipa_otp"]
     assert not store.active_build("rhvnode3").boots_install
     again = callbacks.handle(ctx, token, "installed", mgmt_ip(0), b"")
-    assert again.body == first.body
+    assert again.body["fqdn"] == first.body["fqdn"] and again.body["ipa_otp"] == ""  # same state, no secret
     host_adds = [c for c in wf.fakes["ipa"].read()["calls"] if c["verb"] == "host_add"]
     assert len(host_adds) == 1
     assert callbacks.handle(ctx, token, "enrolled", mgmt_ip(0), b"").status == 200
@@ -322,3 +322,20 @@ def test_gluster_hosts_are_refused_unless_allowed_and_stop_gluster_on_deactivate
     assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
     deact = next(c for c in wf.fakes["engine"].read()["calls"] if c["verb"] == "deactivate")
     assert deact["stop_gluster"] is True
+
+
+def test_the_otp_goes_out_in_exactly_one_installed_reply(wf):
+    from provision import tokens as tok
+
+    name = "rhvnode3"
+    advance(wf.store, name, "start", expect=S.READY, rebuild_id=1)
+    for step in S.STEPS[: S.STEPS.index(S.INSTALLING)]:
+        advance(wf.store, name, "ok", expect=step)
+    build, _ = wf.store.arm(name, wf.key, 3600)
+    token = tok.derive(wf.key, build.nonce)
+    first = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
+    assert first.status == 200 and first.body["ipa_otp"] and first.body["satellite_command"]
+    again = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
+    assert again.status == 200 and again.body["ipa_otp"] == "" and again.body["satellite_command"] == ""
+    assert again.body["fqdn"] == first.body["fqdn"] and "handed out in the first reply" in again.body["note"]
+    assert [c["verb"] for c in wf.fakes["ipa"].read()["calls"]].count("host_add") == 1

@@ -69,7 +69,11 @@ def accept_upload(ctx: Context, token: str, text: str) -> tuple[int, dict]:
     except (KeyError, ValueError, TypeError, AttributeError) as exc:  # a malformed upload, never a 500
         ctx.store.add_event(name, "capture-failed", f"malformed upload: {type(exc).__name__}")
         return 422, {"error": f"node capture: malformed upload ({type(exc).__name__}: {exc})"[:300]}
-    snap_id, changes = store(ctx, name, facts, "node")
+    try:
+        snap_id, changes = store(ctx, name, facts, "node")
+    except InputError as exc:  # e.g. a MAC or IP that another node owns: nothing stored
+        ctx.store.add_event(name, "capture-failed", str(exc))
+        return 422, {"error": str(exc)}
     said = warnings(text)
     for w in said:
         ctx.store.add_event(name, "capture-warning", w)

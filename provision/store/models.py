@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -107,3 +107,16 @@ class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(Integer)
+
+
+class AddressRow(Base):
+    """Every MAC and IP of every node's latest facts, unique across the store: the one check all
+    writers of facts go through (in their own transaction), and the index a boot-config or
+    kickstart request uses to find its node in one indexed query."""
+
+    __tablename__ = "addresses"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "MAC" | "IP address"
+    value: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_address"),)

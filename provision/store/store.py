@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, make_url, select, update
+from sqlalchemy import create_engine, delete, event, func, make_url, select, update
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +18,7 @@ from .. import tokens
 from ..domain import Facts, Node, check_unique
 from ..errors import InputError, NotFound, ProvisionError
 from .clock import utcnow
-from .models import Base, BuildRow, EventRow, MetaRow, NodeRow, SnapshotRow
+from .models import AddressRow, Base, BuildRow, EventRow, MetaRow, NodeRow, SnapshotRow
 from .runs import RunsMixin
 
 
@@ -117,6 +117,7 @@ class Store(RunsMixin):
         # in steps of up to 100 ms); BEGIN IMMEDIATE still orders writers across processes.
         self._write_lock = threading.Lock()
         self._facts: dict[int, Facts] = {}  # snapshots are immutable: parsed facts by snapshot id
+        self._backfill_addresses()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -152,7 +153,7 @@ class Store(RunsMixin):
                 if node.facts is not None:
                     latest = self._latest(s, row.id)
                     if latest is None or latest.digest != facts_digest(node.facts):
-                        self._add_snapshot(s, row.id, node.facts, "file", now)
+                        self._add_snapshot(s, row.id, node.facts, "file", now, node.name)
                         snaps.append(node.name)
             try:
                 s.flush()
@@ -179,9 +180,11 @@ class Store(RunsMixin):
 
     # -- facts snapshots (append-only) --------------------------------------------------------
     def add_snapshot(self, name: str, facts: Facts, source: str) -> Snapshot:
+        """Every capture path (engine, node upload, file, API) ends here: the MACs and IPs are checked
+        against every other node's in the same transaction (InputError names both nodes)."""
         with self._writing() as s:
             row = self._row(s, name)
-            snap = self._add_snapshot(s, row.id, facts, source, utcnow())
+            snap = self._add_snapshot(s, row.id, facts, source, utcnow(), name)
             self._bump(s)
             return Snapshot(snap.id, name, snap.created_at, source, facts)
 
@@ -293,16 +296,17 @@ class Store(RunsMixin):
             self._bump(s)
             return True
 
-    def macs(self) -> dict[str, str]:
-        """MAC -> node name, from every node's latest snapshot."""
-        index: dict[str, str] = {}
+    def node_for_mac(self, mac: str) -> str | None:
+        """The node whose latest facts have this MAC: one indexed query, whatever the fleet size."""
         with self._session() as s:
-            for row in s.scalars(select(NodeRow)):
-                snap = self._latest(s, row.id)
-                if snap is not None:
-                    for mac in json.loads(snap.data)["nics"]:
-                        index[mac["mac"]] = row.name
-        return index
+            return s.scalar(select(NodeRow.name).join(AddressRow, AddressRow.node_id == NodeRow.id)
+                            .where(AddressRow.kind == "MAC", AddressRow.value == mac))
+
+    def macs(self) -> dict[str, str]:
+        """MAC -> node name, for every node (the whole index: for tools, not for requests)."""
+        with self._session() as s:
+            return dict(s.execute(select(AddressRow.value, NodeRow.name).join(NodeRow, AddressRow.node_id == NodeRow.id)
+                                  .where(AddressRow.kind == "MAC")).all())
 
     # -- events -------------------------------------------------------------------------------
     def add_event(self, name: str, kind: str, message: str) -> None:
@@ -334,7 +338,36 @@ class Store(RunsMixin):
                         .order_by(SnapshotRow.id.desc()).limit(1))
 
     @staticmethod
-    def _add_snapshot(s: Session, node_id: int, facts: Facts, source: str, now: datetime) -> SnapshotRow:
+    def _index_addresses(s: Session, node_id: int, facts: Facts, name: str) -> None:
+        wanted = {("MAC", m) for m in facts.macs()} | {("IP address", str(a.ip)) for a in facts.addresses()}
+        taken = s.execute(select(AddressRow.kind, AddressRow.value, NodeRow.name)
+                          .join(NodeRow, AddressRow.node_id == NodeRow.id)
+                          .where(AddressRow.node_id != node_id, AddressRow.value.in_([v for _, v in wanted]))).all()
+        clashes = sorted(f"node {name!r}: {k} {v} is also used by node {owner!r}" for k, v, owner in taken
+                         if (k, v) in wanted)
+        if clashes:
+            raise InputError("\n".join(clashes))
+        s.execute(delete(AddressRow).where(AddressRow.node_id == node_id))
+        s.add_all(AddressRow(kind=k, value=v, node_id=node_id) for k, v in sorted(wanted))
+
+    def _backfill_addresses(self) -> None:
+        """Databases from before the address index: fill it from every node's latest facts."""
+        with self._writing() as s:
+            if s.scalar(select(func.count()).select_from(AddressRow)) or not s.scalar(
+                    select(func.count()).select_from(SnapshotRow)):
+                return
+            for row in s.scalars(select(NodeRow)):
+                snap = self._latest(s, row.id)
+                if snap is not None:
+                    try:
+                        with s.begin_nested():
+                            self._index_addresses(s, row.id, self._parsed(snap), row.name)
+                    except InputError:
+                        pass  # an old clash stays visible to the next write of either node
+
+    def _add_snapshot(self, s: Session, node_id: int, facts: Facts, source: str, now: datetime,
+                      name: str) -> SnapshotRow:
+        self._index_addresses(s, node_id, facts, name)
         data = json.dumps(facts.model_dump(mode="json"), sort_keys=True)
         snap = SnapshotRow(node_id=node_id, created_at=now, source=source, digest=facts_digest(facts), data=data)
         s.add(snap)

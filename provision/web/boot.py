@@ -14,7 +14,7 @@ bp = Blueprint("boot", __name__)
 def _serve(mac: str | None, kind: str) -> Response:
     if mac is None:
         abort(404)
-    name = svc("store").macs().get(mac)
+    name = svc("store").node_for_mac(mac)
     if name is None:
         abort(404)
     rendered = svc("renderer").render(name, kind, show_secrets=True)

@@ -1,6 +1,8 @@
 """GET /ks/<token>: the installer's kickstart fetch. Nothing is rendered unless the token is a
-live build token and the MACs the installer sends (inst.ks.sendmac) include one of the node's
-and none of another node's."""
+live build token whose node has not reported `installed` yet, and the MACs the installer sends
+(inst.ks.sendmac, always on our kernel command lines) include one of the node's and none of
+another node's: a request without them is refused (the token alone is readable from the
+unauthenticated per-MAC boot configs). HEAD answers the same checks but records no fetch."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def _deny(status: int, reason: str) -> Response:
     return Response(f"{'not found' if status == 404 else 'forbidden'}\n", status=status, mimetype="text/plain")
 
 
-@bp.get("/ks/<token>")
+@bp.route("/ks/<token>", methods=["GET", "HEAD"])
 def kickstart(token: str):
     store = svc("store")
     if not tokens.looks_valid(token):
@@ -40,16 +42,23 @@ def kickstart(token: str):
         return _deny(404, "unknown")
     if not build.live():
         return _deny(403, "expired")
+    if not build.boots_install:  # `installed` was accepted: the install is over, so is the kickstart
+        return _deny(403, "installed")
     macs = sent_macs()
-    if macs:
-        owners = store.macs()
-        mine = {m for m in macs if owners.get(m) == build.node}
-        foreign = {m for m in macs if owners.get(m) not in (None, build.node)}
-        if not mine or foreign:
-            store.add_event(build.node, "ks-denied", f"kickstart refused: MACs {sorted(set(macs))} from "
-                            f"{request.remote_addr} do not match the node")
-            return _deny(403, "mac")
+    if not macs:
+        store.add_event(build.node, "ks-denied", f"kickstart refused: no X-RHN-Provisioning-MAC header from "
+                        f"{request.remote_addr}")
+        return _deny(403, "no-mac")
+    owners = {m: store.node_for_mac(m) for m in set(macs[:16])}
+    mine = {m for m, o in owners.items() if o == build.node}
+    foreign = {m for m, o in owners.items() if o not in (None, build.node)}
+    if not mine or foreign or len(macs) > 16:
+        store.add_event(build.node, "ks-denied", f"kickstart refused: MACs {sorted(set(macs))[:16]} from "
+                        f"{request.remote_addr} do not match the node")
+        return _deny(403, "mac")
     rendered = svc("renderer").render_build(build, "kickstart")
+    if request.method == "HEAD":
+        return Response(mimetype="text/plain", headers={"Content-Length": str(len(rendered.text.encode()))})
     store.mark_ks_fetched(build.id)
     store.add_event(build.node, "ks-fetched", f"kickstart fetched by {request.remote_addr}")
     svc("metrics").renders.labels("kickstart").inc()

@@ -59,7 +59,11 @@ def _installed(ctx: Context, name: str, build, state: str) -> Reply:
     ctx.store.set_boot_local(build.id)  # reinstall-loop guard, before anything else
     data = ctx.store.node_state(name).data
     if state in (S.ENROLL, S.REGISTER, S.DONE) and "enroll_reply" in data:
-        return Reply(200, ctx.unseal(data["enroll_reply"]))  # a replay: same answer, no second action
+        # a replay: the same state, no second action, and not the secrets again (the OTP and the
+        # registration command's token go out in exactly one reply)
+        reply = ctx.unseal(data["enroll_reply"])
+        return Reply(200, dict(reply, ipa_otp="", satellite_command="",
+                               note="already installed: the one-time password was handed out in the first reply"))
     if state in (S.ENROLL, S.REGISTER, S.DONE):
         return Reply(200, {"status": "ok", "note": "already enrolled"})
     if state not in (S.NETBOOT, S.INSTALLING):
