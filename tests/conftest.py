@@ -92,7 +92,8 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path):
-    yield from start_server(tmp_path)
+    # collector uploads in these tests come from 127.0.0.1, not from the example nodes' addresses
+    yield from start_server(tmp_path, server_extra='collect_sources = ["127.0.0.0/8"]\n')
 
 
 def start_server(tmp_path: Path, extra: str = "", tftp_host: str = "127.0.0.1", server_extra: str = ""):

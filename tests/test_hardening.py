@@ -267,3 +267,118 @@ def test_a_boot_config_request_costs_the_same_store_work_at_any_fleet_size(tmp_p
     assert res.status_code == 200 and "n5.lab.example.com" in res.text
     assert 0 < len(queries) <= 8, queries
     svc.close()
+
+
+# -- HTTP: logs, login, sessions, headers, media, collector --------------------------------------
+def test_a_big_installer_log_is_accepted_truncated_and_marked(tmp_path):
+    """Over HTTP: a 3 MB `failed` log (installer_log_max 1 MiB) is kept truncated, not refused with 413."""
+    from provision import config as config_mod
+    from provision import services
+    from provision.web import create_app
+    from provision.workflow import states as S
+    from provision.workflow.machine import advance
+
+    from .workflow_helpers import import_nodes, loopback_inventory, mgmt_ip
+
+    svc = services.build(config_mod.load(write_config(tmp_path)), bootcheck=False)
+    (tmp_path / "bmc.pw").write_text("pw\n")
+    import_nodes(svc.store, loopback_inventory(pw_file=str(tmp_path / "bmc.pw")))
+    advance(svc.store, "rhvnode3", "start")
+    _, token = svc.store.arm("rhvnode3", svc.key, 3600)
+    app = create_app(svc.cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32,
+                     workflow=svc.workflow)
+    body = b"y" * (3 << 20) + b"THE-END"
+    res = app.test_client().post(f"/api/v1/callback/{token}/failed", data=body,
+                                 environ_base={"REMOTE_ADDR": mgmt_ip(0)})
+    assert res.status_code == 200, res.data
+    st = svc.store.node_state("rhvnode3")
+    assert st.state == S.FAILED and f"truncated from {len(body)}" in st.fail_reason
+    kept = svc.store.logs("rhvnode3")[0][2]
+    assert kept.startswith("[provision: log truncated") and kept.endswith("THE-END")
+    assert len(kept) < (1 << 20) + 200
+    svc.close()
+
+
+@pytest.mark.parametrize("nxt", ["/\t/evil.com", "//evil.com", "/\\evil.com", "https://evil.com", "/a\r\nSet-Cookie: x=1"])
+def test_login_never_redirects_off_site(server, nxt):
+    s = requests.Session()
+    res = s.post(server.http + "/login", data={"token": server.token, "next": nxt}, allow_redirects=False, timeout=10)
+    assert res.status_code == 302 and res.headers["Location"] in ("/", f"{server.http}/"), res.headers["Location"]
+
+
+def test_ui_sessions_end_with_logout_and_with_a_new_admin_token(tmp_path):
+    gen = start_server(tmp_path)
+    srv = next(gen)
+    try:
+        s = requests.Session()
+        assert s.post(srv.http + "/login", data={"token": srv.token, "next": "/"}, timeout=10).status_code == 200
+        assert s.get(srv.http + "/", allow_redirects=False, timeout=10).status_code == 200
+        s.post(srv.http + "/logout", timeout=10)
+        assert s.get(srv.http + "/", allow_redirects=False, timeout=10).status_code == 302
+        s.post(srv.http + "/login", data={"token": srv.token, "next": "/"}, timeout=10)
+        cookie = s.cookies.get("session")
+        assert "Secure" not in str(s.cookies)  # http public_url
+    finally:
+        gen.close()
+    (tmp_path / "admin.token").write_text("a-brand-new-admin-token-0123456789\n")  # rotated while down
+    gen = start_server(tmp_path)
+    srv = next(gen)
+    try:
+        stale = requests.Session()
+        stale.cookies.set("session", cookie)
+        assert stale.get(srv.http + "/", allow_redirects=False, timeout=10).status_code == 302
+    finally:
+        gen.close()
+
+
+def test_secure_cookie_behind_https(cfg_path):
+    from provision import config as config_mod
+    from provision import services
+    from provision.web import create_app
+
+    cfg = config_mod.load(cfg_path)
+    cfg.server.public_url = "https://provision.lab.example.com"
+    svc = services.build(cfg)
+    app = create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32)
+    res = app.test_client().post("/login", data={"token": "t" * 20, "next": "/"})
+    assert "Secure" in res.headers["Set-Cookie"] and "HttpOnly" in res.headers["Set-Cookie"]
+    svc.close()
+
+
+def test_bearer_scheme_is_case_insensitive(server):
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        r = requests.get(server.http + "/api/v1/nodes", headers={"Authorization": f"{scheme} {server.token}"}, timeout=10)
+        assert r.status_code == 200, scheme
+    assert requests.get(server.http + "/api/v1/nodes", headers={"Authorization": "Basic x"}, timeout=10).status_code == 401
+
+
+def test_media_follows_links_only_inside_its_root(server, tmp_path):
+    media = tmp_path / "media"
+    (media / "iso").mkdir(parents=True, exist_ok=True)
+    (media / "iso" / "vmlinuz").write_bytes(b"kernel")
+    (media / "rhvh").symlink_to(media / "iso")  # e.g. an ISO mounted under the root: followed
+    secret = tmp_path / "outside.txt"
+    secret.write_text("secret")
+    (media / "leak").symlink_to(secret)  # out of the root: refused
+    assert server.get("/media/rhvh/vmlinuz").content == b"kernel"
+    assert server.get("/media/leak").status_code == 404
+    assert server.get("/media/../admin.token").status_code == 404
+
+
+def test_collector_upload_from_another_address_is_refused_and_does_not_burn_the_token(cfg_path):
+    import yaml
+
+    from provision import config as config_mod
+    from provision import services
+    from provision.capture import service as capture
+    from provision.domain import parse_nodes
+
+    svc = services.build(config_mod.load(cfg_path))
+    svc.store.import_nodes(parse_nodes(yaml.safe_load(EXAMPLE.read_text())))
+    token = svc.store.create_collection("rhvnode3", 600)
+    status, body = capture.accept_upload(svc.workflow, token, "### end\n", "198.51.100.250")
+    assert status == 403 and "not accepted from this address" in body["error"]
+    assert svc.store.collection_node(token) == "rhvnode3"  # still usable by the node itself
+    status, _ = capture.accept_upload(svc.workflow, token, "### end\n", "192.0.2.13")
+    assert status == 422 and svc.store.collection_node(token) is None
+    svc.close()

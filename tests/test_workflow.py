@@ -211,7 +211,9 @@ def test_failed_callback_log_is_size_capped(wf):
     body = b"x" * 5000 + b"END"
     assert callbacks.handle(wf.workflow, token, "failed", mgmt_ip(1), body).status == 200
     kept = wf.store.logs("rhvnode4")[0][2]
-    assert len(kept) == 1024 and kept.endswith("END")
+    marker, _, log = kept.partition("\n")
+    assert marker == "[provision: log truncated, last 1024 of 5003 bytes kept]"
+    assert len(log) == 1024 and log.endswith("END")
     assert "truncated" in wf.store.node_state("rhvnode4").fail_reason
     assert callbacks.handle(wf.workflow, token, "failed", mgmt_ip(1), body).status == 200
     assert len(wf.store.logs("rhvnode4")) == 1

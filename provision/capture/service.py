@@ -3,6 +3,8 @@ each stores a new snapshot (when the facts changed) and reports the differences.
 
 from __future__ import annotations
 
+import ipaddress
+
 from ..domain import Facts, Node
 from ..errors import InputError, NotFound, ProvisionError
 from ..workflow.context import Context
@@ -57,9 +59,18 @@ def collector_script(ctx: Context, env, token: str) -> str | None:
         node={"fqdn": node.fqdn}, post_url=f"{ctx.cfg.server.public_url}/api/v1/collect/{token}")
 
 
-def accept_upload(ctx: Context, token: str, text: str) -> tuple[int, dict]:
-    name = ctx.store.collection_node(token, consume=True)
+def accept_upload(ctx: Context, token: str, text: str, remote_addr: str | None = None) -> tuple[int, dict]:
+    """The upload must come from one of the node's known addresses (when it has any); one from
+    elsewhere is refused without using up the token."""
+    name = ctx.store.collection_node(token)
     if name is None:
+        return 403, {"error": "unknown, used or expired token"}
+    prev = _previous(ctx, name)
+    known = {str(a.ip) for a in prev.addresses()} if prev else set()
+    if remote_addr is not None and known and remote_addr not in known and not _in(remote_addr, ctx.cfg.server.collect_sources):
+        ctx.store.add_event(name, "capture-denied", f"collector upload from {remote_addr}: not the node's address")
+        return 403, {"error": "not accepted from this address"}
+    if ctx.store.collection_node(token, consume=True) is None:
         return 403, {"error": "unknown, used or expired token"}
     try:
         facts = facts_from_node(text, _previous(ctx, name))
@@ -78,3 +89,11 @@ def accept_upload(ctx: Context, token: str, text: str) -> tuple[int, dict]:
     for w in said:
         ctx.store.add_event(name, "capture-warning", w)
     return 200, {"node": name, "snapshot": snap_id, "changes": [c.text for c in changes], "warnings": said}
+
+
+def _in(addr: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)

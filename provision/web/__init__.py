@@ -15,8 +15,11 @@ from . import api, boot, callbacks, collect, kickstart, ops, ui
 def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: str, secret_key: str,
                workflow=None, metrics: Metrics | None = None, tftp=None) -> Flask:
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=secret_key, MAX_CONTENT_LENGTH=cfg.defaults.installer_log_max + 4096,
-                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
+    # a hard bound on any request body; an installer log larger than installer_log_max is still
+    # accepted and truncated (callbacks keep its tail), not refused
+    app.config.update(SECRET_KEY=secret_key, MAX_CONTENT_LENGTH=max(64 << 20, 2 * cfg.defaults.installer_log_max),
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                      SESSION_COOKIE_SECURE=cfg.server.public_url.startswith("https://"))
     app.extensions["provision"] = {
         "cfg": cfg, "store": store, "renderer": renderer, "metrics": metrics or Metrics(),
         "admin_token": admin_token, "workflow": workflow, "tftp": tftp,

@@ -4,6 +4,7 @@ login form (web UI). The token comes from [server] admin_token_file."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 
 from flask import jsonify, redirect, request, session, url_for
@@ -17,8 +18,14 @@ def token_ok(presented: str | None) -> bool:
 
 
 def bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
-    return header[7:].strip() if header.startswith("Bearer ") else None
+    """The token of `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 7235)."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def fingerprint() -> str:
+    """What a UI session is bound to: a new admin token ends every session made with the old one."""
+    return hashlib.sha256(b"ui-session:" + svc("admin_token").encode()).hexdigest()[:32]
 
 
 def api_auth(view):
@@ -33,7 +40,7 @@ def api_auth(view):
 def ui_auth(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not (session.get("admin") or token_ok(bearer())):
+        if not (session.get("admin") == fingerprint() or token_ok(bearer())):
             return redirect(url_for("ui.login", next=request.path))
         return view(*args, **kwargs)
     return wrapped

@@ -22,5 +22,6 @@ def collect_script():
 
 @bp.post("/api/v1/collect/<token>")
 def collect_upload(token: str):
-    status, body = service.accept_upload(svc("workflow"), token, request.get_data(as_text=True))
+    status, body = service.accept_upload(svc("workflow"), token, request.get_data(as_text=True),
+                                         request.remote_addr or "")
     return jsonify(body), status

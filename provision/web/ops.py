@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, send_from_directory
+from flask import Blueprint, Response, abort, jsonify, send_from_directory
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .deps import svc
@@ -28,6 +28,12 @@ def metrics():
     return Response(generate_latest(svc("metrics").registry), mimetype=CONTENT_TYPE_LATEST)
 
 
-@bp.get("/media/<path:path>")
+@bp.route("/media/<path:path>", methods=["GET", "HEAD"])
 def media(path: str):
-    return send_from_directory(svc("cfg").paths.media.resolve(), path)
+    """The same policy as TFTP: a symlink is followed only while it stays inside the media root
+    (so an ISO mounted or linked under it works), never out of it."""
+    root = svc("cfg").paths.media.resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        abort(404)
+    return send_from_directory(root, str(target.relative_to(root)))

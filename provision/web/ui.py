@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, redirect, render_template_string, request, session
 
 from ..errors import ProvisionError
 from ..render import KINDS
-from .auth import token_ok, ui_auth
+from .auth import fingerprint, token_ok, ui_auth
 from .deps import svc
 
 bp = Blueprint("ui", __name__)
@@ -14,7 +16,9 @@ bp = Blueprint("ui", __name__)
 _BASE = """<!doctype html><html><head><meta charset="utf-8"><title>provision{% if title %} — {{ title }}{% endif %}</title>
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}
 pre{background:#f4f4f4;padding:1em;overflow-x:auto}.err{color:#a00}</style></head><body>
-<h1><a href="{{ url_for('ui.index') }}">provision</a>{% if title %} — {{ title }}{% endif %}</h1>{{ body|safe }}</body></html>"""
+<h1><a href="{{ url_for('ui.index') }}">provision</a>{% if title %} — {{ title }}{% endif %}</h1>
+{% if session.get('admin') %}<form method="post" action="{{ url_for('ui.logout') }}"><button>Log out</button></form>{% endif %}
+{{ body|safe }}</body></html>"""
 
 _LOGIN = """<form method="post"><label>Admin token <input type="password" name="token" autofocus></label>
 <input type="hidden" name="next" value="{{ next }}"><button>Log in</button></form>
@@ -36,16 +40,31 @@ def page(title: str, body_template: str, **ctx) -> str:
     return render_template_string(_BASE, title=title, body=body)
 
 
+_LOCAL_PATH = re.compile(r"^/(?:[A-Za-z0-9_.~-]+(?:/[A-Za-z0-9_.~-]+)*/?)?$")  # /a/b: never //host, \t, CR
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a plain local path is a redirect target after login (no open redirect)."""
+    return value if value and _LOCAL_PATH.match(value) else "/"
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
-    nxt = request.values.get("next", "/")
+    nxt = _safe_next(request.values.get("next"))
     if request.method == "POST":
         if token_ok(request.form.get("token")):
-            session["admin"] = True
-            return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/")
+            session.clear()
+            session["admin"] = fingerprint()
+            return redirect(nxt)
         error = "wrong token"
     return page("log in", _LOGIN, next=nxt, error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect("/login")
 
 
 @bp.get("/")

@@ -27,7 +27,8 @@ class Reply:
     body: dict
 
 
-def handle(ctx: Context, token: str, phase: str, remote_addr: str, body: bytes) -> Reply:
+def handle(ctx: Context, token: str, phase: str, remote_addr: str, body: bytes, total: int | None = None) -> Reply:
+    """`body` may be the tail of a longer upload of `total` bytes (an installer log is truncated)."""
     if phase not in PHASES:
         return Reply(404, {"error": "unknown phase"})
     build = ctx.store.build_by_digest(tokens.digest(token)) if tokens.looks_valid(token) else None
@@ -40,7 +41,7 @@ def handle(ctx: Context, token: str, phase: str, remote_addr: str, body: bytes) 
         return Reply(403, {"error": "not accepted from this address"})
     state = ctx.store.node_state(name)
     if phase == "failed":
-        return _failed(ctx, name, state.state, body)
+        return _failed(ctx, name, state.state, body, len(body) if total is None else total)
     if phase == "installed":
         return _installed(ctx, name, build, state.state)
     return _enrolled(ctx, name, state.state)
@@ -114,9 +115,11 @@ def _enrolled(ctx: Context, name: str, state: str) -> Reply:
     return Reply(200, {"status": "ok"})
 
 
-def _failed(ctx: Context, name: str, state: str, body: bytes) -> Reply:
+def _failed(ctx: Context, name: str, state: str, body: bytes, total: int) -> Reply:
     cap = ctx.cfg.defaults.installer_log_max
-    text = body[-cap:].decode("utf-8", "replace")
+    truncated = total > cap
+    text = ((f"[provision: log truncated, last {cap} of {total} bytes kept]\n" if truncated else "")
+            + body[-cap:].decode("utf-8", "replace"))
     logged = False
     while True:  # the runner may move the node on (netboot -> installing) between our read and our write
         if state == S.FAILED:
@@ -127,8 +130,8 @@ def _failed(ctx: Context, name: str, state: str, body: bytes) -> Reply:
             ctx.store.add_log(name, "installer", text)
             logged = True
         if advance(ctx.store, name, "fail", expect=state,
-                   reason=f"the node reported a failure during {state} ({len(body)} bytes of log kept"
-                          f"{', truncated' if len(body) > cap else ''})") is not None:
+                   reason=f"the node reported a failure during {state} ({min(total, cap)} bytes of log kept"
+                          f"{f', truncated from {total}' if truncated else ''})") is not None:
             return Reply(200, {"status": "recorded"})
         state = ctx.store.node_state(name).state
 
