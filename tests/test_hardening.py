@@ -382,3 +382,21 @@ def test_collector_upload_from_another_address_is_refused_and_does_not_burn_the_
     status, _ = capture.accept_upload(svc.workflow, token, "### end\n", "192.0.2.13")
     assert status == 422 and svc.store.collection_node(token) is None
     svc.close()
+
+
+# -- YAML inventories ------------------------------------------------------------------------------
+@pytest.mark.parametrize("content,message", [
+    (b"nodes:\n  - name: a\n    name: b\n", "duplicate key 'name' (first at line 2)"),
+    (b"nodes: " + b"[" * 200 + b"]" * 200 + b"\n", "nested deeper than 64 levels"),
+    (b"nodes:\n  - name: caf\xe9\n", "not UTF-8 text (byte 20)"),
+    (b"a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     b"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+     b"g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n", "expands to more than"),
+    (b"nodes:\n  - name: a\n    bmc: {password: hunter2-secret\n", "not valid YAML at line"),
+])
+def test_bad_inventories_are_input_errors_that_echo_nothing(tmp_path, cfg_path, content, message):
+    f = tmp_path / "inv.yaml"
+    f.write_bytes(content)
+    res = run_cli("node", "import", str(f), config=cfg_path)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr and "Traceback" not in res.stderr and "hunter2" not in res.stderr, res.stderr

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import click
 import yaml
 
 from ..capture import service
 from ..capture.diff import diff as diff_facts
-from ..domain import load_yaml, parse_nodes
+from ..domain import load_yaml, parse_nodes, read_text
 from ..errors import InputError, ProvisionError
 from .common import svc
 
@@ -45,7 +44,7 @@ def capture(ctx, name, source, file_, use_ssh, wait_s) -> None:
     elif source == "file":
         if not file_:
             raise InputError("--from file needs --file INVENTORY")
-        nodes = parse_nodes(load_yaml(Path(file_).read_text(), file_), file_)
+        nodes = parse_nodes(load_yaml(read_text(file_, file_), file_), file_)
         snap_id, changes = service.store(wf, name, service.from_file(nodes, name), "file")
     else:
         _capture_from_node(s, name, use_ssh, 600 if wait_s is None and use_ssh else (wait_s or 0))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 import yaml
 
-from ..domain import load_yaml, parse_nodes
-from ..errors import InputError
+from ..domain import load_yaml, parse_nodes, read_text
 from ..render import KINDS, check_kickstart
 from ..render.checks import foreign_vgs
 from ..render.scripts import check_scripts
@@ -27,11 +25,7 @@ def node() -> None:
 @click.pass_context
 def node_import(ctx: click.Context, file: str) -> None:
     """Import (create or update) nodes from a YAML inventory, all or nothing."""
-    try:
-        text = Path(file).read_text()
-    except OSError as exc:
-        raise InputError(f"{file}: {exc.strerror}") from None
-    nodes = parse_nodes(load_yaml(text, file), file)
+    nodes = parse_nodes(load_yaml(read_text(file, file), file), file)
     result = svc(ctx).store.import_nodes(nodes)
     click.echo(f"imported {len(nodes)} node(s): {len(result.created)} created, {len(result.updated)} updated, "
                f"{len(result.snapshots)} new facts snapshot(s)")

@@ -37,13 +37,95 @@ def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
+MAX_DEPTH = 64  # nesting of mappings and lists
+MAX_NODES = 2_000_000  # YAML nodes once aliases are expanded (a "billion laughs" document stops here)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML says they are an error; PyYAML keeps the last),
+    nesting deeper than MAX_DEPTH and documents that expand past MAX_NODES through aliases."""
+
+    def compose_node(self, parent, index):
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise _Refused(f"duplicate key {str(key)[:60]!r} (first at line {seen[key]})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:
+                pass  # an unhashable key: SafeLoader's own error follows
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Refused(yaml.YAMLError):
+    def __init__(self, problem: str, mark) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+def _expanded_size(node, memo: dict) -> int:
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a cycle counts once
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(n, memo) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = size
+    return size
+
+
+def read_text(path, source: str) -> str:
+    """A file's text for load_yaml: bounded in size, UTF-8 or a clear error (never a traceback)."""
+    from pathlib import Path
+
+    try:
+        with Path(path).open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{source}: larger than {MAX_BYTES // (1024 * 1024)} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+
+
 def load_yaml(text: str, source: str) -> object:
+    """Parse YAML strictly. Errors name the line and column but never echo the source text (a
+    mis-pasted secret must not land in a terminal or a log)."""
     if len(text.encode()) > MAX_BYTES:
         raise InputError(f"{source}: larger than {MAX_BYTES // (1024 * 1024)} MiB")
     try:
-        return yaml.safe_load(text)
+        loader = _StrictLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            if _expanded_size(node, {}) > MAX_NODES:
+                raise _Refused(f"expands to more than {MAX_NODES} values (aliases)", node.start_mark)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise InputError(f"{source}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(p for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p) or "syntax error"
+        raise InputError(f"{source}: not valid YAML{where}: {what}") from None
+    except RecursionError:
+        raise InputError(f"{source}: not valid YAML: nested too deeply") from None
 
 
 def parse_nodes(data: object, source: str = "inventory") -> list[Node]:
