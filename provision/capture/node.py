@@ -112,6 +112,16 @@ def _warned(sec: dict) -> str:
 
 
 def facts_from_node(text: str, previous: Facts | None) -> Facts:
+    """Facts from a collector upload; anything malformed is an InputError naming the problem."""
+    try:
+        return _facts_from_node(text, previous)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise InputError(f"node capture: malformed upload ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _facts_from_node(text: str, previous: Facts | None) -> Facts:
     sec = sections(text)
     links = {link["ifname"]: link for link in _links(sec)}
     addrs = {a["ifname"]: a for a in _addrs(sec)}

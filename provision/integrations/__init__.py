@@ -25,6 +25,9 @@ class Unconfigured:
         raise NotConfigured(self.system, f"{self.hint} is not configured")
 
     def __getattr__(self, name):
+        if name.startswith("_") or "hypothesis" in name:  # introspection (copy, pickle, test tools), not a verb
+            raise AttributeError(name)
+
         def fail(*_args, **_kwargs):
             self.validate()
         return fail
