@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-apimodels
 # Debian packages the tests use: ipmi_sim (BMC), tftp-hpa + curl (TFTP clients), tftpd-hpa (bench peer),
-# dash (the strict POSIX shell every rendered script is run under)
-DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev
+# dash (the strict POSIX shell every rendered script is run under), postgresql (the store tests and
+# an e2e rebuild also run on a real PostgreSQL server the tests start themselves)
+DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql
 
 .PHONY: run test test-stress bench lint system-deps venv clean
 
@@ -30,6 +31,7 @@ system-deps:
 	for cmd in ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev; do \
 	  command -v $${cmd%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${cmd%%:*} ] || missing="$$missing $${cmd##*:}"; \
 	done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -57,6 +57,25 @@ def run_cli(*args: str, config: Path | None = None, input: str | None = None) ->
     return subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=120)
 
 
+@pytest.fixture(scope="session")
+def pg():
+    """One PostgreSQL server for the session; each test asks it for a fresh database."""
+    from .pg import Postgres
+
+    server = Postgres()
+    yield server
+    server.stop()
+
+
+def use_db(cfg: Path, url: str) -> Path:
+    """Point a written config at another database URL."""
+    text = cfg.read_text()
+    start = text.index('db_url = "')
+    end = text.index('"', start + len('db_url = "'))
+    cfg.write_text(text[:start] + f'db_url = "{url}"' + text[end + 1:])
+    return cfg
+
+
 @pytest.fixture
 def cfg_path(tmp_path: Path) -> Path:
     return write_config(tmp_path)

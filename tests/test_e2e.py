@@ -25,7 +25,7 @@ from provision import config as config_mod
 from provision import services
 from provision.workflow import states as S
 
-from .conftest import free_port, write_config
+from .conftest import free_port, use_db, write_config
 from .fakes.dnsserver import FakeDns
 from .fakes.foreman import FakeForeman
 from .fakes.ipa import FakeIpa
@@ -43,7 +43,7 @@ class Lab:
     """The outside world as HTTPS fakes (engine, IPA, Satellite), a DNS responder and ipmi_sim
     BMCs, all in the test process; provision's processes reach them with the real clients."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, db_url: str | None = None) -> None:
         self.tmp = tmp
         self.bmcs = {n: start_bmc(tmp, n) for n in NAMES}
         for b in self.bmcs.values():
@@ -99,6 +99,8 @@ poll_interval = 0.05
 ipmi_timeout = 20
 step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
 """)
+        if db_url:
+            use_db(self.cfg, db_url)
         self.svc = services.build(config_mod.load(self.cfg))
         import_nodes(self.svc.store, loopback_inventory({n: b.port for n, b in self.bmcs.items()}, str(tmp / "bmc.pw")))
         for n in NAMES:  # the engine's view of each host's NICs matches its snapshot: no drift
@@ -275,3 +277,37 @@ def test_kill_minus_9_at_each_step_then_resume(lab, boundary):
     assert_all_done_one_cycle_each(lab)
     for n in NAMES:  # nothing stored is lost (the capture step may add an engine snapshot)
         assert snapshots_before[n] <= {x.id for x in lab.svc.store.snapshots(n)}
+
+
+@pytest.fixture
+def lab_pg(tmp_path, pg):
+    lab = Lab(tmp_path, db_url=pg.new_database())
+    yield lab
+    lab.close()
+
+
+def test_on_postgresql_two_servers_and_two_runners_act_once_per_node(lab_pg):
+    """The store on a real PostgreSQL: a second `serve` on the same database, and two rebuild
+    runners started at once for the same nodes; every node is rebuilt exactly once."""
+    lab = lab_pg
+    assert lab.svc.store.engine.dialect.name == "postgresql"
+    cfg2 = lab.tmp / "second.toml"
+    text = lab.cfg.read_text()
+    cfg2.write_text(text.replace(f"127.0.0.1:{lab.http_port}", f"127.0.0.1:{free_port()}")
+                    .replace(f"127.0.0.1:{lab.tftp_port}", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"))
+    second = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(cfg2), "serve"],
+                              stdout=open(lab.tmp / "serve2.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        runners = [lab.rebuild(*NAMES, "--max-parallel", "3", "--canary", "0", "--yes", "--json") for _ in range(2)]
+        outs = [r.communicate(timeout=300)[0] for r in runners]
+        codes = sorted(r.returncode for r in runners)
+        reasons = {n: lab.svc.store.node_state(n).fail_reason for n in NAMES}
+        assert codes in ([0, 0], [0, 2]), (codes, reasons)  # both share the nodes, or the later one is refused
+        done = [n for out, r in zip(outs, runners, strict=True) if r.returncode == 0
+                for n in json.loads(out.strip().splitlines()[-1])["summary"]["done"]]
+        assert sorted(done) == NAMES, outs  # each node done by exactly one runner
+        assert_all_done_one_cycle_each(lab)
+        assert second.poll() is None, (lab.tmp / "serve2.log").read_text()
+    finally:
+        second.terminate()
+        second.wait(10)

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
+from provision import config as config_mod
+from provision import services
 from provision.domain import load_yaml, parse_nodes
 
-from .conftest import EXAMPLE
+from .conftest import EXAMPLE, use_db, write_config
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def svc(request, tmp_path):
+    """Every store guarantee on SQLite and on a real PostgreSQL server."""
+    cfg = write_config(tmp_path)
+    if request.param == "postgresql":
+        use_db(cfg, request.getfixturevalue("pg").new_database())
+    s = services.build(config_mod.load(cfg))
+    yield s
+    s.close()
 
 
 def test_compare_and_set_has_exactly_one_winner_under_contention(svc):

@@ -149,15 +149,16 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     retry = {n for n in names} if resume else set()
     with Progress(selected, mode) as progress:
         result = Batch(s.workflow, selected, rebuild_id=run.id, max_parallel=max_parallel, min_up=min_up,
-                       canary=canary, retry_failed=retry, accept_drift=accept_drift, allow_gluster=allow_gluster,
+                       canary=canary, retry_failed=retry, accept_drift=accept_drift, allow_gluster=allow_gluster, resume=resume,
                        on_change=progress).run()
     s.store.set_rebuild_status(run.id, "done" if result.ok else ("failed" if result.failed else "stopped"))
     summary = {"done": result.done, "failed": result.failed, "pending": result.pending, "error": result.error,
-               "peak_in_flight": result.peak_in_flight}
+               "peak_in_flight": result.peak_in_flight, "elsewhere": result.elsewhere}
     if as_json:
         click.echo(json.dumps({"summary": summary}))
     else:
-        click.echo(f"done: {len(result.done)}, failed: {len(result.failed)}, not finished: {len(result.pending)}")
+        click.echo(f"done: {len(result.done)}, failed: {len(result.failed)}, not finished: {len(result.pending)}"
+                   + (f", started by another runner: {', '.join(result.elsewhere)}" if result.elsewhere else ""))
         for n in result.failed:
             st = s.store.node_state(n)
             click.echo(f"  {n}: failed in {st.failed_step}: {st.fail_reason}", err=True)

@@ -116,7 +116,7 @@ class AddressRow(Base):
 
     __tablename__ = "addresses"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8))  # "MAC" | "IP address"
+    kind: Mapped[str] = mapped_column(String(16))  # "MAC" | "IP address"
     value: Mapped[str] = mapped_column(String(64))
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
     __table_args__ = (UniqueConstraint("kind", "value", name="uq_address"),)

@@ -21,6 +21,7 @@ class BatchResult:
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # not started, or stopped part-way
+    elsewhere: list[str] = field(default_factory=list)  # started by another runner first: not ours to drive
     error: str | None = None
     peak_in_flight: int = 0
 
@@ -32,9 +33,10 @@ class BatchResult:
 class Batch:
     def __init__(self, ctx: Context, names: list[str], *, rebuild_id: int, max_parallel: int = 1,
                  min_up: int | None = None, canary: int = 0, retry_failed: set[str] | None = None,
-                 accept_drift: bool = False, allow_gluster: bool = False,
+                 accept_drift: bool = False, allow_gluster: bool = False, resume: bool = True,
                  on_change: Callable[[str, str, str | None], None] | None = None) -> None:
         self.accept_drift, self.allow_gluster = accept_drift, allow_gluster
+        self.resume = resume  # False: a node found part-way through a rebuild belongs to another runner
         self.he_min_up = ctx.cfg.defaults.hosted_engine_min_up
         self._he: dict[str, bool] = {}
         self.ctx, self.names, self.rebuild_id = ctx, list(names), rebuild_id
@@ -78,9 +80,18 @@ class Batch:
     def _start(self, pool: ThreadPoolExecutor, name: str) -> None:
         st = self.ctx.store.node_state(name)
         if st.state in (S.READY, S.DONE):
-            advance(self.ctx.store, name, "start", expect=st.state, rebuild_id=self.rebuild_id,
-                    data={"accept_drift": self.accept_drift, "allow_gluster": self.allow_gluster})
+            if advance(self.ctx.store, name, "start", expect=st.state, rebuild_id=self.rebuild_id,
+                       data={"accept_drift": self.accept_drift, "allow_gluster": self.allow_gluster}) is None:
+                # another runner on the same database started it between our read and our write:
+                # the compare-and-set made it theirs; two runners never drive one node
+                self.result.elsewhere.append(name)
+                self.on_change(name, self.ctx.store.node_state(name).state, "started by another runner")
+                return
             self.on_change(name, S.PREFLIGHT, None)
+        elif st.state in S.ACTIVE and not self.resume:
+            self.result.elsewhere.append(name)  # moved on by another runner since we looked: theirs
+            self.on_change(name, st.state, "in a rebuild started by another runner")
+            return
         elif st.state == S.FAILED:
             if name not in self.retry_failed:
                 self.result.failed.append(name)
