@@ -138,11 +138,13 @@ def start_server(tmp_path: Path, extra: str = "", tftp_host: str = "127.0.0.1", 
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("provision serve did not start:\n" + (tmp_path / "serve.log").read_text())
         time.sleep(0.1)
-    yield Server(tmp_path, cfg, url, tftp_port, proc, svc)
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    svc.close()
-    log.close()
+        yield Server(tmp_path, cfg, url, tftp_port, proc, svc)
+    finally:  # also when the generator is closed early (gen.close() raises GeneratorExit at the yield)
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        svc.close()
+        log.close()
