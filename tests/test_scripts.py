@@ -111,6 +111,10 @@ def installed_node(tmp: Path, ks: str) -> Node:
     ("lsblk", "el7", ["-J", "-b"], False),
     ("lsblk", "el7", ["-P", "-b", "-o", "NAME,KNAME,SERIAL"], False),
     ("lsblk", "el7", ["-P", "-b", "-o", "NAME,KNAME,WWN,TRAN"], True),
+    ("lsblk", "el7", ["-P", "-o"], False),  # a value is missing
+    ("curl", "el8", ["-fsSo", "/tmp/x", "http://x/"], True),  # a value after combined short flags
+    ("curl", "el8", ["--output"], False),
+    ("curl", "el8", ["--output=/tmp/x", "http://x/"], True),
 ])
 def test_stub_option_lists(tool, target, args, ok):
     assert (check_args(tool_spec(tool, target), args) is None) == ok

@@ -58,11 +58,8 @@ def check_args(spec: dict, args: list[str]) -> str | None:
                 pass
             elif name in with_arg:
                 if not eq:
-                    i += 1
-                    if i >= len(args):
-                        return f"option {name} needs a value"
-                    val = args[i]
-                problem = bad_value(name, val)
+                    i, val = i + 1, (args[i + 1] if i + 1 < len(args) else None)
+                problem = f"option {name} needs a value" if val is None else bad_value(name, val)
                 if problem:
                     return problem
             else:
@@ -77,11 +74,8 @@ def check_args(spec: dict, args: list[str]) -> str | None:
                 if opt in with_arg:
                     val = a[j + 1:]
                     if not val:
-                        i += 1
-                        if i >= len(args):
-                            return f"option {opt} needs a value"
-                        val = args[i]
-                    problem = bad_value(opt, val)
+                        i, val = i + 1, (args[i + 1] if i + 1 < len(args) else None)
+                    problem = f"option {opt} needs a value" if val is None else bad_value(opt, val)
                     if problem:
                         return problem
                     break
