@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, delete, event, func, make_url, select, update
+from sqlalchemy import create_engine, event, make_url, select, update
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import tokens
 from ..domain import Facts, Node, check_unique
 from ..errors import InputError, NotFound, ProvisionError
+from .addresses import AddressesMixin
 from .clock import utcnow
-from .models import AddressRow, Base, BuildRow, EventRow, MetaRow, NodeRow, SnapshotRow
+from .models import Base, BuildRow, EventRow, MetaRow, NodeRow, SnapshotRow
 from .runs import RunsMixin
 
 
@@ -86,7 +87,7 @@ def make_url_safe(url: str) -> str:
         return "(not a database URL)"
 
 
-class Store(RunsMixin):
+class Store(RunsMixin, AddressesMixin):
     def __init__(self, url: str) -> None:
         """Opens (creating if needed) the database; a path or server that cannot be used is a clean
         ProvisionError naming db_url (password masked), never a traceback. A SQLite file and its
@@ -296,18 +297,6 @@ class Store(RunsMixin):
             self._bump(s)
             return True
 
-    def node_for_mac(self, mac: str) -> str | None:
-        """The node whose latest facts have this MAC: one indexed query, whatever the fleet size."""
-        with self._session() as s:
-            return s.scalar(select(NodeRow.name).join(AddressRow, AddressRow.node_id == NodeRow.id)
-                            .where(AddressRow.kind == "MAC", AddressRow.value == mac))
-
-    def macs(self) -> dict[str, str]:
-        """MAC -> node name, for every node (the whole index: for tools, not for requests)."""
-        with self._session() as s:
-            return dict(s.execute(select(AddressRow.value, NodeRow.name).join(NodeRow, AddressRow.node_id == NodeRow.id)
-                                  .where(AddressRow.kind == "MAC")).all())
-
     # -- events -------------------------------------------------------------------------------
     def add_event(self, name: str, kind: str, message: str) -> None:
         with self._writing() as s:
@@ -336,34 +325,6 @@ class Store(RunsMixin):
     def _latest(s: Session, node_id: int) -> SnapshotRow | None:
         return s.scalar(select(SnapshotRow).where(SnapshotRow.node_id == node_id)
                         .order_by(SnapshotRow.id.desc()).limit(1))
-
-    @staticmethod
-    def _index_addresses(s: Session, node_id: int, facts: Facts, name: str) -> None:
-        wanted = {("MAC", m) for m in facts.macs()} | {("IP address", str(a.ip)) for a in facts.addresses()}
-        taken = s.execute(select(AddressRow.kind, AddressRow.value, NodeRow.name)
-                          .join(NodeRow, AddressRow.node_id == NodeRow.id)
-                          .where(AddressRow.node_id != node_id, AddressRow.value.in_([v for _, v in wanted]))).all()
-        clashes = sorted(f"node {name!r}: {k} {v} is also used by node {owner!r}" for k, v, owner in taken
-                         if (k, v) in wanted)
-        if clashes:
-            raise InputError("\n".join(clashes))
-        s.execute(delete(AddressRow).where(AddressRow.node_id == node_id))
-        s.add_all(AddressRow(kind=k, value=v, node_id=node_id) for k, v in sorted(wanted))
-
-    def _backfill_addresses(self) -> None:
-        """Databases from before the address index: fill it from every node's latest facts."""
-        with self._writing() as s:
-            if s.scalar(select(func.count()).select_from(AddressRow)) or not s.scalar(
-                    select(func.count()).select_from(SnapshotRow)):
-                return
-            for row in s.scalars(select(NodeRow)):
-                snap = self._latest(s, row.id)
-                if snap is not None:
-                    try:
-                        with s.begin_nested():
-                            self._index_addresses(s, row.id, self._parsed(snap), row.name)
-                    except InputError:
-                        pass  # an old clash stays visible to the next write of either node
 
     def _add_snapshot(self, s: Session, node_id: int, facts: Facts, source: str, now: datetime,
                       name: str) -> SnapshotRow:
