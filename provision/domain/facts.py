@@ -245,6 +245,14 @@ class Facts(_Model):
     def macs(self) -> list[str]:
         return [n.mac for n in self.nics]
 
+    def management_nics(self) -> list[Nic]:
+        """The NICs under the management network: its VLAN's base, and a bond's slaves in order.
+        The first is the one the boot configs are armed for."""
+        vlan = self.vlan(self.management.interface)
+        base = vlan.parent if vlan else self.management.interface
+        bond = self.bond(base)
+        return [self.nic(n) for n in (bond.slaves if bond else [base])]
+
     def in_use(self) -> list[Nic]:
         """NICs that carry something: a bond slave, a VLAN base, or a network attachment's device."""
         used = {s for b in self.bonds for s in b.slaves} | {v.parent for v in self.vlans} | \

@@ -98,8 +98,7 @@ def _mgmt(facts: Facts) -> dict:
     vlan = facts.vlan(att.interface)
     base = vlan.parent if vlan else att.interface
     bond = facts.bond(base)
-    nic_names = list(bond.slaves) if bond else [base]
-    nics = [{"name": n, "mac": facts.nic(n).mac} for n in nic_names]
+    nics = [{"name": n.name, "mac": n.mac} for n in facts.management_nics()]
     mtu = (vlan.mtu if vlan else None) or (bond.mtu if bond else None) or (None if bond else facts.nic(base).mtu)
     a4, a6 = att.address, att.address6
     return {

@@ -19,12 +19,6 @@ class AddressesMixin:
             return s.scalar(select(NodeRow.name).join(AddressRow, AddressRow.node_id == NodeRow.id)
                             .where(AddressRow.kind == "MAC", AddressRow.value == mac))
 
-    def macs(self) -> dict[str, str]:
-        """MAC -> node name, for every node (the whole index: for tools, not for requests)."""
-        with self._session() as s:
-            return dict(s.execute(select(AddressRow.value, NodeRow.name).join(NodeRow, AddressRow.node_id == NodeRow.id)
-                                  .where(AddressRow.kind == "MAC")).all())
-
     @staticmethod
     def _index_addresses(s: Session, node_id: int, facts: Facts, name: str) -> None:
         wanted = {("MAC", m) for m in facts.macs()} | {("IP address", str(a.ip)) for a in facts.addresses()}

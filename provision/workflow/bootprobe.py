@@ -74,8 +74,4 @@ class BootProbe:
 
 def boot_mac(node: Node) -> str:
     """The management network's first NIC: the one the boot configs are armed for."""
-    facts = node.facts
-    vlan = facts.vlan(facts.management.interface)
-    base = vlan.parent if vlan else facts.management.interface
-    bond = facts.bond(base)
-    return facts.nic(bond.slaves[0] if bond else base).mac
+    return node.facts.management_nics()[0].mac
