@@ -23,7 +23,7 @@ def nodes(n: int, cluster_size: int = 20) -> dict:
                      "address": f"10.{(i >> 8) & 255}.{i & 255}.10/24",
                      "gateway": f"10.{(i >> 8) & 255}.{i & 255}.1"},
                     {"network": "vmnet", "interface": "bond0"},
-                    {"network": "storage", "interface": "bond1.20", "address": f"172.{16 + ((i >> 8) & 15)}.{i & 255}.10/24"},
+                    {"network": "storage", "interface": "bond1.20", "address": f"172.{16 + (i >> 14)}.{(i >> 6) & 255}.{(i & 63) + 10}/24"},
                 ],
                 "disks": [{"wwn": f"0x5000c500{i:08x}", "install": True}, {"id": f"ata-DATA_{i:06d}", "serial": f"D{i:06d}"}],
                 "dns_servers": ["10.0.0.2"], "dns_search": ["bench.example.com"],

@@ -12,7 +12,7 @@ import waitress
 
 from .errors import ProvisionError
 from .services import Services
-from .tftp import BootConfigCache, FileResolver, TftpService
+from .tftp import FileResolver, TftpService
 from .web import create_app
 
 log = logging.getLogger("provision.serve")
@@ -43,7 +43,8 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
     except OSError as exc:
         raise ProvisionError(f"tftp_bind {tftp_bind}: cannot listen: {exc.strerror}") from None
     app = create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token=svc.admin_token(),
-                     secret_key=svc.key, workflow=svc.workflow, metrics=svc.metrics, tftp=tftp)
+                     secret_key=svc.key, workflow=svc.workflow, metrics=svc.metrics, tftp=tftp,
+                     bootcache=svc.bootcache)
     hhost, hport = split_bind(http_bind)
     try:
         http = waitress.create_server(app, host=hhost, port=hport, threads=s.threads, ident="provision",
@@ -53,15 +54,14 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
                                       asyncore_use_poll=True)  # select() fails past descriptor 1023
     except OSError as exc:
         raise ProvisionError(f"http_bind {http_bind}: cannot listen: {exc.strerror}") from None
-    cache = BootConfigCache(svc.store, svc.renderer)
-    cache.start()
-    tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, cache, svc.metrics)
+    svc.bootcache.start()
+    tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, svc.bootcache, svc.metrics)
     threading.Thread(target=tftp.serve_forever, name="tftp", daemon=True).start()
 
     def stop(signum, _frame):
         log.info("signal %s: stopping", signum)
         tftp.stop()
-        cache.stop()
+        svc.bootcache.stop()
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)

@@ -18,6 +18,7 @@ from .integrations.satellite import FakeSatellite
 from .metrics import Metrics
 from .power.ipmi import IpmiFactory
 from .render import Renderer
+from .render.cache import BootCache
 from .store import Store
 from .workflow.bootprobe import BootProbe
 from .workflow.context import Context
@@ -31,6 +32,7 @@ class Services:
     key: str
     metrics: Metrics
     workflow: Context
+    bootcache: BootCache
 
     def admin_token(self) -> str:
         return ensure_secret_file(self.cfg.server.admin_token_file)
@@ -66,5 +68,6 @@ def build(cfg: Config, *, power=None, bootcheck=None, **overrides) -> Services:
     bootcheck = BootProbe(cfg) if bootcheck is None else (bootcheck or None)
     workflow = Context(cfg=cfg, store=store, key=key, power=power, poll=d.poll_interval, bootcheck=bootcheck,
                        **clients)
-    return Services(cfg=cfg, store=store, renderer=Renderer(cfg, store, key), key=key, metrics=Metrics(),
-                    workflow=workflow)
+    renderer = Renderer(cfg, store, key)
+    return Services(cfg=cfg, store=store, renderer=renderer, key=key, metrics=Metrics(), workflow=workflow,
+                    bootcache=BootCache(store, renderer))

@@ -4,8 +4,8 @@ tftpy's own `TftpServer.listen` ends its loop on an unexpected exception from a 
 datagram and uses select() (which fails past descriptor 1023), so this module runs the (small)
 loop itself, on selectors (epoll), with a cap on concurrent sessions:
 - every request goes through `open_file` (tftpy's root is an empty directory): per-MAC GRUB and
-  pxelinux configs come from an in-memory cache that a background thread re-renders when the
-  store changes, so rendering never stalls the loop; static loaders come from [paths]
+  pxelinux configs come from the boot-config cache shared with HTTP (render/cache.py), whose
+  refresher renders changed nodes in the background; static loaders come from [paths]
   bootfiles and kernels from [paths] media under `media/`; `..`, symlinks leaving a root,
   templates (*.j2) and non-regular files are refused;
 - write requests are refused (`upload_open` returns None -> access violation);
@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from tftpy.TftpContexts import TftpContextServer
@@ -33,70 +32,16 @@ from tftpy.TftpShared import MAX_BLKSIZE, TftpTimeout, TftpTimeoutExpectACK
 
 from .bootnames import classify
 from .metrics import Metrics
-from .store import utcnow
+from .render.cache import BootCache
 
 log = logging.getLogger("provision.tftp")
 REFUSED_SUFFIXES = (".j2", ".md")
 
 
-class BootConfigCache:
-    """(kind, mac) -> rendered bytes for every node, rebuilt off the TFTP loop when the store's
-    generation changes or when the next live build expires (so it falls back to local boot)."""
-
-    def __init__(self, store, renderer, *, poll: float = 0.5) -> None:
-        self.store, self.renderer, self.poll = store, renderer, poll
-        self._data: dict[tuple[str, str], bytes] = {}
-        self._stop = threading.Event()
-        self.generation = -1
-        self.next_expiry: datetime | None = None
-
-    def get(self, kind: str, mac: str) -> bytes | None:
-        return self._data.get((kind, mac))
-
-    def refresh(self) -> None:
-        generation = self.store.generation()
-        data: dict[tuple[str, str], bytes] = {}
-        expiries = []
-        for rec in self.store.list_nodes():
-            if rec.node.facts is None:
-                continue
-            for kind in ("grub", "pxelinux"):
-                try:
-                    rendered = self.renderer.render(rec.node.name, kind, show_secrets=True)
-                except Exception:  # one broken node must not take the others' boot configs away
-                    log.exception("cannot render %s config for node %s", kind, rec.node.name)
-                    continue
-                if rendered.expires_at:
-                    expiries.append(rendered.expires_at)
-                for mac in rec.node.facts.macs():
-                    data[(kind, mac)] = rendered.text.encode()
-        self._data = data  # one atomic swap; readers see the old or the new map, never half
-        self.generation, self.next_expiry = generation, min(expiries, default=None)
-
-    def stale(self) -> bool:
-        return self.store.generation() != self.generation or (
-            self.next_expiry is not None and utcnow() >= self.next_expiry)
-
-    def start(self) -> None:
-        self.refresh()
-        threading.Thread(target=self._run, name="bootconfig-cache", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll):
-            try:
-                if self.stale():
-                    self.refresh()
-            except Exception:
-                log.exception("boot config cache refresh failed; keeping the previous configs")
-
-
 class FileResolver:
     """Maps a TFTP path to a readable file object, or None (file not found / refused)."""
 
-    def __init__(self, bootfiles: Path, media: Path, cache: BootConfigCache | None,
+    def __init__(self, bootfiles: Path, media: Path, cache: BootCache | None,
                  metrics: Metrics | None = None) -> None:
         self.roots = {"": Path(bootfiles).resolve(), "media/": Path(media).resolve()}
         self.cache, self.metrics = cache, metrics
@@ -112,7 +57,11 @@ class FileResolver:
     def open(self, path: str):
         per_mac = classify(path)
         if per_mac is not None:
-            data = self.cache.get(*per_mac) if self.cache else None
+            try:
+                data = self.cache.boot_config(*per_mac) if self.cache else None
+            except Exception as exc:  # a node that cannot be rendered: that node gets nothing, the loop goes on
+                log.warning("tftp %s: cannot render: %s", path, exc)
+                return "render-error", None
             if data is None:
                 return "unknown-mac", None
             tmp = tempfile.TemporaryFile()

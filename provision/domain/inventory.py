@@ -151,9 +151,11 @@ def parse_nodes(data: object, source: str = "inventory") -> list[Node]:
     return nodes
 
 
-def check_unique(nodes: list[Node], others: Iterable[tuple[str, str, Facts | None]]) -> None:
+def check_unique(nodes: list[Node], others: Iterable[tuple[str, str, Facts | None]],
+                 claimed: Iterable[tuple[str, str, str]] = ()) -> None:
     """Names, FQDNs, MACs and IPs must be unique across the new nodes and `others`
-    (name, fqdn, facts) stored under names the new nodes do not replace."""
+    (name, fqdn, facts) stored under names the new nodes do not replace; `claimed` holds stored
+    (kind, value, owner) addresses of such nodes, as the store indexes them."""
     owners: dict[tuple[str, str], str] = {}
     errors: set[str] = set()
 
@@ -171,6 +173,8 @@ def check_unique(nodes: list[Node], others: Iterable[tuple[str, str, Facts | Non
 
     for name, fqdn, facts in others:
         claim_all(name, fqdn, facts)
+    for kind, value, owner in claimed:
+        claim(kind, value, owner)
     seen: set[str] = set()
     for node in nodes:
         if node.name in seen:

@@ -28,6 +28,7 @@ class Rendered:
     armed: bool
     snapshot_id: int | None
     expires_at: datetime | None = None  # when the live build behind an install config expires
+    build_id: int | None = None  # the live build an install config was rendered for
 
 
 class Renderer:
@@ -44,6 +45,43 @@ class Renderer:
             build = None  # installed: boot configs are back to local boot, the token lives on for callbacks
         armed = build is not None if install is None else install
         return self._render(rec, snap, kind, build if armed else None, armed=armed, show_secrets=show_secrets)
+
+    def render_served(self, name: str, kinds: tuple[str, ...]) -> dict[str, Rendered | Exception]:
+        """What node `name` is served now, for each of `kinds`, from one read of the store (the
+        boot-config cache's warm-up): a kind that cannot be rendered maps to its exception. A
+        "kickstart" is rendered only while a build boots the installer (with its token)."""
+        rec, snap, build = self.store.render_view(name)
+        if build is not None and not build.boots_install:
+            build = None
+        out: dict[str, Rendered | Exception] = {}
+        for kind in kinds:
+            if kind == "kickstart" and build is None:
+                continue
+            try:
+                out[kind] = self._render(rec, snap, kind, build, armed=build is not None, show_secrets=True)
+            except Exception as exc:  # noqa: BLE001 - reported per kind, the others still render
+                out[kind] = exc
+        return out
+
+    def inputs_stamp(self) -> tuple:
+        """Changes whenever a file every render reads changes (templates, root hash, SSH key)."""
+        paths = [self.cfg.defaults.root_password_hash_file, self.cfg.defaults.ssh_key_file,
+                 self.cfg.paths.state_dir / "engine.pub"]
+        for sub in ("kickstarts", "bootfiles"):  # the template loader's search path (render/env.py)
+            try:
+                paths += sorted(p for p in (self.cfg.paths.templates / sub).iterdir() if p.suffix == ".j2")
+            except OSError:
+                pass
+        stamp = []
+        for p in paths:
+            if p is None:
+                continue
+            try:
+                st = p.stat()
+                stamp.append((str(p), st.st_mtime_ns, st.st_size))
+            except OSError:
+                stamp.append((str(p), None))
+        return tuple(stamp)
 
     def render_build(self, build: Build, kind: str) -> Rendered:
         """The real thing for a live build, with its token, as served to the node."""
@@ -67,7 +105,8 @@ class Renderer:
             text = self.env.get_template(template).render(ctx)
         except TemplateError as exc:
             raise ProvisionError(f"template {template} for node {name!r}: {type(exc).__name__}: {exc}") from None
-        return Rendered(kind, name, text, armed, snap.id, build.expires_at if build else None)
+        return Rendered(kind, name, text, armed, snap.id, build.expires_at if build else None,
+                        build.id if build else None)
 
     def _root_hash(self) -> str | None:
         path = self.cfg.defaults.root_password_hash_file

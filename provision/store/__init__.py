@@ -1,5 +1,6 @@
 from .clock import utcnow
+from .imports import ImportResult
 from .runs import NodeState, Rebuild
-from .store import Build, Event, ImportResult, NodeRecord, Snapshot, Store
+from .store import Build, Event, NodeRecord, Snapshot, Store
 
 __all__ = ["Build", "Event", "ImportResult", "NodeRecord", "NodeState", "Rebuild", "Snapshot", "Store", "utcnow"]

@@ -29,6 +29,9 @@ class NodeRow(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # the store-wide generation of this node's last change that may change what it is served
+    # (facts, builds, its inventory entry): caches compare it, `changed_since` scans its index
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
 
 
 class SnapshotRow(Base):
@@ -102,7 +105,8 @@ class RebuildRow(Base):
 
 
 class MetaRow(Base):
-    """Key/value counters; `generation` changes whenever a boot config may have changed."""
+    """Key/value counters; `generation` grows by one on every write that may change a boot config
+    or kickstart, and the nodes it touched take its new value."""
 
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -64,7 +64,7 @@ class RunsMixin:
             if data is not None:
                 r.data = _merge({} if replace_data else r.data, data)
             s.add(EventRow(node_id=r.id, ts=now, kind="transition", message=message))
-            self._bump(s)
+            self._bump(s, [r])
             return True
 
     def update_data(self, name: str, **values) -> dict:

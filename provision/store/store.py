@@ -11,15 +11,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, make_url, select, update
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import tokens
-from ..domain import Facts, Node, check_unique
+from ..domain import Facts, Node
 from ..errors import InputError, NotFound, ProvisionError
 from .addresses import AddressesMixin
 from .clock import utcnow
-from .models import Base, BuildRow, EventRow, MetaRow, NodeRow, SnapshotRow
+from .generations import GenerationsMixin
+from .imports import ImportMixin
+from .models import Base, BuildRow, EventRow, NodeRow, SnapshotRow
 from .runs import RunsMixin
 
 
@@ -69,15 +71,12 @@ class Event:
     message: str
 
 
-@dataclass(frozen=True)
-class ImportResult:
-    created: list[str]
-    updated: list[str]
-    snapshots: list[str]
+def facts_json(facts: Facts) -> str:
+    return json.dumps(facts.model_dump(mode="json"), sort_keys=True)
 
 
 def facts_digest(facts: Facts) -> str:
-    return hashlib.sha256(json.dumps(facts.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(facts_json(facts).encode()).hexdigest()
 
 
 def make_url_safe(url: str) -> str:
@@ -87,7 +86,7 @@ def make_url_safe(url: str) -> str:
         return "(not a database URL)"
 
 
-class Store(RunsMixin, AddressesMixin):
+class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin):
     def __init__(self, url: str) -> None:
         """Opens (creating if needed) the database; a path or server that cannot be used is a clean
         ProvisionError naming db_url (password masked), never a traceback. A SQLite file and its
@@ -104,6 +103,7 @@ class Store(RunsMixin, AddressesMixin):
                 event.listen(self.engine, "connect", _sqlite_connect)
                 event.listen(self.engine, "begin", _sqlite_begin)
             Base.metadata.create_all(self.engine)
+            self._migrate()
         except (OSError, SQLAlchemyError, ArgumentError) as exc:
             reason = getattr(exc, "orig", None) or exc
             raise ProvisionError(f"db_url {make_url_safe(url)}: cannot open the database: "
@@ -118,6 +118,7 @@ class Store(RunsMixin, AddressesMixin):
         # in steps of up to 100 ms); BEGIN IMMEDIATE still orders writers across processes.
         self._write_lock = threading.Lock()
         self._facts: dict[int, Facts] = {}  # snapshots are immutable: parsed facts by snapshot id
+        self._init_changes()
         self._backfill_addresses()
 
     def close(self) -> None:
@@ -125,44 +126,14 @@ class Store(RunsMixin, AddressesMixin):
 
     @contextlib.contextmanager
     def _writing(self):
-        with self._write_lock, self._write_sessions.begin() as s:
-            yield s
+        with self._write_lock:
+            with self._write_sessions.begin() as s:
+                yield s
+                changed = s.info.pop("changed", None)
+        if changed:  # committed: tell this process's waiters and caches
+            self._notify(changed)
 
     # -- nodes ------------------------------------------------------------------------------
-    def import_nodes(self, nodes: list[Node]) -> ImportResult:
-        """Create or update nodes in one transaction; inline facts that differ from the latest
-        snapshot become a new snapshot (source 'file'). Nothing stored is deleted."""
-        names = {n.name for n in nodes}
-        now = utcnow()
-        created, updated, snaps = [], [], []
-        with self._writing() as s:
-            others = [(r.name, r.fqdn, self._latest(s, r.id)) for r in s.scalars(select(NodeRow))
-                      if r.name not in names]
-            check_unique(nodes, [(n, f, self._parsed(snap) if snap else None)
-                                 for n, f, snap in others])
-            for node in nodes:
-                row = s.scalar(select(NodeRow).where(NodeRow.name == node.name))
-                if row is None:
-                    row = NodeRow(name=node.name, created_at=now, state="ready")
-                    s.add(row)
-                    created.append(node.name)
-                else:
-                    updated.append(node.name)
-                row.fqdn, row.cluster, row.profile = node.fqdn, node.cluster, node.profile
-                row.bmc, row.updated_at = node.bmc.model_dump(mode="json"), now
-                s.flush()
-                if node.facts is not None:
-                    latest = self._latest(s, row.id)
-                    if latest is None or latest.digest != facts_digest(node.facts):
-                        self._add_snapshot(s, row.id, node.facts, "file", now, node.name)
-                        snaps.append(node.name)
-            try:
-                s.flush()
-            except IntegrityError:
-                raise InputError("inventory: a name or fqdn collides with a stored node") from None
-            self._bump(s)
-        return ImportResult(created, updated, snaps)
-
     def list_nodes(self, cluster: str | None = None) -> list[NodeRecord]:
         with self._session() as s:
             q = select(NodeRow).order_by(NodeRow.name)
@@ -176,8 +147,9 @@ class Store(RunsMixin, AddressesMixin):
 
     def set_state(self, name: str, state: str) -> None:
         with self._writing() as s:
-            self._row(s, name).state = state
-            self._bump(s)
+            row = self._row(s, name)
+            row.state = state
+            self._bump(s, [row])
 
     # -- facts snapshots (append-only) --------------------------------------------------------
     def add_snapshot(self, name: str, facts: Facts, source: str) -> Snapshot:
@@ -186,7 +158,7 @@ class Store(RunsMixin, AddressesMixin):
         with self._writing() as s:
             row = self._row(s, name)
             snap = self._add_snapshot(s, row.id, facts, source, utcnow(), name)
-            self._bump(s)
+            self._bump(s, [row])
             return Snapshot(snap.id, name, snap.created_at, source, facts)
 
     def snapshots(self, name: str) -> list[Snapshot]:
@@ -258,7 +230,7 @@ class Store(RunsMixin, AddressesMixin):
                              created_at=now, expires_at=now + timedelta(seconds=ttl_seconds))
             s.add(build)
             s.flush()
-            self._bump(s)
+            self._bump(s, [row])
             return self._build(name, build), token
 
     def active_build(self, name: str) -> Build | None:
@@ -284,8 +256,9 @@ class Store(RunsMixin, AddressesMixin):
 
     def end_build(self, name: str, reason: str) -> None:
         with self._writing() as s:
-            self._end_builds(s, self._row(s, name).id, utcnow(), reason)
-            self._bump(s)
+            row = self._row(s, name)
+            self._end_builds(s, row.id, utcnow(), reason)
+            self._bump(s, [row])
 
     def set_boot_local(self, build_id: int) -> bool:
         """Switch a build's boot configs to local boot (the token stays valid). True if it changed."""
@@ -294,7 +267,7 @@ class Store(RunsMixin, AddressesMixin):
             if b.boot_local_at is not None:
                 return False
             b.boot_local_at = utcnow()
-            self._bump(s)
+            self._bump(s, [s.get(NodeRow, b.node_id)])
             return True
 
     # -- events -------------------------------------------------------------------------------
@@ -307,10 +280,6 @@ class Store(RunsMixin, AddressesMixin):
             row = self._row(s, name)
             rows = s.scalars(select(EventRow).where(EventRow.node_id == row.id).order_by(EventRow.id))
             return [Event(r.ts, r.kind, r.message) for r in rows]
-
-    def generation(self) -> int:
-        with self._session() as s:
-            return s.scalar(select(MetaRow.value).where(MetaRow.key == "generation")) or 0
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
@@ -329,8 +298,9 @@ class Store(RunsMixin, AddressesMixin):
     def _add_snapshot(self, s: Session, node_id: int, facts: Facts, source: str, now: datetime,
                       name: str) -> SnapshotRow:
         self._index_addresses(s, node_id, facts, name)
-        data = json.dumps(facts.model_dump(mode="json"), sort_keys=True)
-        snap = SnapshotRow(node_id=node_id, created_at=now, source=source, digest=facts_digest(facts), data=data)
+        data = facts_json(facts)
+        snap = SnapshotRow(node_id=node_id, created_at=now, source=source,
+                           digest=hashlib.sha256(data.encode()).hexdigest(), data=data)
         s.add(snap)
         s.flush()
         return snap
@@ -361,14 +331,6 @@ class Store(RunsMixin, AddressesMixin):
     def _end_builds(s: Session, node_id: int, now: datetime, reason: str) -> None:
         s.execute(update(BuildRow).where(BuildRow.node_id == node_id, BuildRow.ended_at.is_(None))
                   .values(ended_at=now, end_reason=reason))
-
-    @staticmethod
-    def _bump(s: Session) -> None:
-        meta = s.get(MetaRow, "generation")
-        if meta is None:
-            s.add(MetaRow(key="generation", value=1))
-        else:
-            meta.value = meta.value + 1
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:

@@ -8,12 +8,13 @@ from ..config import Config
 from ..errors import InputError, NotFound, ProvisionError
 from ..metrics import Metrics
 from ..render import Renderer
+from ..render.cache import BootCache
 from ..store import Store
 from . import api, boot, callbacks, collect, kickstart, ops, ui
 
 
 def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: str, secret_key: str,
-               workflow=None, metrics: Metrics | None = None, tftp=None) -> Flask:
+               workflow=None, metrics: Metrics | None = None, tftp=None, bootcache: BootCache | None = None) -> Flask:
     app = Flask(__name__)
     # a hard bound on any request body; an installer log larger than installer_log_max is still
     # accepted and truncated (callbacks keep its tail), not refused
@@ -23,6 +24,8 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
     app.extensions["provision"] = {
         "cfg": cfg, "store": store, "renderer": renderer, "metrics": metrics or Metrics(),
         "admin_token": admin_token, "workflow": workflow, "tftp": tftp,
+        # without a started refresher (tests, no `serve`) every request asks the store and renders once per change
+        "bootcache": bootcache or BootCache(store, renderer),
     }
     for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, ui.bp, ops.bp):
         app.register_blueprint(bp)

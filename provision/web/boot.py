@@ -14,12 +14,11 @@ bp = Blueprint("boot", __name__)
 def _serve(mac: str | None, kind: str) -> Response:
     if mac is None:
         abort(404)
-    name = svc("store").node_for_mac(mac)
-    if name is None:
+    data = svc("bootcache").boot_config(kind, mac)
+    if data is None:
         abort(404)
-    rendered = svc("renderer").render(name, kind, show_secrets=True)
     svc("metrics").renders.labels(kind).inc()
-    return Response(rendered.text, mimetype="text/plain")
+    return Response(data, mimetype="text/plain")
 
 
 @bp.get("/boot/grub/<path:filename>")

@@ -56,10 +56,10 @@ def kickstart(token: str):
         store.add_event(build.node, "ks-denied", f"kickstart refused: MACs {sorted(set(macs))[:16]} from "
                         f"{request.remote_addr} do not match the node")
         return _deny(403, "mac")
-    rendered = svc("renderer").render_build(build, "kickstart")
+    data = svc("bootcache").kickstart(build)
     if request.method == "HEAD":
-        return Response(mimetype="text/plain", headers={"Content-Length": str(len(rendered.text.encode()))})
+        return Response(mimetype="text/plain", headers={"Content-Length": str(len(data))})
     store.mark_ks_fetched(build.id)
     store.add_event(build.node, "ks-fetched", f"kickstart fetched by {request.remote_addr}")
     svc("metrics").renders.labels("kickstart").inc()
-    return Response(rendered.text, mimetype="text/plain")
+    return Response(data, mimetype="text/plain")

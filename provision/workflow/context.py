@@ -5,9 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography.fernet import Fernet
 
@@ -30,8 +29,7 @@ class Context:
     satellite: Satellite
     dns: Dns
     bootcheck: Callable | None = None  # node -> str; raises if the node would not get its install config
-    poll: float = 2.0
-    sleep: Callable[[float], None] = field(default=time.sleep)
+    poll: float = 2.0  # how often a waiting step re-reads its node when no change was signalled
 
     def timeout(self, step: str) -> float | None:
         return self.cfg.defaults.step_timeouts.get(step)

@@ -21,7 +21,9 @@ def drive(ctx: Context, name: str, *, stop: threading.Event,
     """Run steps for `name` from whatever state it is in. Returns the state it stopped in.
     With `stop` set, the node finishes the step it is in and goes no further."""
     notify = on_change or (lambda *_: None)
+    changed = ctx.store.change_event(name)
     while True:
+        changed.clear()  # before the read: a change committed after it sets the event again
         st = ctx.store.node_state(name)
         if st.state in S.TERMINAL:
             return st.state
@@ -35,7 +37,9 @@ def drive(ctx: Context, name: str, *, stop: threading.Event,
                 if advance(ctx.store, name, "fail", expect=st.state, reason=reason):
                     notify(name, S.FAILED, reason)
                 continue
-            ctx.sleep(ctx.poll)
+            # a callback received in this process wakes us at once; one from another process (a
+            # `serve` while this runner is the CLI) is seen on the next read of this one row
+            changed.wait(min(ctx.poll, limit - waited) if limit else ctx.poll)
             continue
         if stop.is_set():
             return st.state

@@ -1,0 +1,185 @@
+"""What each node is served (per-MAC GRUB, pxelinux and iPXE configs, and the kickstart of a live
+build), cached per node and shared by HTTP and TFTP.
+
+An entry is good while the node's generation (store/generations.py) is the one it was rendered
+at, the template and key files are unchanged (`Renderer.inputs_stamp`) and the build behind it has
+not expired. Changes are found three ways:
+- a write in this process drops the node at once (Store.subscribe), so the next request asks the
+  store (one indexed query) and renders;
+- a write from another process (a CLI runner) is found by the refresher thread's
+  `changed_since` scan, every `interval` seconds, one indexed query whatever the fleet size;
+- either way the refresher re-renders the changed nodes in the background, so a request is a
+  dictionary hit; the whole fleet is rendered once at start-up, changed nodes first.
+A request never renders more than the one config it asks for, and never for another node."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..errors import NotFound
+from ..store import Build, Store, utcnow
+from .renderer import Renderer
+
+log = logging.getLogger("provision.bootcache")
+BOOT_KINDS = ("grub", "pxelinux", "ipxe")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    generation: int
+    stamp: int
+    data: bytes
+    expires_at: datetime | None
+    build_id: int | None = None
+
+
+class BootCache:
+    def __init__(self, store: Store, renderer: Renderer, *, interval: float = 0.05,
+                 inputs_interval: float = 1.0) -> None:
+        self.store, self.renderer = store, renderer
+        self.interval, self.inputs_interval = interval, inputs_interval
+        self._macs: dict[str, str] = {}             # MAC -> node
+        self._node_macs: dict[str, list[str]] = {}  # node -> its MACs
+        self._gens: dict[str, int] = {}             # node -> generation known current; absent: ask the store
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._backlog: list[str] = []               # nodes not rendered since start-up
+        self._stamp_value: tuple | None = None
+        self._stamp = 0                             # bumped when the template/key files change
+        self._stamp_checked = 0.0
+        self.seen = -1                              # the store generation synced up to
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._sync_lock = threading.Lock()
+        self.renders = 0
+        store.subscribe(self._dirty)
+
+    # -- requests (HTTP worker threads, the TFTP loop) ------------------------------------------
+    def boot_config(self, kind: str, mac: str) -> bytes | None:
+        """The config node-of-`mac` is served now, or None for a MAC no node has. Raises what the
+        renderer raises for a node that cannot be rendered (e.g. partial facts while armed)."""
+        name = self._macs.get(mac)
+        gen = self._gens.get(name) if name is not None else None
+        if gen is None:  # not synced yet (a new MAC, or a node changed a moment ago): ask the store
+            hit = self.store.boot_lookup(mac)
+            if hit is None:
+                return None
+            name, gen = hit
+        entry = self._entries.get((name, kind))
+        if entry is not None and self._fresh(entry, gen):
+            return entry.data
+        return self._render_one(name, kind, gen)
+
+    def kickstart(self, build: Build) -> bytes:
+        """The kickstart of a live build (with its token), as fetched by the installer."""
+        gen = self._gens.get(build.node)
+        entry = self._entries.get((build.node, "kickstart"))
+        if gen is not None and entry is not None and entry.build_id == build.id and self._fresh(entry, gen):
+            return entry.data
+        gen = self.store.node_generation(build.node) if gen is None else gen
+        rendered = self.renderer.render_build(build, "kickstart")
+        data = rendered.text.encode()
+        self._entries[(build.node, "kickstart")] = _Entry(gen, self._stamp, data, rendered.expires_at, build.id)
+        self.renders += 1
+        return data
+
+    def _fresh(self, entry: _Entry, gen: int) -> bool:
+        return (entry.generation == gen and entry.stamp == self._stamp
+                and (entry.expires_at is None or utcnow() < entry.expires_at))
+
+    def _render_one(self, name: str, kind: str, gen: int) -> bytes:
+        rendered = self.renderer.render(name, kind, show_secrets=True)
+        data = rendered.text.encode()
+        self._entries[(name, kind)] = _Entry(gen, self._stamp, data, rendered.expires_at)
+        self.renders += 1
+        return data
+
+    def _dirty(self, changed: dict[str, int]) -> None:
+        """A commit in this process moved nodes to new generations: forget the older generation
+        we knew (requests go to the store until the refresher has synced) and wake the refresher."""
+        for name, gen in changed.items():
+            if self._gens.get(name, -1) < gen:
+                self._gens.pop(name, None)
+        self._wake.set()
+
+    # -- the refresher --------------------------------------------------------------------------
+    def sync(self) -> list[str]:
+        """Apply every change since the last sync (one query); returns the changed nodes."""
+        with self._sync_lock:
+            self._wake.clear()
+            current, changed = self.store.changed_since(self.seen)
+            for name, (gen, macs) in changed.items():
+                for old in self._node_macs.get(name, ()):
+                    if self._macs.get(old) == name:
+                        del self._macs[old]
+                for mac in macs:
+                    self._macs[mac] = name
+                self._node_macs[name] = macs
+                self._gens[name] = gen
+            self.seen = current
+            return sorted(changed)
+
+    def _check_inputs(self) -> None:
+        now = time.monotonic()
+        if now - self._stamp_checked < self.inputs_interval:
+            return
+        self._stamp_checked = now
+        value = self.renderer.inputs_stamp()
+        if value != self._stamp_value:
+            if self._stamp_value is not None:
+                self._stamp += 1
+                self._backlog = sorted(self._node_macs)  # every node renders from the new files
+            self._stamp_value = value
+
+    def warm(self, names: list[str]) -> None:
+        """Render what `names` are served now, one store read per node."""
+        for name in names:
+            gen = self._gens.get(name)
+            if gen is None:
+                continue  # changed again meanwhile: the next sync brings it back
+            try:
+                rendered = self.renderer.render_served(name, BOOT_KINDS + ("kickstart",))
+            except NotFound:
+                continue  # no facts yet: nothing to serve
+            for kind, r in rendered.items():
+                if isinstance(r, Exception):
+                    log.warning("node %s: cannot render its %s config: %s", name, kind, r)
+                    continue
+                self._entries[(name, kind)] = _Entry(gen, self._stamp, r.text.encode(), r.expires_at, r.build_id)
+                self.renders += 1
+
+    def step(self, budget: int = 50) -> None:
+        """One refresher pass: sync, render the changed nodes, then up to `budget` of the backlog."""
+        self._check_inputs()
+        changed = self.sync()
+        if changed:
+            self.warm(changed)
+        if self._backlog:
+            chunk, self._backlog = self._backlog[:budget], self._backlog[budget:]
+            self.warm(chunk)
+
+    def start(self) -> None:
+        """Sync every node (one query) and start the refresher; rendering happens in the background."""
+        self._check_inputs()
+        self._backlog = self.sync()
+        threading.Thread(target=self._run, name="bootcache", daemon=True).start()
+
+    @property
+    def warmed(self) -> bool:
+        return not self._backlog
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                log.exception("boot config cache refresh failed; requests render on their own")
+            if not self._backlog:
+                self._wake.wait(self.interval)

@@ -1,0 +1,86 @@
+"""Change tracking: a store-wide generation counter, each node's generation of its last change,
+and in-process notification of committed changes.
+
+Every write that may change what a node is served (inventory entry, facts, builds, state) takes
+the next generation and stamps it on the nodes it touched (`_bump`). Readers in any process find
+what changed since a generation they saw with one indexed query (`changed_since`); readers in
+the writer's own process are also told right after the commit (`subscribe`), so a runner waiting
+for a callback wakes on it instead of polling, and the boot-config cache drops a node at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from sqlalchemy import inspect, select, text
+from sqlalchemy.orm import Session
+
+from .models import AddressRow, MetaRow, NodeRow
+
+
+class GenerationsMixin:
+    def _init_changes(self) -> None:
+        self._listeners: list[Callable[[dict[str, int]], None]] = []
+        self._node_events: dict[str, threading.Event] = {}
+        self._events_lock = threading.Lock()
+
+    def generation(self) -> int:
+        with self._session() as s:
+            return s.scalar(select(MetaRow.value).where(MetaRow.key == "generation")) or 0
+
+    def changed_since(self, generation: int) -> tuple[int, dict[str, tuple[int, list[str]]]]:
+        """(the current generation, {node: (its generation, its MACs)} for every node changed after
+        `generation`): one indexed scan whatever the fleet size; -1 gives every node."""
+        with self._session() as s:
+            current = s.scalar(select(MetaRow.value).where(MetaRow.key == "generation")) or 0
+            rows = s.execute(select(NodeRow.name, NodeRow.generation, AddressRow.value)
+                             .outerjoin(AddressRow, (AddressRow.node_id == NodeRow.id) & (AddressRow.kind == "MAC"))
+                             .where(NodeRow.generation > generation)).all()
+        out: dict[str, tuple[int, list[str]]] = {}
+        for name, gen, mac in rows:
+            entry = out.setdefault(name, (gen, []))
+            if mac is not None:
+                entry[1].append(mac)
+        return current, out
+
+    def subscribe(self, listener: Callable[[dict[str, int]], None]) -> None:
+        """`listener({node: its new generation})` runs after each commit in this process that
+        changed those nodes."""
+        self._listeners.append(listener)
+
+    def change_event(self, name: str) -> threading.Event:
+        """An event set whenever node `name` changes in this process: clear it, read the node, then
+        wait on it, and a change made after the read is never missed."""
+        with self._events_lock:
+            return self._node_events.setdefault(name, threading.Event())
+
+    def _notify(self, changed: dict[str, int]) -> None:
+        with self._events_lock:
+            events = [self._node_events[n] for n in changed if n in self._node_events]
+        for ev in events:
+            ev.set()
+        for listener in self._listeners:
+            listener(changed)
+
+    def node_generation(self, name: str) -> int:
+        with self._session() as s:
+            return self._row(s, name).generation
+
+    @staticmethod
+    def _bump(s: Session, rows: Iterable[NodeRow]) -> None:
+        meta = s.get(MetaRow, "generation", with_for_update=True)
+        if meta is None:
+            meta = MetaRow(key="generation", value=0)
+            s.add(meta)
+        meta.value = meta.value + 1
+        changed = s.info.setdefault("changed", {})
+        for r in rows:
+            r.generation = changed[r.name] = meta.value
+
+    def _migrate(self) -> None:
+        """Columns added after a database was created (create_all adds tables, not columns)."""
+        cols = {c["name"] for c in inspect(self.engine).get_columns("nodes")}
+        if "generation" not in cols:
+            with self.engine.begin() as conn:
+                conn.execute(text("ALTER TABLE nodes ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"))
+                conn.execute(text("CREATE INDEX IF NOT EXISTS ix_nodes_generation ON nodes (generation)"))
