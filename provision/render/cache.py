@@ -169,7 +169,12 @@ class BootCache:
 
     @property
     def warmed(self) -> bool:
+        """Every node known at start-up has been rendered once."""
         return not self._backlog
+
+    @property
+    def node_macs(self) -> dict[str, list[str]]:
+        return self._node_macs
 
     def stop(self) -> None:
         self._stop.set()

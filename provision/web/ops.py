@@ -19,7 +19,9 @@ def healthz():
     tftp = svc("tftp")
     if tftp is not None and not tftp.alive:
         return jsonify(status="error", error="tftp loop not running"), 503
-    return jsonify(status="ok", generation=generation,
+    cache = svc("bootcache")
+    return jsonify(status="ok", generation=generation, bootcache={"warm": cache.warmed, "nodes": len(cache.node_macs),
+                                                                  "synced_generation": cache.seen},
                    **({"tftp_sessions": len(tftp.sessions)} if tftp is not None else {}))
 
 
