@@ -67,6 +67,8 @@ class ServerConfig(_Section):
     tftp_max_sessions: int = Field(default=256, ge=1, le=4096)  # concurrent transfers; more get ERROR "busy"
     tftp_timeout: float = Field(default=3.0, gt=0, le=60)  # seconds before a DATA block is sent again
     tftp_retries: int = Field(default=5, ge=1, le=20)
+    # processes that send big files (loaders, kernels): the kernel's UDP send is most of a transfer's cost
+    tftp_pumps: int = Field(default=2, ge=0, le=64)
     # networks a collector upload may come from besides the node's own addresses (e.g. a NAT gateway)
     collect_sources: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list, max_length=64)
 

@@ -35,8 +35,7 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
     cfg = svc.cfg
     s = cfg.server
     _raise_fd_limit(s.tftp_max_sessions + s.http_connection_limit + 256)
-    tftp = TftpService(None, cfg.paths.state_dir / "tftp-root", max_sessions=s.tftp_max_sessions,
-                       timeout=s.tftp_timeout, retries=s.tftp_retries)
+    tftp = TftpService(None, max_sessions=s.tftp_max_sessions, timeout=s.tftp_timeout, retries=s.tftp_retries)
     thost, tport = split_bind(tftp_bind)
     try:
         tport = tftp.bind(thost, tport)
@@ -56,11 +55,13 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
         raise ProvisionError(f"http_bind {http_bind}: cannot listen: {exc.strerror}") from None
     svc.bootcache.start()
     tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, svc.bootcache, svc.metrics)
+    tftp.start_pumps(s.tftp_pumps)
     threading.Thread(target=tftp.serve_forever, name="tftp", daemon=True).start()
 
     def stop(signum, _frame):
         log.info("signal %s: stopping", signum)
         tftp.stop()
+        tftp.stop_pumps()  # now: the loop thread is a daemon and may not reach its own cleanup
         svc.bootcache.stop()
         raise SystemExit(0)
 

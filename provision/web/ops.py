@@ -22,7 +22,7 @@ def healthz():
     cache = svc("bootcache")
     return jsonify(status="ok", generation=generation, bootcache={"warm": cache.warmed, "nodes": len(cache.node_macs),
                                                                   "synced_generation": cache.seen},
-                   **({"tftp_sessions": len(tftp.sessions)} if tftp is not None else {}))
+                   **({"tftp_sessions": tftp.session_count} if tftp is not None else {}))
 
 
 @bp.get("/metrics")

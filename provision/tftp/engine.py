@@ -1,0 +1,426 @@
+"""The TFTP protocol engine: RFC 1350 read requests with RFC 2347 option negotiation (2348
+blksize, 2349 tsize and timeout), on one selectors (epoll) loop.
+
+tftpy parses each request (TftpPacketFactory). The transfer itself is a lean send path of our
+own: tftpy's per-packet objects and logging made it 0.57x tftpd-hpa, and its `TftpServer.listen`
+ends on an unexpected exception and uses select() (which fails past descriptor 1023).
+- each transfer has its own connected UDP socket (the peer's TID); a DATA block is one pread and
+  one send; an ACK is four bytes compared, not parsed into objects;
+- a retransmission restarts the session's timer, so retries are spaced by the timeout; after
+  `retries` the session ends;
+- write requests are refused (ERROR 2, read-only server); a datagram that does not parse is
+  dropped with a log line; no exception ends the loop;
+- at most `max_sessions` transfers at once: a further request gets ERROR 0 "server busy";
+- block numbers roll over past 65535 to 0 (as tftpd-hpa does), so files larger than
+  65535 blocks still transfer;
+- a file of HANDOFF_BLOCKS blocks or more is handed, with its connected socket, to one of
+  `[server] tftp_pumps` pump processes (pump.py) that run the same engine: the kernel's UDP send
+  is most of a transfer's cost, and a single process cannot spread it over the cores as
+  tftpd-hpa's forks do. Resolution and every refusal stay in the main process.
+`resolver(path, host, port)` returns a files.Source or None (not found / refused)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from tftpy.TftpPacketFactory import TftpPacketFactory
+from tftpy.TftpPacketTypes import TftpPacketRRQ, TftpPacketWRQ
+
+log = logging.getLogger("provision.tftp")
+
+RFC2348_MAX = 65464  # largest blksize RFC 2348 allows (fits one UDP datagram with its 4-byte header)
+_DATA, _ACK, _ERROR, _OACK = 3, 4, 5, 6
+_ACK_HDR = _DATA_HDR = struct.Struct("!HH")
+CHUNK = 256 * 1024
+_HANDOFF = struct.Struct("!IdQH")  # blksize, timeout, size, length of the first packet (OACK or none)
+HANDOFF_BLOCKS = 64  # files of at least this many blocks go to a pump process
+_PARSER = TftpPacketFactory()
+
+
+def error_packet(code: int, message: str) -> bytes:
+    """RFC 1350 ERROR: opcode 5, error code, message, NUL."""
+    return struct.pack("!HH", _ERROR, code) + message.encode()[:200] + b"\0"
+
+
+class _Session:
+    __slots__ = ("sock", "peer", "source", "blksize", "block", "last_block", "packet", "sent_at",
+                 "tries", "timeout", "chunk", "chunk_start")
+
+    def __init__(self, sock: socket.socket, peer, source, blksize: int, timeout: float) -> None:
+        self.sock, self.peer, self.source = sock, peer, source
+        self.blksize, self.timeout = blksize, timeout
+        self.block = 0          # the block last sent (0: the OACK)
+        self.last_block = source.size // blksize + 1  # a short (possibly empty) block ends the file
+        self.packet = b""
+        self.sent_at = 0.0
+        self.tries = 0
+        self.chunk, self.chunk_start = b"", 0  # read ahead: one pread per CHUNK bytes, not per block
+
+    def send(self, packet: bytes, now: float) -> None:
+        self.packet, self.sent_at, self.tries = packet, now, 0
+        self.sock.send(packet)
+
+    def send_block(self, block: int, now: float) -> None:
+        self.block = block
+        offset = (block - 1) * self.blksize
+        if not self.chunk_start <= offset < self.chunk_start + len(self.chunk) or offset + self.blksize > \
+                self.chunk_start + len(self.chunk) and len(self.chunk) == CHUNK:
+            self.chunk_start, self.chunk = offset, self.source.read(offset, max(CHUNK, self.blksize))
+        rel = offset - self.chunk_start
+        packet = _DATA_HDR.pack(_DATA, block & 0xFFFF) + self.chunk[rel:rel + self.blksize]
+        self.packet, self.sent_at, self.tries = packet, now, 0
+        self.sock.send(packet)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.source.close()
+
+
+class TftpService:
+    """One epoll loop for the listening socket and every session's socket; `alive` tells /healthz
+    whether the loop is running; `session_count` is what it and its pumps have open."""
+
+    def __init__(self, resolver: Callable | None, *, timeout: float = 5.0, retries: int = 5,
+                 max_sessions: int = 512) -> None:
+        self.resolver = resolver
+        self.timeout, self.retries, self.max_sessions = timeout, retries, max_sessions
+        self.sessions: dict[int, _Session] = {}  # by the session socket's descriptor
+        self._peers: dict[tuple, int] = {}  # (host, port) -> its session's descriptor
+        self.sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self.listen_ip = ""
+        self.family = socket.AF_INET
+        self.alive = False
+        self.refused_busy = 0
+        self.pumps: list[Pump] = []
+        self._handlers: dict[int, Callable[[], None]] = {}
+        self._control: socket.socket | None = None
+        self._poll = select.epoll()
+
+    def bind(self, host: str, port: int) -> int:
+        """Bind the listening socket (IPv4, or IPv6 for an address with ':'; '::' takes both)."""
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            if self.family == socket.AF_INET6 and host == "::":
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self.sock = sock
+        self.listen_ip = host if host not in ("", "0.0.0.0", "::") else ""
+        return sock.getsockname()[1]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- the loop -------------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        """The listening loop (`bind` first). Big files go to the pump processes when there are
+        any (`start_pumps`); configs and small files are sent from here."""
+        assert self.sock is not None, "bind() first"
+        self._handlers[self.sock.fileno()] = self._accept
+        self._loop()
+
+    def serve_adopted(self, control: socket.socket) -> None:
+        """A pump process's loop: transfers arrive over `control` (descriptors passed with
+        SCM_RIGHTS), each end is reported back on it."""
+        self._control = control
+        control.setblocking(False)
+        self._handlers[control.fileno()] = self._on_handoff
+        self._loop()
+
+    def _loop(self) -> None:
+        for fd in self._handlers:
+            self._poll.register(fd, select.EPOLLIN)
+        self.alive = True
+        next_check = time.monotonic() + 0.1
+        try:
+            while not self._stop.is_set():
+                try:
+                    for fd, _ in self._poll.poll(0.2, 512):
+                        handler = self._handlers.get(fd)
+                        if handler is not None:
+                            handler()
+                        else:
+                            self._on_packet(fd)
+                    now = time.monotonic()
+                    if now >= next_check:  # timers need no finer grain than a tenth of a second
+                        self._check_timeouts(now)
+                        next_check = now + 0.1
+                except Exception:  # never let one bad datagram or session end the service
+                    log.exception("tftp loop: unexpected error; going on")
+        finally:
+            self.alive = False
+            for fd in list(self.sessions):
+                self._end(fd)
+            self._poll.close()
+            if self.sock is not None:
+                self.sock.close()
+            self.stop_pumps()
+
+    # -- pump processes -------------------------------------------------------------------------
+    def start_pumps(self, count: int) -> None:
+        """`count` pump processes for big transfers: the kernel's UDP send is most of a transfer's
+        cost, and one process cannot spread it over the cores as tftpd-hpa's forks do."""
+        for _ in range(count):
+            pump = Pump.spawn(self.retries)
+            self.pumps.append(pump)
+            self._handlers[pump.control.fileno()] = pump.on_report
+
+    def stop_pumps(self) -> None:
+        for pump in self.pumps:
+            pump.stop()
+
+    @property
+    def session_count(self) -> int:
+        return len(self.sessions) + sum(p.in_flight for p in self.pumps)
+
+    def _hand_off(self, sock: socket.socket, source, blksize: int, timeout: float, first: bytes, addr) -> bool:
+        live = [p for p in self.pumps if p.alive]
+        if not live or source.fd is None or source.size < HANDOFF_BLOCKS * blksize:
+            return False
+        pump = min(live, key=lambda p: p.in_flight)
+        header = _HANDOFF.pack(blksize, timeout, source.size, len(first)) + first + f"{addr[0]}:{addr[1]}".encode()
+        try:
+            socket.send_fds(pump.control, [header], [sock.fileno(), source.fd])
+        except OSError as exc:
+            log.warning("tftp pump %s: %s; sending from the main loop", pump.pid, exc)
+            pump.alive = False
+            return False
+        pump.in_flight += 1
+        sock.close()
+        source.close()
+        return True
+
+    def _on_handoff(self) -> None:
+        from .files import Source
+
+        for _ in range(64):
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(self._control, 4096, 2)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not msg:  # the main process is gone
+                self._stop.set()
+                return
+            if len(fds) != 2:
+                for fd in fds:
+                    os.close(fd)
+                continue
+            blksize, timeout, size, first_len = _HANDOFF.unpack_from(msg)
+            first = msg[_HANDOFF.size:_HANDOFF.size + first_len]
+            host, _, port = msg[_HANDOFF.size + first_len:].decode(errors="replace").rpartition(":")
+            sock = socket.socket(fileno=fds[0])
+            sock.setblocking(False)
+            self._start(sock, (host, port), Source(fd=fds[1], size=size), blksize, timeout, first)
+
+    def _report_end(self) -> None:
+        if self._control is not None:
+            try:
+                self._control.send(b"e")
+            except OSError:
+                self._stop.set()
+
+    # -- requests -------------------------------------------------------------------------------
+    def _reply_error(self, addr, code: int, message: str) -> None:
+        try:
+            self.sock.sendto(error_packet(code, message), addr)
+        except OSError:
+            pass
+
+    def _accept(self) -> None:
+        for _ in range(64):  # drain a burst of requests before going back to the transfers
+            try:
+                buffer, addr = self.sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            try:
+                self._request(buffer, addr)
+            except Exception as exc:  # malformed or refused: log, drop, keep serving
+                log.warning("tftp request from %s:%s dropped: %s", addr[0], addr[1], exc)
+
+    def _request(self, buffer: bytes, addr) -> None:
+        if buffer[:2] not in (b"\0\1", b"\0\2"):
+            return  # not a request on the request port: drop silently, as tftpd-hpa does
+        try:
+            pkt = _PARSER.parse(buffer)
+        except Exception as exc:
+            log.warning("tftp request from %s:%s does not parse: %s", addr[0], addr[1], exc)
+            self._reply_error(addr, 4, "malformed request")
+            return
+        if isinstance(pkt, TftpPacketWRQ):
+            log.warning("tftp write request for %s refused (read-only server)", pkt.filename)
+            self._reply_error(addr, 2, "read-only server")
+            return
+        assert isinstance(pkt, TftpPacketRRQ)
+        if addr[:2] in self._peers:
+            return  # a retransmitted request for a transfer already under way
+        options = {k.lower(): v for k, v in (pkt.options or {}).items()}
+        blksize, timeout, oack = 512, self.timeout, {}
+        if "blksize" in options:
+            try:
+                blksize = int(options["blksize"])
+            except ValueError:
+                blksize = -1
+            if not 8 <= blksize <= RFC2348_MAX:
+                self._reply_error(addr, 8, f"blksize must be 8..{RFC2348_MAX} (RFC 2348)")
+                return
+            oack["blksize"] = str(blksize)
+        if "timeout" in options:  # RFC 2349: 1..255 seconds; anything else is ignored
+            try:
+                asked = int(options["timeout"])
+            except ValueError:
+                asked = 0
+            if 1 <= asked <= 255:
+                timeout, oack["timeout"] = float(asked), str(asked)
+        if self.session_count >= self.max_sessions:
+            self.refused_busy += 1
+            self._reply_error(addr, 0, "server busy, try again")
+            return
+        source = self.resolver(pkt.filename, addr[0], addr[1]) if self.resolver else None
+        if source is None:
+            self._reply_error(addr, 1, "file not found")
+            return
+        if "tsize" in options:
+            oack["tsize"] = str(source.size)
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.listen_ip, 0))
+            sock.connect(addr)  # the kernel drops datagrams from anyone but the peer
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            source.close()
+            log.warning("tftp session for %s:%s: %s", addr[0], addr[1], exc)
+            return
+        first = struct.pack("!H", _OACK) + b"".join(f"{k}\0{v}\0".encode() for k, v in oack.items()) if oack else b""
+        if not self._hand_off(sock, source, blksize, timeout, first, addr):
+            self._start(sock, addr, source, blksize, timeout, first)
+
+    def _start(self, sock: socket.socket, addr, source, blksize: int, timeout: float, first: bytes) -> None:
+        """Begin a transfer on a connected socket: the OACK `first` if options were agreed, else block 1."""
+        session = _Session(sock, addr, source, blksize, timeout)
+        fd = sock.fileno()
+        self.sessions[fd] = session
+        self._peers[tuple(addr[:2])] = fd
+        self._poll.register(fd, select.EPOLLIN)
+        try:
+            if first:
+                session.send(first, time.monotonic())
+            else:
+                session.send_block(1, time.monotonic())
+        except OSError as exc:
+            log.warning("tftp session %s:%s: %s", addr[0], addr[1], exc)
+            self._end(fd)
+
+    # -- transfers ------------------------------------------------------------------------------
+    def _on_packet(self, fd: int) -> None:
+        """One datagram per wake-up (epoll is level-triggered: another one wakes us again), and no
+        exception on the common path: this runs once per block of every transfer."""
+        session = self.sessions.get(fd)
+        if session is None:
+            return
+        try:
+            data = session.sock.recv(1024)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # e.g. ICMP port unreachable: the client is gone
+            self._end(fd)
+            return
+        if len(data) < 4:
+            return
+        opcode, block = _ACK_HDR.unpack_from(data)
+        if opcode == _ACK:
+            if block != session.block & 0xFFFF:
+                return  # a duplicate or stale ACK: the timer, not it, triggers a resend
+            if session.block == session.last_block:
+                self._end(fd)  # the final block is acknowledged: done
+                return
+            try:
+                session.send_block(session.block + 1, time.monotonic())
+            except OSError:
+                self._end(fd)
+        elif opcode == _ERROR:
+            self._end(fd)  # the client gave up (or asked a tsize only and aborted)
+
+    def _check_timeouts(self, now: float) -> None:
+        for fd, session in list(self.sessions.items()):
+            if now - session.sent_at < session.timeout:
+                continue
+            session.tries += 1
+            if session.tries >= self.retries:
+                log.warning("tftp session %s:%s timed out", *session.peer[:2])
+                self._end(fd)
+                continue
+            try:
+                session.sock.send(session.packet)
+                session.sent_at = now  # the next retry waits a full timeout again
+            except OSError:
+                self._end(fd)
+
+    def _end(self, fd: int) -> None:
+        session = self.sessions.pop(fd, None)
+        if session is not None:
+            self._peers.pop(tuple(session.peer[:2]), None)
+            try:
+                self._poll.unregister(fd)
+            except (KeyError, ValueError, OSError):
+                pass
+            try:
+                session.close()
+            except OSError:
+                pass
+            self._report_end()
+
+
+class Pump:
+    """A pump process as the main loop sees it: its control socket and how many transfers it has."""
+
+    def __init__(self, proc: subprocess.Popen, control: socket.socket) -> None:
+        self.proc, self.control, self.pid = proc, control, proc.pid
+        self.in_flight, self.alive = 0, True
+
+    @classmethod
+    def spawn(cls, retries: int) -> Pump:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        proc = subprocess.Popen([sys.executable, "-m", "provision.tftp.pump", str(theirs.fileno()), str(retries)],
+                                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        theirs.close()
+        mine.setblocking(False)
+        return cls(proc, mine)
+
+    def on_report(self) -> None:
+        try:
+            data = self.control.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            log.error("tftp pump %s exited (%s); its transfers are lost, the clients retry", self.pid,
+                      self.proc.poll())
+            self.alive, self.in_flight = False, 0
+            return
+        self.in_flight = max(0, self.in_flight - len(data))
+
+    def stop(self) -> None:
+        self.alive = False
+        self.control.close()  # the pump sees end-of-file and exits (a second stop is harmless)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

@@ -1,0 +1,209 @@
+"""Scale behaviour that is checked by counting, not timing: per-node boot-config caching (a change
+re-renders that node only; other nodes are served from memory with no store query), changes made
+by another process found by one indexed scan, an old database migrated in place, waiting steps
+woken by the callback instead of a poll, and the TFTP engine's pumps, block roll-over and
+fallback when a pump dies (real sockets, real curl)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import yaml
+from sqlalchemy import event
+
+from provision import config as config_mod
+from provision import services
+from provision.domain import parse_nodes
+from provision.render.cache import BootCache
+from provision.store import Store
+from provision.tftp import FileResolver, TftpService
+from provision.workflow import states as S
+from provision.workflow.machine import advance
+from provision.workflow.runner import drive
+
+from .conftest import EXAMPLE, write_config
+
+
+def _svc(tmp_path: Path):
+    svc = services.build(config_mod.load(write_config(tmp_path)), bootcheck=False)
+    svc.store.import_nodes(parse_nodes(yaml.safe_load(EXAMPLE.read_text())))
+    return svc
+
+
+def _macs(svc, name: str) -> list[str]:
+    return svc.store.get(name).node.facts.macs()
+
+
+def _queries(store: Store) -> list[str]:
+    seen: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *a, **k: seen.append(a[2]))
+    return seen
+
+
+def test_a_change_rerenders_that_node_only_and_the_others_cost_no_query(tmp_path):
+    svc = _svc(tmp_path)
+    try:
+        cache = BootCache(svc.store, svc.renderer)
+        cache.step()  # sync and render the changed nodes (all of them, the first time)
+        a, b = "rhvnode3", "rhvnode4"
+        mac_a, mac_b = _macs(svc, a)[0], _macs(svc, b)[0]
+        before_b = cache.boot_config("grub", mac_b)
+        local_a = cache.boot_config("grub", mac_a)
+        renders, queries = cache.renders, _queries(svc.store)
+        assert cache.boot_config("grub", mac_b) == before_b and queries == []  # a dictionary hit
+        svc.store.arm(a, svc.key, 600)  # in this process: node a is dropped from the cache at once
+        armed_a = cache.boot_config("grub", mac_a)
+        assert armed_a != local_a and b"inst.ks=" in armed_a  # served the install config right away
+        assert cache.renders == renders + 1
+        cache.step()  # the refresher: re-renders node a's kinds, nobody else's
+        assert cache.renders == renders + 1 + 4  # grub, pxelinux, ipxe and the kickstart of a only
+        queries.clear()
+        assert cache.boot_config("grub", mac_b) == before_b and cache.boot_config("grub", mac_a) == armed_a
+        assert queries == []
+    finally:
+        svc.close()
+
+
+def test_a_change_from_another_process_is_found_by_one_scan(tmp_path):
+    svc = _svc(tmp_path)
+    other = Store(svc.cfg.server.db_url)  # a second store on the database: the CLI runner's process
+    try:
+        cache = BootCache(svc.store, svc.renderer)
+        cache.step()
+        mac = _macs(svc, "rhvnode5")[0]
+        local = cache.boot_config("grub", mac)
+        seen = cache.seen
+        other.arm("rhvnode5", svc.key, 600)  # svc.store's listeners do not hear this one
+        generation, changed = svc.store.changed_since(seen)
+        assert list(changed) == ["rhvnode5"] and generation == seen + 1
+        queries = _queries(svc.store)
+        cache.step()
+        # two transactions: the scan, then one render view of the one changed node (3 nodes or 5,000)
+        assert len(queries) <= 8 and sum(q == "BEGIN" for q in queries) == 2, queries
+        assert cache.boot_config("grub", mac) != local
+    finally:
+        other.close()
+        svc.close()
+
+
+def test_a_database_from_before_node_generations_is_migrated_in_place(tmp_path):
+    svc = _svc(tmp_path)
+    url = svc.cfg.server.db_url
+    svc.close()
+    db = url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:  # the schema as the previous release created it
+        conn.execute("DROP INDEX ix_nodes_generation")
+        conn.execute("ALTER TABLE nodes DROP COLUMN generation")
+    svc = services.build(config_mod.load(write_config(tmp_path)), bootcheck=False)
+    try:
+        assert [r.node.name for r in svc.store.list_nodes()] == ["rhvnode3", "rhvnode4", "rhvnode5"]
+        assert svc.bootcache.boot_config("grub", _macs(svc, "rhvnode4")[0]) is not None
+        svc.store.arm("rhvnode4", svc.key, 600)
+        assert list(svc.store.changed_since(0)[1]) == ["rhvnode4"]
+    finally:
+        svc.close()
+
+
+def test_a_waiting_step_wakes_on_the_callback_not_on_a_poll(tmp_path):
+    """The poll interval is an hour: only the change event can wake the runner."""
+    svc = _svc(tmp_path)
+    try:
+        ctx = svc.workflow
+        ctx.poll = 3600.0
+        name = "rhvnode3"
+        svc.store.set_state(name, S.INSTALLING)
+        stop, result, waiting = threading.Event(), [], threading.Event()
+        original = svc.store.change_event(name).wait
+
+        def traced_wait(timeout=None):
+            waiting.set()
+            return original(timeout)
+
+        svc.store.change_event(name).wait = traced_wait
+        runner = threading.Thread(target=lambda: result.append(drive(ctx, name, stop=stop)))
+        runner.start()
+        assert waiting.wait(60)  # the runner is parked on the event
+        stop.set()  # finish the step it is in, then return
+        assert advance(svc.store, name, "installed", expect=S.INSTALLING) == S.ENROLL  # what the callback does
+        runner.join(60)
+        assert not runner.is_alive() and result == [S.ENROLL]
+    finally:
+        svc.close()
+
+
+# -- the TFTP engine -----------------------------------------------------------------------------
+def _tftp(tmp_path: Path, pumps: int):
+    root = tmp_path / "boot"
+    root.mkdir()
+    svc = TftpService(FileResolver(root, tmp_path / "media", None), timeout=1.0, retries=10)
+    port = svc.bind("127.0.0.1", 0)
+    svc.start_pumps(pumps)
+    thread = threading.Thread(target=svc.serve_forever, daemon=True)
+    thread.start()
+    return svc, thread, root, port
+
+
+def _curl(port: int, name: str, blksize: int | None = None) -> bytes:
+    args = ["curl", "-sS", "--max-time", "120"] + (["--tftp-blksize", str(blksize)] if blksize else [])
+    res = subprocess.run(args + [f"tftp://127.0.0.1:{port}/{name}"], capture_output=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_big_files_go_through_the_pumps_and_arrive_intact(tmp_path):
+    svc, thread, root, port = _tftp(tmp_path, pumps=2)
+    try:
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        (root / "loader.efi").write_bytes(data)
+        (root / "small.cfg").write_bytes(b"tiny\n")
+        got = [None] * 4
+
+        def fetch(i):
+            got[i] = _curl(port, "loader.efi", 1468)
+
+        threads = [threading.Thread(target=fetch, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(hashlib.sha256(g).digest() == hashlib.sha256(data).digest() for g in got)
+        assert _curl(port, "small.cfg") == b"tiny\n"
+        pids = [p.pid for p in svc.pumps]
+        cpu = [sum(int(x) for x in open(f"/proc/{pid}/stat").read().split()[13:15]) for pid in pids]
+        assert sum(cpu) > 0  # the pumps did the sending
+    finally:
+        svc.stop()
+        thread.join(30)
+    assert all(p.proc.poll() is not None for p in svc.pumps)  # no pump outlives the server
+
+
+def test_block_numbers_roll_over_past_65535(tmp_path):
+    """blksize 8 and 600,000 bytes: 75,001 blocks, so block numbers wrap to 0 (as tftpd-hpa's)."""
+    svc, thread, root, port = _tftp(tmp_path, pumps=1)
+    try:
+        data = os.urandom(600_000)
+        (root / "big.img").write_bytes(data)
+        assert _curl(port, "big.img", 8) == data
+    finally:
+        svc.stop()
+        thread.join(30)
+
+
+def test_a_dead_pump_is_noticed_and_the_main_loop_sends_instead(tmp_path):
+    svc, thread, root, port = _tftp(tmp_path, pumps=1)
+    try:
+        data = os.urandom(1024 * 1024)
+        (root / "loader.efi").write_bytes(data)
+        pump = svc.pumps[0]
+        pump.proc.kill()
+        pump.proc.wait(30)
+        assert _curl(port, "loader.efi", 1468) == data
+        assert not pump.alive and svc.session_count == 0
+    finally:
+        svc.stop()
+        thread.join(30)
