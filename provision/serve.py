@@ -12,7 +12,8 @@ import waitress
 
 from .errors import ProvisionError
 from .services import Services
-from .tftp import FileResolver, TftpService
+from .tftp.engine import TftpService
+from .tftp.files import FileResolver
 from .web import create_app
 
 log = logging.getLogger("provision.serve")

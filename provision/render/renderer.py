@@ -68,10 +68,7 @@ class Renderer:
         paths = [self.cfg.defaults.root_password_hash_file, self.cfg.defaults.ssh_key_file,
                  self.cfg.paths.state_dir / "engine.pub"]
         for sub in ("kickstarts", "bootfiles"):  # the template loader's search path (render/env.py)
-            try:
-                paths += sorted(p for p in (self.cfg.paths.templates / sub).iterdir() if p.suffix == ".j2")
-            except OSError:
-                pass
+            paths += sorted((self.cfg.paths.templates / sub).rglob("*.j2"))  # snippets/ too
         stamp = []
         for p in paths:
             if p is None:

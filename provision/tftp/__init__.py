@@ -1,6 +1,2 @@
-"""The read-only TFTP server: a lean protocol engine (engine.py) over the file policy (files.py)."""
-
-from .engine import TftpService, error_packet
-from .files import FileResolver
-
-__all__ = ["FileResolver", "TftpService", "error_packet"]
+"""The read-only TFTP server: a lean protocol engine (engine.py) over the file policy (files.py).
+Nothing is imported here: a pump process (pump.py) loads the engine alone, not the store."""

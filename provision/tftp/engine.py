@@ -51,6 +51,27 @@ def error_packet(code: int, message: str) -> bytes:
     return struct.pack("!HH", _ERROR, code) + message.encode()[:200] + b"\0"
 
 
+class Source:
+    """A file to send: bytes in memory (a rendered config) or an open descriptor read with pread
+    (a loader or kernel, never read whole into memory)."""
+
+    __slots__ = ("data", "fd", "size")
+
+    def __init__(self, data: bytes | None = None, fd: int | None = None, size: int = 0) -> None:
+        self.data, self.fd = data, fd
+        self.size = len(data) if data is not None else size
+
+    def read(self, offset: int, length: int) -> bytes:
+        if self.data is not None:
+            return self.data[offset:offset + length]
+        return os.pread(self.fd, length, offset)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class _Session:
     __slots__ = ("sock", "peer", "source", "blksize", "block", "last_block", "packet", "sent_at",
                  "tries", "timeout", "chunk", "chunk_start")
@@ -205,8 +226,6 @@ class TftpService:
         return True
 
     def _on_handoff(self) -> None:
-        from .files import Source
-
         for _ in range(64):
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(self._control, 4096, 2)

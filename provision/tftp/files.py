@@ -8,34 +8,17 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..bootnames import classify
-from ..metrics import Metrics
-from ..render.cache import BootCache
+from .engine import Source
+
+if TYPE_CHECKING:  # the pump processes import the engine only, not the store behind the cache
+    from ..metrics import Metrics
+    from ..render.cache import BootCache
 
 log = logging.getLogger("provision.tftp")
 REFUSED_SUFFIXES = (".j2", ".md")
-
-
-class Source:
-    """A file to send: bytes in memory (a rendered config) or an open descriptor read with pread
-    (a loader or kernel, never read whole into memory)."""
-
-    __slots__ = ("data", "fd", "size")
-
-    def __init__(self, data: bytes | None = None, fd: int | None = None, size: int = 0) -> None:
-        self.data, self.fd = data, fd
-        self.size = len(data) if data is not None else size
-
-    def read(self, offset: int, length: int) -> bytes:
-        if self.data is not None:
-            return self.data[offset:offset + length]
-        return os.pread(self.fd, length, offset)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 class FileResolver:

@@ -29,6 +29,7 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
     }
     for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, ui.bp, ops.bp):
         app.register_blueprint(bp)
+    app.wsgi_app = boot.BootFastPath(app.wsgi_app, app.extensions["provision"])
 
     @app.after_request
     def _count(resp):

@@ -21,7 +21,8 @@ def healthz():
         return jsonify(status="error", error="tftp loop not running"), 503
     cache = svc("bootcache")
     return jsonify(status="ok", generation=generation, bootcache={"warm": cache.warmed, "nodes": len(cache.node_macs),
-                                                                  "synced_generation": cache.seen},
+                                                                  "synced_generation": cache.seen,
+                                                                  "renders": cache.renders},
                    **({"tftp_sessions": tftp.session_count} if tftp is not None else {}))
 
 

@@ -1,0 +1,211 @@
+"""A 5,000-node fleet against a real `provision serve` (bench/gen.py nodes): `node import`, start-up
+time and RSS, per-MAC boot configs over HTTP (wrk) and TFTP (200 transfers in flight) beside nginx
+and in.tftpd serving the same bytes from files, 200 armed nodes fetching their kickstarts at
+once, and how long one node's state change takes to reach what it is served."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+from provision.store import Store
+
+from .gen import nodes as gen_nodes
+from .loads import free_port, in_tftpd, nginx, percentile, tftp_fetch_all, wait_port, wrk
+from .table import Row
+
+N = int(os.environ.get("BENCH_FLEET", "5000"))
+CLIENTS = 200
+ARMED = 200
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _health(url: str) -> dict:
+    return requests.get(url + "/healthz", timeout=5).json()
+
+
+def run() -> list[Row]:
+    with tempfile.TemporaryDirectory() as d:
+        return _run(Path(d))
+
+
+def _run(tmp: Path) -> list[Row]:
+    rows: list[Row] = []
+    http_port, tftp_port, nginx_port, hpa_port = free_port(), free_port(2), free_port(), free_port(2)
+    cfg = tmp / "provision.toml"
+    cfg.write_text(f"""[server]
+http_bind = "127.0.0.1:{http_port}"
+tftp_bind = "127.0.0.1:{tftp_port}"
+public_url = "http://127.0.0.1:{http_port}"
+db_url = "sqlite:///{tmp}/fleet.db"
+admin_token_file = "{tmp}/admin.token"
+secret_key_file = "{tmp}/secret.key"
+http_connection_limit = 1000
+[paths]
+state_dir = "{tmp}/var"
+bootfiles = "{tmp}/boot"
+media = "{tmp}/media"
+""")
+    data = gen_nodes(N)
+    (tmp / "bmc.pw").write_text("x\n")
+    for n in data["nodes"]:
+        n["bmc"]["password_file"] = str(tmp / "bmc.pw")
+    (tmp / "nodes.yaml").write_text(yaml.safe_dump(data))
+    cli = [sys.executable, "-m", "provision", "--config", str(cfg)]
+    t0 = time.perf_counter()
+    subprocess.run(cli + ["node", "import", str(tmp / "nodes.yaml")], check=True, capture_output=True)
+    rows.append(Row(f"node import, {N} nodes (YAML, CLI end to end)", f"{time.perf_counter() - t0:.1f} s",
+                    target="< 10 s", ok=time.perf_counter() - t0 < 10))
+
+    t0 = time.perf_counter()
+    serve = subprocess.Popen(cli + ["serve"], stdout=subprocess.DEVNULL, stderr=open(tmp / "serve.log", "w"))
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_port(http_port, 60)
+        while True:
+            try:
+                if requests.get(url + "/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.02)
+        startup = time.perf_counter() - t0
+        while not _health(url)["bootcache"]["warm"]:
+            time.sleep(0.2)
+        warm = time.perf_counter() - t0
+        rss = _rss_mb(serve.pid)
+        rows.append(Row(f"serve start-up to /healthz ok, {N} nodes", f"{startup:.2f} s", target="< 2 s", ok=startup < 2))
+        rows.append(Row("  every node's configs rendered (background, after start-up)", f"{warm:.1f} s"))
+        rows.append(Row(f"serve RSS with {N} nodes, every config cached", f"{rss:.0f} MB", target="< 300 MB", ok=rss < 300))
+        rows += _boot_configs(tmp, url, tftp_port, nginx_port, hpa_port, data)
+        rows += _kickstarts(tmp, cfg, url, nginx_port, data)
+        rows += _state_change(tmp, cfg, url, data)
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    return rows
+
+
+def _boot_configs(tmp, url, tftp_port, nginx_port, hpa_port, data) -> list[Row]:
+    names = ["grub.cfg-01-" + n["facts"]["nics"][0]["mac"].replace(":", "-") for n in data["nodes"]]
+    static = tmp / "static"
+    (static / "boot" / "grub").mkdir(parents=True)
+    with requests.Session() as s:  # the peers serve exactly what provision serves
+        for name in names:
+            r = s.get(f"{url}/boot/grub/{name}", timeout=10)
+            r.raise_for_status()
+            (static / "boot" / "grub" / name).write_bytes(r.content)
+            (static / name).write_bytes(r.content)
+    paths = tmp / "paths.txt"
+    paths.write_text("".join(f"/boot/grub/{n}\n" for n in names))
+    rows = []
+    ngx = nginx(static, nginx_port, tmp)
+    try:
+        ours, peer = wrk(url, paths, connections=CLIENTS), wrk(f"http://127.0.0.1:{nginx_port}", paths, connections=CLIENTS)
+    finally:
+        ngx.terminate()
+        ngx.wait(10)
+    rows.append(Row(f"HTTP per-MAC boot config, {len(names)} nodes, wrk {CLIENTS} connections: p99",
+                    f"{ours['p99']:.0f} ms ({ours['errors']} errors)", f"nginx {peer['p99']:.1f} ms ({peer['errors']} errors)",
+                    target="p99 < 50 ms, 0 errors", ok=ours["p99"] < 50 and ours["errors"] == 0))
+    rows.append(Row("  requests/s (p50)", f"{ours['rps']:,.0f} ({ours['p50']:.0f} ms)",
+                    f"nginx {peer['rps']:,.0f} ({peer['p50']:.1f} ms)", ratio=ours["rps"] / max(peer["rps"], 1)))
+    hpa = in_tftpd(static, hpa_port)
+    time.sleep(0.3)
+    try:
+        ours, peer = tftp_fetch_all(tftp_port, names, concurrency=CLIENTS), tftp_fetch_all(hpa_port, names, concurrency=CLIENTS)
+    finally:
+        hpa.terminate()
+        hpa.wait(10)
+    p99, peer99 = percentile(ours["latencies"], 99), percentile(peer["latencies"], 99)
+    rows.append(Row(f"TFTP per-MAC boot config, {len(names)} nodes, {CLIENTS} in flight: p99",
+                    f"{p99:.1f} ms ({ours['failures']} failed)", f"tftpd-hpa {peer99:.1f} ms ({peer['failures']} failed)",
+                    target="p99 < 50 ms, 0 errors", ok=p99 < 50 and ours["failures"] == 0))
+    return rows
+
+
+def _kickstarts(tmp, cfg, url, nginx_port, data) -> list[Row]:
+    """ARMED nodes armed from another process (as the CLI runner does), then all fetch at once."""
+    key = (tmp / "secret.key").read_text().strip()
+    store = Store(f"sqlite:///{tmp}/fleet.db")
+    chosen = data["nodes"][:ARMED]
+    tokens = [(n["facts"]["nics"][0]["mac"], store.arm(n["name"], key, 3600)[1]) for n in chosen]
+    store.close()
+
+    def fetch_all(port: int, path_of) -> tuple[list[float], int, bytes]:
+        barrier, lat, errors, sample = threading.Barrier(len(tokens)), [], [0], [b""]
+
+        def one(mac, token):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.connect()
+            barrier.wait()
+            t0 = time.perf_counter()
+            conn.request("GET", path_of(token), headers={"X-RHN-Provisioning-MAC-0": f"eth0 {mac}"})
+            resp = conn.getresponse()
+            body = resp.read()
+            lat.append((time.perf_counter() - t0) * 1000)
+            if resp.status != 200:
+                errors[0] += 1
+            sample[0] = body
+            conn.close()
+
+        threads = [threading.Thread(target=one, args=t) for t in tokens]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return lat, errors[0], sample[0]
+
+    ours, errors, body = fetch_all(int(url.rsplit(":", 1)[1]), lambda t: f"/ks/{t}")
+    (tmp / "static" / "ks").mkdir()
+    for _mac, token in tokens:
+        (tmp / "static" / "ks" / token).write_bytes(body)
+    ngx = nginx(tmp / "static", nginx_port, tmp)
+    try:
+        peer, _, _ = fetch_all(nginx_port, lambda t: f"/ks/{t}")
+    finally:
+        ngx.terminate()
+        ngx.wait(10)
+    p99 = percentile(ours, 99)
+    return [Row(f"kickstart fetch with MAC headers, {ARMED} armed nodes at once: p99",
+                f"{p99:.0f} ms ({errors} errors)", f"nginx {percentile(peer, 99):.0f} ms",
+                target="p99 < 100 ms", ok=p99 < 100 and errors == 0)]
+
+
+def _state_change(tmp, cfg, url, data) -> list[Row]:
+    """Arm a node from another process; poll its HTTP config until it says install."""
+    key = (tmp / "secret.key").read_text().strip()
+    store = Store(f"sqlite:///{tmp}/fleet.db")
+    delays = []
+    before = _health(url)["bootcache"]["renders"]
+    picked = data["nodes"][ARMED:ARMED + 20]
+    with requests.Session() as s:
+        for n in picked:
+            path = f"{url}/boot/grub/grub.cfg-01-" + n["facts"]["nics"][0]["mac"].replace(":", "-")
+            t0 = time.perf_counter()
+            store.arm(n["name"], key, 3600)
+            while b"inst.ks=" not in s.get(path, timeout=10).content:
+                time.sleep(0.002)
+            delays.append((time.perf_counter() - t0) * 1000)
+    store.close()
+    time.sleep(0.5)  # let the refresher finish re-rendering the last one
+    per_change = (_health(url)["bootcache"]["renders"] - before) / len(picked)
+    worst = max(delays)
+    return [Row("one node armed from another process -> its new config served (worst of 20)",
+                f"{worst:.0f} ms (median {percentile(delays, 50):.0f})", target="< 100 ms", ok=worst < 100),
+            Row("  renders per state change (that node's 3 boot configs + kickstart; others untouched)",
+                f"{per_change:.1f}", target="<= 5", ok=per_change <= 5)]
