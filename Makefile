@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-apimodels
 # Debian packages the tests use: ipmi_sim (BMC), tftp-hpa + curl (TFTP clients), tftpd-hpa (bench peer),
 # dash (the strict POSIX shell every rendered script is run under), postgresql (the store tests and
-# an e2e rebuild also run on a real PostgreSQL server the tests start themselves)
+# an e2e rebuild also run on a real PostgreSQL server the tests start themselves); for `make bench`
+# also wrk (HTTP load) and nginx-light (the HTTP peer)
 DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql
 
-.PHONY: run test test-stress bench lint system-deps venv clean
+.PHONY: run test test-stress bench lint system-deps bench-deps venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +27,11 @@ $(TSTAMP): $(STAMP)
 venv: $(STAMP)
 
 # Installs missing Debian packages when run as root; otherwise says what is missing.
-system-deps:
+# `make bench` also needs its load generator and HTTP peer: wrk and nginx.
+DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev
+system-deps bench-deps:
 	@missing=""; \
-	for cmd in ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev; do \
+	for cmd in $(DEB_COMMANDS) $(if $(filter bench-deps,$@),wrk:wrk nginx:nginx-light); do \
 	  command -v $${cmd%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${cmd%%:*} ] || missing="$$missing $${cmd##*:}"; \
 	done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
@@ -59,7 +62,7 @@ test-stress: system-deps $(TSTAMP)
 	done; \
 	echo "test-stress: $$ok of $(RUNS) runs passed with both cores busy"; [ $$ok -eq $(RUNS) ]
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps bench-deps
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
