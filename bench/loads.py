@@ -88,15 +88,16 @@ def tftp_fetch_all(port: int, names: list[str], *, concurrency: int = 200, timeo
     pending = list(reversed(names))
     latencies: list[float] = []
     failures = 0
-    live: dict[socket.socket, list] = {}  # sock -> [start, next expected block, deadline]
+    live: dict[socket.socket, list] = {}  # sock -> [start, next expected block, deadline, request, resend at]
 
     def start() -> None:
         name = pending.pop()
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setblocking(False)
-        s.sendto(struct.pack("!H", 1) + name.encode() + b"\0octet\0", ("127.0.0.1", port))
+        rrq = struct.pack("!H", 1) + name.encode() + b"\0octet\0"
+        s.sendto(rrq, ("127.0.0.1", port))
         now = time.perf_counter()
-        live[s] = [now, 1, now + timeout]
+        live[s] = [now, 1, now + timeout, rrq, now + 1.0]
         sel.register(s, selectors.EVENT_READ)
 
     def finish(s: socket.socket, ok: bool) -> None:
@@ -124,11 +125,16 @@ def tftp_fetch_all(port: int, names: list[str], *, concurrency: int = 200, timeo
                 finish(s, False)
                 continue
             s.sendto(struct.pack("!HH", 4, block), addr)
+            st[3] = b""  # answered: never send the request again
             if block == st[1]:
                 st[1] += 1
                 if len(data) - 4 < 512:
                     finish(s, True)
         now = time.perf_counter()
+        for s, st in live.items():  # no answer yet: send the request again after 1 s, as PXE firmware does
+            if st[1] == 1 and st[3] and now > st[4]:
+                s.sendto(st[3], ("127.0.0.1", port))
+                st[4] = now + 1.0
         for s in [s for s, st in live.items() if now > st[2]]:
             finish(s, False)
     sel.close()

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from .. import tokens
+from ..errors import NotFound
 from .clock import utcnow
 from .models import CollectRow, EventRow, LogRow, NodeRow, RebuildRow
 
@@ -38,10 +39,15 @@ class Rebuild:
 
 class RunsMixin:
     def node_state(self, name: str) -> NodeState:
-        with self._session() as s:
-            r = self._row(s, name)
-            return NodeState(r.name, r.cluster, r.state, r.step_started_at, r.failed_step, r.fail_reason,
-                             r.rebuild_id, dict(r.data or {}))
+        """The most frequent read of a rebuild (every loop of every runner): plain columns, no ORM
+        entity, one indexed query."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(NodeRow.name, NodeRow.cluster, NodeRow.state, NodeRow.step_started_at,
+                                    NodeRow.failed_step, NodeRow.fail_reason, NodeRow.rebuild_id, NodeRow.data)
+                             .where(NodeRow.name == name)).first()
+        if r is None:
+            raise NotFound(f"node {name!r} is not in the inventory")
+        return NodeState(*r[:7], dict(r[7] or {}))
 
     def compare_and_set_state(self, name: str, expected: str, new: str, message: str, *,
                               failed_step: str | None = None, reason: str | None = None,

@@ -248,11 +248,16 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin):
                 return None
             return self._build(s.get(NodeRow, b.node_id).name, b)
 
-    def mark_ks_fetched(self, build_id: int) -> None:
+    def mark_ks_fetched(self, build_id: int, event: str | None = None) -> None:
+        """Record the first fetch, and the `event` message (kind ks-fetched) in the same transaction:
+        a kickstart storm is one write per fetch, not two."""
         with self._writing() as s:
             b = s.get(BuildRow, build_id)
+            now = utcnow()
             if b.ks_fetched_at is None:
-                b.ks_fetched_at = utcnow()
+                b.ks_fetched_at = now
+            if event:
+                s.add(EventRow(node_id=b.node_id, ts=now, kind="ks-fetched", message=event))
 
     def end_build(self, name: str, reason: str) -> None:
         with self._writing() as s:

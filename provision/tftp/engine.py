@@ -139,6 +139,10 @@ class TftpService:
             sock.close()
             raise
         sock.setblocking(False)
+        try:  # a boot storm's requests arrive together: room for a few thousand in the kernel
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        except OSError:
+            pass
         self.sock = sock
         self.listen_ip = host if host not in ("", "0.0.0.0", "::") else ""
         return sock.getsockname()[1]

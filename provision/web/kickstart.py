@@ -59,7 +59,6 @@ def kickstart(token: str):
     data = svc("bootcache").kickstart(build)
     if request.method == "HEAD":
         return Response(mimetype="text/plain", headers={"Content-Length": str(len(data))})
-    store.mark_ks_fetched(build.id)
-    store.add_event(build.node, "ks-fetched", f"kickstart fetched by {request.remote_addr}")
+    store.mark_ks_fetched(build.id, f"kickstart fetched by {request.remote_addr}")
     svc("metrics").renders.labels("kickstart").inc()
     return Response(data, mimetype="text/plain")

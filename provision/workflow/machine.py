@@ -13,11 +13,14 @@ def advance(store: Store, name: str, event: str, *, expect: str | None = None, r
     `expect` pins the state the caller saw: if another actor (a callback, another runner) moved
     the node meanwhile, nothing is written and None is returned. Raises InvalidTransition when
     the table has no such move."""
-    current = store.node_state(name)
-    state = expect or current.state
-    if current.state != state:
-        return None
-    new = next_state(state, event, current.failed_step)
+    if expect is not None and event != "resume":  # the compare-and-set below checks `expect`
+        state, failed_step = expect, None
+    else:
+        current = store.node_state(name)
+        state, failed_step = expect or current.state, current.failed_step
+        if current.state != state:
+            return None
+    new = next_state(state, event, failed_step)
     message = f"{state} -> {new} ({event})" + (f": {reason}" if reason else "")
     ok = store.compare_and_set_state(name, state, new, message,
                                      failed_step=state if new == FAILED else None, reason=reason,
