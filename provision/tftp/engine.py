@@ -26,8 +26,6 @@ import os
 import select
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,75 +33,12 @@ from collections.abc import Callable
 from tftpy.TftpPacketFactory import TftpPacketFactory
 from tftpy.TftpPacketTypes import TftpPacketRRQ, TftpPacketWRQ
 
+from .pumps import HANDOFF, HANDOFF_BLOCKS, Pump
+from .transfer import ACK, ERROR, HEADER, OACK, RFC2348_MAX, Session, Source, error_packet
+
 log = logging.getLogger("provision.tftp")
 
-RFC2348_MAX = 65464  # largest blksize RFC 2348 allows (fits one UDP datagram with its 4-byte header)
-_DATA, _ACK, _ERROR, _OACK = 3, 4, 5, 6
-_ACK_HDR = _DATA_HDR = struct.Struct("!HH")
-CHUNK = 256 * 1024
-_HANDOFF = struct.Struct("!IdQH")  # blksize, timeout, size, length of the first packet (OACK or none)
-HANDOFF_BLOCKS = 64  # files of at least this many blocks go to a pump process
 _PARSER = TftpPacketFactory()
-
-
-def error_packet(code: int, message: str) -> bytes:
-    """RFC 1350 ERROR: opcode 5, error code, message, NUL."""
-    return struct.pack("!HH", _ERROR, code) + message.encode()[:200] + b"\0"
-
-
-class Source:
-    """A file to send: bytes in memory (a rendered config) or an open descriptor read with pread
-    (a loader or kernel, never read whole into memory)."""
-
-    __slots__ = ("data", "fd", "size")
-
-    def __init__(self, data: bytes | None = None, fd: int | None = None, size: int = 0) -> None:
-        self.data, self.fd = data, fd
-        self.size = len(data) if data is not None else size
-
-    def read(self, offset: int, length: int) -> bytes:
-        if self.data is not None:
-            return self.data[offset:offset + length]
-        return os.pread(self.fd, length, offset)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-class _Session:
-    __slots__ = ("sock", "peer", "source", "blksize", "block", "last_block", "packet", "sent_at",
-                 "tries", "timeout", "chunk", "chunk_start")
-
-    def __init__(self, sock: socket.socket, peer, source, blksize: int, timeout: float) -> None:
-        self.sock, self.peer, self.source = sock, peer, source
-        self.blksize, self.timeout = blksize, timeout
-        self.block = 0          # the block last sent (0: the OACK)
-        self.last_block = source.size // blksize + 1  # a short (possibly empty) block ends the file
-        self.packet = b""
-        self.sent_at = 0.0
-        self.tries = 0
-        self.chunk, self.chunk_start = b"", 0  # read ahead: one pread per CHUNK bytes, not per block
-
-    def send(self, packet: bytes, now: float) -> None:
-        self.packet, self.sent_at, self.tries = packet, now, 0
-        self.sock.send(packet)
-
-    def send_block(self, block: int, now: float) -> None:
-        self.block = block
-        offset = (block - 1) * self.blksize
-        if not self.chunk_start <= offset < self.chunk_start + len(self.chunk) or offset + self.blksize > \
-                self.chunk_start + len(self.chunk) and len(self.chunk) == CHUNK:
-            self.chunk_start, self.chunk = offset, self.source.read(offset, max(CHUNK, self.blksize))
-        rel = offset - self.chunk_start
-        packet = _DATA_HDR.pack(_DATA, block & 0xFFFF) + self.chunk[rel:rel + self.blksize]
-        self.packet, self.sent_at, self.tries = packet, now, 0
-        self.sock.send(packet)
-
-    def close(self) -> None:
-        self.sock.close()
-        self.source.close()
 
 
 class TftpService:
@@ -114,7 +49,7 @@ class TftpService:
                  max_sessions: int = 512) -> None:
         self.resolver = resolver
         self.timeout, self.retries, self.max_sessions = timeout, retries, max_sessions
-        self.sessions: dict[int, _Session] = {}  # by the session socket's descriptor
+        self.sessions: dict[int, Session] = {}  # by the session socket's descriptor
         self._peers: dict[tuple, int] = {}  # (host, port) -> its session's descriptor
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
@@ -217,7 +152,7 @@ class TftpService:
         if not live or source.fd is None or source.size < HANDOFF_BLOCKS * blksize:
             return False
         pump = min(live, key=lambda p: p.in_flight)
-        header = _HANDOFF.pack(blksize, timeout, source.size, len(first)) + first + f"{addr[0]}:{addr[1]}".encode()
+        header = HANDOFF.pack(blksize, timeout, source.size, len(first)) + first + f"{addr[0]}:{addr[1]}".encode()
         try:
             socket.send_fds(pump.control, [header], [sock.fileno(), source.fd])
         except OSError as exc:
@@ -242,9 +177,9 @@ class TftpService:
                 for fd in fds:
                     os.close(fd)
                 continue
-            blksize, timeout, size, first_len = _HANDOFF.unpack_from(msg)
-            first = msg[_HANDOFF.size:_HANDOFF.size + first_len]
-            host, _, port = msg[_HANDOFF.size + first_len:].decode(errors="replace").rpartition(":")
+            blksize, timeout, size, first_len = HANDOFF.unpack_from(msg)
+            first = msg[HANDOFF.size:HANDOFF.size + first_len]
+            host, _, port = msg[HANDOFF.size + first_len:].decode(errors="replace").rpartition(":")
             sock = socket.socket(fileno=fds[0])
             sock.setblocking(False)
             self._start(sock, (host, port), Source(fd=fds[1], size=size), blksize, timeout, first)
@@ -330,13 +265,13 @@ class TftpService:
             source.close()
             log.warning("tftp session for %s:%s: %s", addr[0], addr[1], exc)
             return
-        first = struct.pack("!H", _OACK) + b"".join(f"{k}\0{v}\0".encode() for k, v in oack.items()) if oack else b""
+        first = struct.pack("!H", OACK) + b"".join(f"{k}\0{v}\0".encode() for k, v in oack.items()) if oack else b""
         if not self._hand_off(sock, source, blksize, timeout, first, addr):
             self._start(sock, addr, source, blksize, timeout, first)
 
     def _start(self, sock: socket.socket, addr, source, blksize: int, timeout: float, first: bytes) -> None:
         """Begin a transfer on a connected socket: the OACK `first` if options were agreed, else block 1."""
-        session = _Session(sock, addr, source, blksize, timeout)
+        session = Session(sock, addr, source, blksize, timeout)
         fd = sock.fileno()
         self.sessions[fd] = session
         self._peers[tuple(addr[:2])] = fd
@@ -366,8 +301,8 @@ class TftpService:
             return
         if len(data) < 4:
             return
-        opcode, block = _ACK_HDR.unpack_from(data)
-        if opcode == _ACK:
+        opcode, block = HEADER.unpack_from(data)
+        if opcode == ACK:
             if block != session.block & 0xFFFF:
                 return  # a duplicate or stale ACK: the timer, not it, triggers a resend
             if session.block == session.last_block:
@@ -377,7 +312,7 @@ class TftpService:
                 session.send_block(session.block + 1, time.monotonic())
             except OSError:
                 self._end(fd)
-        elif opcode == _ERROR:
+        elif opcode == ERROR:
             self._end(fd)  # the client gave up (or asked a tsize only and aborted)
 
     def _check_timeouts(self, now: float) -> None:
@@ -410,40 +345,3 @@ class TftpService:
             self._report_end()
 
 
-class Pump:
-    """A pump process as the main loop sees it: its control socket and how many transfers it has."""
-
-    def __init__(self, proc: subprocess.Popen, control: socket.socket) -> None:
-        self.proc, self.control, self.pid = proc, control, proc.pid
-        self.in_flight, self.alive = 0, True
-
-    @classmethod
-    def spawn(cls, retries: int) -> Pump:
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        proc = subprocess.Popen([sys.executable, "-m", "provision.tftp.pump", str(theirs.fileno()), str(retries)],
-                                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
-        theirs.close()
-        mine.setblocking(False)
-        return cls(proc, mine)
-
-    def on_report(self) -> None:
-        try:
-            data = self.control.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            log.error("tftp pump %s exited (%s); its transfers are lost, the clients retry", self.pid,
-                      self.proc.poll())
-            self.alive, self.in_flight = False, 0
-            return
-        self.in_flight = max(0, self.in_flight - len(data))
-
-    def stop(self) -> None:
-        self.alive = False
-        self.control.close()  # the pump sees end-of-file and exits (a second stop is harmless)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()

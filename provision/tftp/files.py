@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..bootnames import classify
-from .engine import Source
+from .transfer import Source
 
 if TYPE_CHECKING:  # the pump processes import the engine only, not the store behind the cache
     from ..metrics import Metrics
