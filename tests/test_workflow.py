@@ -341,3 +341,18 @@ def test_the_otp_goes_out_in_exactly_one_installed_reply(wf):
     assert again.status == 200 and again.body["ipa_otp"] == "" and again.body["satellite_command"] == ""
     assert again.body["fqdn"] == first.body["fqdn"] and "handed out in the first reply" in again.body["note"]
     assert [c["verb"] for c in wf.fakes["ipa"].read()["calls"]].count("host_add") == 1
+
+
+def test_arm_replaces_an_engine_key_file_left_empty_by_a_killed_run(wf):
+    """kill -9 while the engine key was being written left an empty engine.pub; the resumed arm
+    step trusted it and every render of the node failed (HTTP 400). Now it is fetched again."""
+    from provision.workflow import steps
+
+    key_file = wf.cfg.paths.state_dir / "engine.pub"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text("")
+    steps.arm(wf.workflow, "rhvnode3")
+    assert key_file.read_text().startswith("ssh-")
+    assert not key_file.with_name("engine.pub.tmp").exists()
+    rendered = wf.renderer.render("rhvnode3", "kickstart", show_secrets=True)
+    assert key_file.read_text().strip() in rendered.text

@@ -4,6 +4,7 @@ A step returns normally when done and raises a ProvisionError to fail the node."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..capture import service
@@ -127,11 +128,19 @@ def engine_key_path(ctx: Context) -> Path:
 
 
 def arm(ctx: Context, name: str) -> None:
-    if ctx.cfg.defaults.ssh_key_file is None and not engine_key_path(ctx).exists():
-        # the kickstart authorizes the engine's key for root, so host deploy can log in
+    path = engine_key_path(ctx)
+    if ctx.cfg.defaults.ssh_key_file is None and not (path.is_file() and path.read_text().strip()):
+        # the kickstart authorizes the engine's key for root, so host deploy can log in. Written
+        # whole or not at all: a kill -9 mid-write left an empty file that a resumed run trusted,
+        # and every render then failed on it
         key = ctx.engine.ssh_public_key()
-        engine_key_path(ctx).parent.mkdir(parents=True, exist_ok=True)
-        engine_key_path(ctx).write_text(key + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(key + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
     data = ctx.store.node_state(name).data
     build = ctx.store.active_build(name)
     if build is not None and build.id == data.get("build_id"):
