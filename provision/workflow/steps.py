@@ -5,6 +5,7 @@ A step returns normally when done and raises a ProvisionError to fail the node."
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from ..capture import service
@@ -135,11 +136,12 @@ def arm(ctx: Context, name: str) -> None:
         # and every render then failed on it
         key = ctx.engine.ssh_public_key()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as fh:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".engine.pub.")  # one per writer: runs arm in parallel
+        with os.fdopen(fd, "w") as fh:
             fh.write(key + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # a public key, as written before
         os.replace(tmp, path)
     data = ctx.store.node_state(name).data
     build = ctx.store.active_build(name)
