@@ -68,6 +68,13 @@ class GenerationsMixin:
 
     @staticmethod
     def _bump(s: Session, rows: Iterable[NodeRow]) -> None:
+        """Locks in one order everywhere: the nodes' rows (by id), then the counter. A writer that
+        took the counter first and the node row at flush deadlocked on PostgreSQL against a
+        compare-and-set holding that node row and waiting for the counter."""
+        rows = list(rows)
+        ids = sorted(r.id for r in rows if r.id is not None)
+        if ids and s.get_bind().dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE serializes writers
+            s.execute(select(NodeRow.id).where(NodeRow.id.in_(ids)).order_by(NodeRow.id).with_for_update())
         meta = s.get(MetaRow, "generation", with_for_update=True)
         if meta is None:
             meta = MetaRow(key="generation", value=0)
