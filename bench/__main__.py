@@ -34,11 +34,13 @@ N_NODES = int(os.environ.get("BENCH_NODES", "1000"))
 SIZE_MB = int(os.environ.get("BENCH_SIZE_MB", "20"))
 
 
-def config(tmp: Path, tftp_port: int = 6969) -> Path:
+def config(tmp: Path, tftp_port: int = 6969, server: str = "", db: str = "bench.db") -> Path:
+    """A provision.toml under `tmp`; `server` adds lines to [server]."""
     cfg = tmp / "provision.toml"
     cfg.write_text(f"""[server]
+{server}
 tftp_bind = "127.0.0.1:{tftp_port}"
-db_url = "sqlite:///{tmp}/bench.db"
+db_url = "sqlite:///{tmp}/{db}"
 admin_token_file = "{tmp}/admin.token"
 secret_key_file = "{tmp}/secret.key"
 tftp_max_sessions = 512

@@ -19,6 +19,7 @@ import yaml
 
 from provision.store import Store
 
+from .__main__ import config
 from .gen import nodes as gen_nodes
 from .loads import free_port, in_tftpd, nginx, percentile, tftp_fetch_all, wait_port, wrk
 from .table import Row
@@ -47,20 +48,9 @@ def run() -> list[Row]:
 def _run(tmp: Path) -> list[Row]:
     rows: list[Row] = []
     http_port, tftp_port, nginx_port, hpa_port = free_port(), free_port(2), free_port(), free_port(2)
-    cfg = tmp / "provision.toml"
-    cfg.write_text(f"""[server]
-http_bind = "127.0.0.1:{http_port}"
-tftp_bind = "127.0.0.1:{tftp_port}"
+    cfg = config(tmp, tftp_port, db="fleet.db", server=f"""http_bind = "127.0.0.1:{http_port}"
 public_url = "http://127.0.0.1:{http_port}"
-db_url = "sqlite:///{tmp}/fleet.db"
-admin_token_file = "{tmp}/admin.token"
-secret_key_file = "{tmp}/secret.key"
-http_connection_limit = 1000
-[paths]
-state_dir = "{tmp}/var"
-bootfiles = "{tmp}/boot"
-media = "{tmp}/media"
-""")
+http_connection_limit = 1000""")
     data = gen_nodes(N)
     (tmp / "bmc.pw").write_text("x\n")
     for n in data["nodes"]:

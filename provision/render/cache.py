@@ -80,20 +80,19 @@ class BootCache:
         if gen is not None and entry is not None and entry.build_id == build.id and self._fresh(entry, gen):
             return entry.data
         gen = self.store.node_generation(build.node) if gen is None else gen
-        rendered = self.renderer.render_build(build, "kickstart")
-        data = rendered.text.encode()
-        self._entries[(build.node, "kickstart")] = _Entry(gen, self._stamp, data, rendered.expires_at, build.id)
-        self.renders += 1
-        return data
+        return self._keep(build.node, "kickstart", gen, self.renderer.render_build(build, "kickstart"))
 
     def _fresh(self, entry: _Entry, gen: int) -> bool:
         return (entry.generation == gen and entry.stamp == self._stamp
                 and (entry.expires_at is None or utcnow() < entry.expires_at))
 
     def _render_one(self, name: str, kind: str, gen: int) -> bytes:
-        rendered = self.renderer.render(name, kind, show_secrets=True)
+        return self._keep(name, kind, gen, self.renderer.render(name, kind, show_secrets=True))
+
+    def _keep(self, name: str, kind: str, gen: int, rendered) -> bytes:
+        """Cache what was rendered at generation `gen`; returns its bytes."""
         data = rendered.text.encode()
-        self._entries[(name, kind)] = _Entry(gen, self._stamp, data, rendered.expires_at)
+        self._entries[(name, kind)] = _Entry(gen, self._stamp, data, rendered.expires_at, rendered.build_id)
         self.renders += 1
         return data
 
@@ -148,8 +147,7 @@ class BootCache:
                 if isinstance(r, Exception):
                     log.warning("node %s: cannot render its %s config: %s", name, kind, r)
                     continue
-                self._entries[(name, kind)] = _Entry(gen, self._stamp, r.text.encode(), r.expires_at, r.build_id)
-                self.renders += 1
+                self._keep(name, kind, gen, r)
 
     def step(self, budget: int = 50) -> None:
         """One refresher pass: sync, render the changed nodes, then up to `budget` of the backlog."""
