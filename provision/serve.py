@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import resource
 import signal
+import socket
 import sys
 import threading
 
@@ -15,6 +16,7 @@ from .services import Services
 from .tftp.engine import TftpService
 from .tftp.files import FileResolver
 from .web import create_app
+from .web.front import Front
 
 log = logging.getLogger("provision.serve")
 
@@ -47,20 +49,29 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
                      bootcache=svc.bootcache)
     hhost, hport = split_bind(http_bind)
     try:
-        http = waitress.create_server(app, host=hhost, port=hport, threads=s.threads, ident="provision",
-                                      clear_untrusted_proxy_headers=True, channel_timeout=s.http_channel_timeout,
-                                      connection_limit=s.http_connection_limit,
-                                      cleanup_interval=max(1, min(30, s.http_channel_timeout // 2)),
-                                      asyncore_use_poll=True)  # select() fails past descriptor 1023
+        listener = socket.create_server((hhost, hport), family=socket.AF_INET6 if ":" in hhost else socket.AF_INET,
+                                        backlog=2048)
     except OSError as exc:
         raise ProvisionError(f"http_bind {http_bind}: cannot listen: {exc.strerror}") from None
+    # waitress serves on the same socket but does not accept: the front accepts, answers cached boot
+    # configs itself and hands every other connection to waitress (web/front.py)
+    http = waitress.create_server(app, sockets=[listener], _start=False, threads=s.threads, ident="provision",
+                                  clear_untrusted_proxy_headers=True, channel_timeout=s.http_channel_timeout,
+                                  connection_limit=s.http_connection_limit,
+                                  cleanup_interval=max(1, min(30, s.http_channel_timeout // 2)),
+                                  asyncore_use_poll=True)  # select() fails past descriptor 1023
+    front = Front(listener, http, svc.bootcache, svc.metrics, idle_timeout=s.http_channel_timeout,
+                  connection_limit=s.http_connection_limit)
+    app.extensions["provision"]["front"] = front
     svc.bootcache.start()
     tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, svc.bootcache, svc.metrics)
     tftp.start_pumps(s.tftp_pumps)
     threading.Thread(target=tftp.serve_forever, name="tftp", daemon=True).start()
+    threading.Thread(target=front.serve_forever, name="http-front", daemon=True).start()
 
     def stop(signum, _frame):
         log.info("signal %s: stopping", signum)
+        front.stop()
         tftp.stop()
         tftp.stop_pumps()  # now: the loop thread is a daemon and may not reach its own cleanup
         svc.bootcache.stop()

@@ -208,26 +208,3 @@ def test_a_dead_pump_is_noticed_and_the_main_loop_sends_instead(tmp_path):
     finally:
         svc.stop()
         thread.join(30)
-
-
-def test_the_wsgi_fast_path_answers_exactly_as_the_flask_routes(tmp_path):
-    from provision.web import create_app
-
-    svc = _svc(tmp_path)
-    try:
-        app = create_app(svc.cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32)
-        fast, slow = app.test_client(), app.wsgi_app.app  # the middleware, and the Flask app behind it
-        mac = _macs(svc, "rhvnode4")[0]
-        dashed = mac.replace(":", "-")
-        for path in (f"/boot/grub/grub.cfg-01-{dashed}", f"/boot/pxelinux.cfg/01-{dashed}", f"/boot/ipxe?mac={mac}",
-                     "/boot/grub/grub.cfg-01-02-00-00-00-00-99", "/boot/ipxe?mac=nonsense", "/boot/grub/grub.cfg"):
-            got = fast.get(path)
-            app.wsgi_app, middleware = slow, app.wsgi_app  # the same request through Flask alone
-            want = app.test_client().get(path)
-            app.wsgi_app = middleware
-            assert (got.status_code, got.data, got.mimetype) == (want.status_code, want.data, want.mimetype), path
-        assert fast.get(f"/boot/grub/grub.cfg-01-{dashed}").status_code == 200
-        text = fast.get("/metrics").text
-        assert 'provision_http_requests_total{endpoint="boot.grub",status="200"}' in text
-    finally:
-        svc.close()

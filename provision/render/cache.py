@@ -73,6 +73,14 @@ class BootCache:
             return entry.data
         return self._render_one(name, kind, gen)
 
+    def cached(self, kind: str, mac: str) -> bytes | None:
+        """What boot_config would answer, only if it is in memory and fresh; None otherwise (no
+        store query, no render: for the HTTP front's thread, which hands a miss to waitress)."""
+        name = self._macs.get(mac)
+        gen = self._gens.get(name) if name is not None else None
+        entry = self._entries.get((name, kind)) if gen is not None else None
+        return entry.data if entry is not None and self._fresh(entry, gen) else None
+
     def kickstart(self, build: Build) -> bytes:
         """The kickstart of a live build (with its token), as fetched by the installer."""
         gen = self._gens.get(build.node)

@@ -23,13 +23,12 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
                       SESSION_COOKIE_SECURE=cfg.server.public_url.startswith("https://"))
     app.extensions["provision"] = {
         "cfg": cfg, "store": store, "renderer": renderer, "metrics": metrics or Metrics(),
-        "admin_token": admin_token, "workflow": workflow, "tftp": tftp,
+        "admin_token": admin_token, "workflow": workflow, "tftp": tftp, "front": None,  # set by serve
         # without a started refresher (tests, no `serve`) every request asks the store and renders once per change
         "bootcache": bootcache or BootCache(store, renderer),
     }
     for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, ui.bp, ops.bp):
         app.register_blueprint(bp)
-    app.wsgi_app = boot.BootFastPath(app.wsgi_app, app.extensions["provision"])
 
     @app.after_request
     def _count(resp):

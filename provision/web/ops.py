@@ -19,11 +19,13 @@ def healthz():
     tftp = svc("tftp")
     if tftp is not None and not tftp.alive:
         return jsonify(status="error", error="tftp loop not running"), 503
-    cache = svc("bootcache")
+    cache, front = svc("bootcache"), svc("front")
     return jsonify(status="ok", generation=generation, bootcache={"warm": cache.warmed, "nodes": len(cache.node_macs),
                                                                   "synced_generation": cache.seen,
                                                                   "renders": cache.renders},
-                   **({"tftp_sessions": tftp.session_count} if tftp is not None else {}))
+                   **({"tftp_sessions": tftp.session_count} if tftp is not None else {}),
+                   **({"http": {"answered_by_front": front.answered, "handed_to_wsgi": front.handed}}
+                      if front is not None else {}))
 
 
 @bp.get("/metrics")

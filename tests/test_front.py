@@ -1,0 +1,146 @@
+"""The HTTP front of `serve` (web/front.py) against a real server: it answers cached per-MAC boot
+configs exactly as the Flask routes do, hands everything else to waitress unread (also in the middle
+of a keep-alive or pipelined connection), and closes connections as HTTP says."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import requests
+
+from provision.domain import load_yaml, parse_nodes
+from provision.web import create_app
+from provision.web.front import parse_head
+
+from .conftest import EXAMPLE, start_server
+
+MAC = "0c:c4:7a:3b:03:01"
+GRUB = f"/boot/grub/grub.cfg-01-{MAC.replace(':', '-')}"
+
+
+def _warm(server) -> None:
+    server.svc.store.import_nodes(parse_nodes(load_yaml(EXAMPLE.read_text(), "x")))
+    while not requests.get(server.http + "/healthz", timeout=10).json()["bootcache"]["warm"]:
+        pass  # the refresher renders every node once after a change; /healthz says when it is done
+
+
+@pytest.fixture
+def srv(tmp_path):
+    gen = start_server(tmp_path, server_extra="http_channel_timeout = 1\n")
+    server = next(gen)
+    _warm(server)
+    yield server
+    gen.close()
+
+
+def _port(server) -> int:
+    return int(server.http.rsplit(":", 1)[1])
+
+
+def _http(server) -> dict:
+    return requests.get(server.http + "/healthz", timeout=10).json()["http"]
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """`count` HTTP responses read off one connection: (status, body) each."""
+    buf, out = b"", []
+    while len(out) < count:
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buf[:head_end].decode("latin-1").split("\r\n")
+            length = next(int(h.split(":", 1)[1]) for h in head if h.lower().startswith("content-length:"))
+            if len(buf) >= head_end + 4 + length:
+                out.append((int(head[0].split()[1]), buf[head_end + 4:head_end + 4 + length]))
+                buf = buf[head_end + 4 + length:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(out)} of {count} responses"
+        buf += chunk
+    return out
+
+
+def test_the_front_answers_exactly_as_the_flask_routes_and_hands_misses_over(srv):
+    svc = srv.svc
+    flask = create_app(svc.cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20,
+                       secret_key="k" * 32).test_client()
+    hits = [GRUB, f"/boot/pxelinux.cfg/01-{MAC.replace(':', '-')}", f"/boot/ipxe?mac={MAC}"]
+    misses = ["/boot/grub/grub.cfg-01-02-00-00-00-00-99", "/boot/ipxe?mac=nonsense", "/boot/grub/grub.cfg"]
+    before = _http(srv)
+    for path in hits + misses:
+        got, want = requests.get(srv.http + path, timeout=10), flask.get(path)
+        assert (got.status_code, got.content, got.headers["Content-Type"]) == \
+               (want.status_code, want.data, want.headers["Content-Type"]), path
+    after = _http(srv)
+    assert after["answered_by_front"] - before["answered_by_front"] == len(hits)
+    assert after["handed_to_wsgi"] - before["handed_to_wsgi"] == len(misses) + 1  # and that /healthz
+    assert 'provision_http_requests_total{endpoint="boot.grub",status="200"}' in requests.get(srv.http + "/metrics").text
+
+
+def test_one_connection_mixes_answered_and_handed_over_requests(srv):
+    want = requests.get(srv.http + GRUB, timeout=10).content
+    before = _http(srv)
+    with socket.create_connection(("127.0.0.1", _port(srv)), timeout=30) as s:
+        get = f"GET {GRUB} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        s.sendall(get)  # answered by the front; the connection stays open
+        assert _read_responses(s, 1) == [(200, want)]
+        # pipelined: the front answers the first, gives the connection to waitress at the second,
+        # which must find the third one unread and answer it too
+        s.sendall(get + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + get)
+        (s1, b1), (s2, b2), (s3, b3) = _read_responses(s, 3)
+        assert (s1, b1) == (200, want) and s2 == 200 and b'"status":"ok"' in b2 and (s3, b3) == (200, want)
+    after = _http(srv)
+    assert after["answered_by_front"] - before["answered_by_front"] == 2
+    assert after["handed_to_wsgi"] - before["handed_to_wsgi"] == 2  # the pipelined connection, this /healthz
+
+
+@pytest.mark.parametrize("request_head", [
+    f"GET {GRUB} HTTP/1.0\r\n\r\n",
+    f"GET {GRUB} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+])
+def test_the_answer_is_whole_and_the_front_closes_when_told(srv, request_head):
+    want = requests.get(srv.http + GRUB, timeout=10).content
+    with socket.create_connection(("127.0.0.1", _port(srv)), timeout=30) as s:
+        s.sendall(request_head.encode())
+        data = b""
+        while chunk := s.recv(65536):  # ends only when the server closes
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Server: provision" in head and body == want
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_channel_timeout(srv):
+    with socket.create_connection(("127.0.0.1", _port(srv)), timeout=30) as s:
+        s.sendall(f"GET {GRUB} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert _read_responses(s, 1)[0][0] == 200
+        assert s.recv(1) == b""  # http_channel_timeout = 1: the front closes it (the socket waits 30 s)
+
+
+def test_a_request_in_two_segments_is_answered_all_the_same(srv):
+    want = requests.get(srv.http + GRUB, timeout=10).content
+    with socket.create_connection(("127.0.0.1", _port(srv)), timeout=30) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(f"GET {GRUB} HTTP/1.1\r\nHo".encode())  # the front may see this part alone: waitress
+        s.sendall(b"st: x\r\n\r\n")  # then reads the rest and answers through Flask
+        assert _read_responses(s, 1) == [(200, want)]
+
+
+@pytest.mark.parametrize("head,parsed", [
+    (b"GET /boot/ipxe?mac=a HTTP/1.1\r\nHost: x", ("/boot/ipxe", "mac=a", True, False)),
+    (b"GET /boot/grub/a%2Db HTTP/1.0", ("/boot/grub/a-b", "", False, True)),
+    (b"GET /x HTTP/1.0\r\nConnection: Keep-Alive", ("/x", "", True, True)),
+    (b"GET /x HTTP/1.1\r\nconnection: upgrade, close", ("/x", "", False, False)),
+    (b"GET /x HTTP/1.1\r\nContent-Length: 0", ("/x", "", True, False)),
+    (b"GET /x HTTP/1.1\r\nContent-Length: 5", None),  # a body: waitress reads it
+    (b"GET /x HTTP/1.1\r\nTransfer-Encoding: chunked", None),
+    (b"POST /x HTTP/1.1", None),
+    (b"HEAD /x HTTP/1.1", None),
+    (b"GET http://h/x HTTP/1.1", None),  # absolute form
+    (b"GET /x HTTP/2.0", None),
+    (b"GET /x HTTP/1.1\r\n folded: header", None),
+    (b"GET /x HTTP/1.1\r\nno-colon", None),
+    (b"GET /x\xff HTTP/1.1", ("/x\xff", "", True, False)),  # latin-1, as waitress hands Flask the path
+    (b"GET /x?\xff HTTP/1.1", None),
+])
+def test_only_a_plain_get_is_read_by_the_front(head, parsed):
+    assert parse_head(head) == parsed
