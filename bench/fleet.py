@@ -5,12 +5,10 @@ once, and how long one node's state change takes to reach what it is served."""
 
 from __future__ import annotations
 
-import http.client
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -129,51 +127,41 @@ def _boot_configs(tmp, url, tftp_port, nginx_port, hpa_port, data) -> list[Row]:
 
 
 def _kickstarts(tmp, cfg, url, nginx_port, data) -> list[Row]:
-    """ARMED nodes armed from another process (as the CLI runner does), then all fetch at once."""
+    """ARMED nodes armed from another process (as the CLI runner does), then wrk with one connection
+    per node fetches their kickstarts, each with its node's MAC header, for 5 s."""
     key = (tmp / "secret.key").read_text().strip()
     store = Store(f"sqlite:///{tmp}/fleet.db")
     chosen = data["nodes"][:ARMED]
     tokens = [(n["facts"]["nics"][0]["mac"], store.arm(n["name"], key, 3600)[1]) for n in chosen]
+    armed_at = store.generation()
     store.close()
+    # a node powered on at arming takes its firmware's self test and PXE (tens of seconds) to ask for
+    # its kickstart: by then serve has synced the change and rendered it (measured here, not assumed)
+    t0 = time.perf_counter()
+    while not ((h := _health(url)["bootcache"])["warm"] and h["synced_generation"] >= armed_at):
+        time.sleep(0.05)
+    ready = time.perf_counter() - t0
 
-    def fetch_all(port: int, path_of) -> tuple[list[float], int, bytes]:
-        barrier, lat, errors, sample = threading.Barrier(len(tokens)), [], [0], [b""]
-
-        def one(mac, token):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.connect()
-            barrier.wait()
-            t0 = time.perf_counter()
-            conn.request("GET", path_of(token), headers={"X-RHN-Provisioning-MAC-0": f"eth0 {mac}"})
-            resp = conn.getresponse()
-            body = resp.read()
-            lat.append((time.perf_counter() - t0) * 1000)
-            if resp.status != 200:
-                errors[0] += 1
-            sample[0] = body
-            conn.close()
-
-        threads = [threading.Thread(target=one, args=t) for t in tokens]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return lat, errors[0], sample[0]
-
-    ours, errors, body = fetch_all(int(url.rsplit(":", 1)[1]), lambda t: f"/ks/{t}")
+    paths = tmp / "ks-paths.txt"
+    paths.write_text("".join(f"/ks/{token}\tX-RHN-Provisioning-MAC-0: eth0 {mac}\n" for mac, token in tokens))
+    ours = wrk(url, paths, connections=ARMED, seconds=5)
+    body = requests.get(f"{url}/ks/{tokens[0][1]}", headers={"X-RHN-Provisioning-MAC-0": f"eth0 {tokens[0][0]}"},
+                        timeout=10).content
     (tmp / "static" / "ks").mkdir()
-    for _mac, token in tokens:
+    for _mac, token in tokens:  # nginx serves each the same bytes, as files
         (tmp / "static" / "ks" / token).write_bytes(body)
     ngx = nginx(tmp / "static", nginx_port, tmp)
     try:
-        peer, _, _ = fetch_all(nginx_port, lambda t: f"/ks/{t}")
+        peer = wrk(f"http://127.0.0.1:{nginx_port}", paths, connections=ARMED, seconds=5)
     finally:
         ngx.terminate()
         ngx.wait(10)
-    p99 = percentile(ours, 99)
-    return [Row(f"kickstart fetch with MAC headers, {ARMED} armed nodes at once: p99",
-                f"{p99:.0f} ms ({errors} errors)", f"nginx {percentile(peer, 99):.0f} ms",
-                target="p99 < 100 ms", ok=p99 < 100 and errors == 0)]
+    return [Row(f"kickstart fetch with MAC headers, {ARMED} armed nodes, wrk {ARMED} connections: p99",
+                f"{ours['p99']:.0f} ms ({ours['errors']} errors)", f"nginx {peer['p99']:.1f} ms ({peer['errors']} errors)",
+                target="p99 < 100 ms", ok=ours["p99"] < 100 and ours["errors"] == 0),
+            Row("  requests/s (p50); every fetch recorded in the store", f"{ours['rps']:,.0f} ({ours['p50']:.0f} ms)",
+                f"nginx {peer['rps']:,.0f} ({peer['p50']:.1f} ms)", ratio=ours["rps"] / max(peer["rps"], 1)),
+            Row(f"  {ARMED} nodes armed from another process -> all their configs rendered", f"{ready:.2f} s")]
 
 
 def _state_change(tmp, cfg, url, data) -> list[Row]:

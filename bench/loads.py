@@ -15,17 +15,29 @@ import time
 from pathlib import Path
 
 WRK_LUA = """
-local paths = {}
-for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+local paths, names, values, built = {}, {}, {}, {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do
+  local path, name, value = line:match("^([^\t]+)\t([^:]+): (.*)$")
+  paths[#paths + 1] = path or line
+  names[#paths], values[#paths] = name, value
+end
 math.randomseed(os.time())
 request = function()
-  return wrk.format("GET", paths[math.random(#paths)])
+  local i = math.random(#paths)
+  if not built[i] then  -- wrk.headers (Host) is set by now, not when the script is loaded
+    local headers = {}
+    for k, v in pairs(wrk.headers) do headers[k] = v end
+    if names[i] then headers[names[i]] = values[i] end
+    built[i] = wrk.format("GET", paths[i], headers)
+  end
+  return built[i]
 end
 """
 
 
 def wrk(url: str, paths_file: Path, *, connections: int = 200, seconds: int = 10, threads: int = 2) -> dict:
-    """wrk -c<connections> with random paths from `paths_file`: requests/s, p50/p99 ms, errors."""
+    """wrk -c<connections> with random paths from `paths_file` (a line: a path, or a path, a tab and
+    one `Header: value` to send with it): requests/s, p50/p99 ms, errors."""
     lua = paths_file.with_suffix(".lua")
     lua.write_text(WRK_LUA)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua),

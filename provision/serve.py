@@ -60,7 +60,7 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
                                   connection_limit=s.http_connection_limit,
                                   cleanup_interval=max(1, min(30, s.http_channel_timeout // 2)),
                                   asyncore_use_poll=True)  # select() fails past descriptor 1023
-    front = Front(listener, http, svc.bootcache, svc.metrics, idle_timeout=s.http_channel_timeout,
+    front = Front(listener, http, svc.store, svc.bootcache, svc.metrics, idle_timeout=s.http_channel_timeout,
                   connection_limit=s.http_connection_limit)
     app.extensions["provision"]["front"] = front
     svc.bootcache.start()

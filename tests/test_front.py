@@ -5,31 +5,35 @@ of a keep-alive or pipelined connection), and closes connections as HTTP says.""
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pytest
 import requests
 
+from provision import config as config_mod
+from provision import services
 from provision.domain import load_yaml, parse_nodes
 from provision.web import create_app
-from provision.web.front import parse_head
+from provision.web.front import _Fetch, _Recorder, parse_head
 
-from .conftest import EXAMPLE, start_server
+from .conftest import EXAMPLE, start_server, write_config
 
 MAC = "0c:c4:7a:3b:03:01"
 GRUB = f"/boot/grub/grub.cfg-01-{MAC.replace(':', '-')}"
 
 
-def _warm(server) -> None:
-    server.svc.store.import_nodes(parse_nodes(load_yaml(EXAMPLE.read_text(), "x")))
-    while not requests.get(server.http + "/healthz", timeout=10).json()["bootcache"]["warm"]:
-        pass  # the refresher renders every node once after a change; /healthz says when it is done
-
-
 @pytest.fixture
 def srv(tmp_path):
+    svc = services.build(config_mod.load(write_config(tmp_path)), bootcheck=False)
+    svc.store.import_nodes(parse_nodes(load_yaml(EXAMPLE.read_text(), "x")))  # before serve starts:
+    svc.close()  # its refresher renders every node known at start-up, and /healthz says when that is done
     gen = start_server(tmp_path, server_extra="http_channel_timeout = 1\n")
     server = next(gen)
-    _warm(server)
+    while not requests.get(server.http + "/healthz", timeout=10).json()["bootcache"]["warm"]:
+        pass
     yield server
     gen.close()
 
@@ -125,12 +129,101 @@ def test_a_request_in_two_segments_is_answered_all_the_same(srv):
         assert _read_responses(s, 1) == [(200, want)]
 
 
+def _armed(srv, name: str) -> tuple[str, str]:
+    """Arm `name` from this process (as a CLI runner does); (its token, a MAC header for its NIC)
+    once serve has synced the change."""
+    svc = srv.svc
+    _build, token = svc.store.arm(name, svc.key, 600)
+    _synced(srv)
+    return token, f"eth0 {svc.store.get(name).node.facts.macs()[0]}"
+
+
+def _synced(srv) -> None:
+    want = srv.svc.store.generation()
+    while requests.get(srv.http + "/healthz", timeout=10).json()["bootcache"]["synced_generation"] < want:
+        pass
+
+
+def _fetch(srv, token: str, *macs: str) -> requests.Response:
+    return requests.get(f"{srv.http}/ks/{token}", timeout=30,
+                        headers={f"X-RHN-Provisioning-MAC-{i}": m for i, m in enumerate(macs)})
+
+
+def test_a_kickstart_fetch_is_answered_by_the_front_once_recorded(srv):
+    token, mac = _armed(srv, "rhvnode3")
+    want = srv.svc.renderer.render_build(srv.svc.store.active_build("rhvnode3"), "kickstart").text
+    deadline = time.monotonic() + 30
+    before = _http(srv)["answered_by_front"]
+    while True:  # the refresher renders the node's kickstart right after it syncs the arm
+        got = _fetch(srv, token, mac)
+        assert got.status_code == 200 and got.text == want
+        if _http(srv)["answered_by_front"] > before or time.monotonic() > deadline:
+            break
+    assert _http(srv)["answered_by_front"] == before + 1, "the front never answered the kickstart"
+    build = srv.svc.store.active_build("rhvnode3")
+    fetched = [e for e in srv.svc.store.events("rhvnode3") if e.kind == "ks-fetched"]
+    assert build.ks_fetched_at is not None and fetched[-1].message == "kickstart fetched by 127.0.0.1"
+    # twenty installers at once: every one answered, every fetch recorded
+    with ThreadPoolExecutor(20) as pool:
+        replies = list(pool.map(lambda _: _fetch(srv, token, mac), range(20)))
+    assert all(r.status_code == 200 and r.text == want for r in replies)
+    assert len([e for e in srv.svc.store.events("rhvnode3") if e.kind == "ks-fetched"]) == len(fetched) + 20
+
+
+def test_what_the_front_cannot_vouch_for_is_denied_by_flask_as_before(srv):
+    token, mac = _armed(srv, "rhvnode3")
+    other = f"eth0 {srv.svc.store.get('rhvnode4').node.facts.macs()[0]}"
+    assert _fetch(srv, token, mac).status_code == 200
+    before = _http(srv)
+    assert _fetch(srv, token).status_code == 403  # no MAC header
+    assert _fetch(srv, token, mac, other).status_code == 403  # another node's MAC
+    assert _fetch(srv, token, "eth0 nonsense").status_code == 403
+    assert _fetch(srv, token[:-2] + "xx", mac).status_code == 404
+    assert _http(srv)["answered_by_front"] == before["answered_by_front"]
+    denied = [e.message for e in srv.svc.store.events("rhvnode3") if e.kind == "ks-denied"]
+    assert len(denied) == 3 and "no X-RHN-Provisioning-MAC header" in denied[0]
+    srv.svc.store.set_boot_local(srv.svc.store.active_build("rhvnode3").id)  # `installed`, from elsewhere
+    _synced(srv)
+    assert _fetch(srv, token, mac).status_code == 403  # the cached kickstart is no longer good
+
+
+def test_the_recorder_commits_fetches_together_and_reports_a_failed_commit():
+    calls, done = [], []
+    entered, proceed = threading.Semaphore(0), threading.Semaphore(0)
+
+    class Store:
+        def mark_ks_fetched_many(self, fetches):
+            entered.release()
+            assert proceed.acquire(timeout=30)
+            calls.append(fetches)
+            if len(calls) == 2:
+                raise OSError("disk gone")
+
+    rec = _Recorder(Store(), done.append)
+    rec.start()
+    fetch = partial(_Fetch, 0, None, head_len=1, response=b"", keep=True)
+    rec.put(fetch(1, "a"))
+    assert entered.acquire(timeout=30)  # the writer holds the first fetch's commit open
+    for i in range(2, 6):
+        rec.put(fetch(i, "b"))  # these queue up meanwhile
+    proceed.release()
+    assert entered.acquire(timeout=30)
+    proceed.release()  # the second commit fails
+    while len(done) < 5:
+        time.sleep(0.01)
+    rec.stop()
+    assert calls == [[(1, "a")], [(i, "b") for i in range(2, 6)]]
+    assert [f.recorded for f in done] == [True, False, False, False, False]
+
+
 @pytest.mark.parametrize("head,parsed", [
-    (b"GET /boot/ipxe?mac=a HTTP/1.1\r\nHost: x", ("/boot/ipxe", "mac=a", True, False)),
-    (b"GET /boot/grub/a%2Db HTTP/1.0", ("/boot/grub/a-b", "", False, True)),
-    (b"GET /x HTTP/1.0\r\nConnection: Keep-Alive", ("/x", "", True, True)),
-    (b"GET /x HTTP/1.1\r\nconnection: upgrade, close", ("/x", "", False, False)),
-    (b"GET /x HTTP/1.1\r\nContent-Length: 0", ("/x", "", True, False)),
+    (b"GET /boot/ipxe?mac=a HTTP/1.1\r\nHost: x", ("/boot/ipxe", "mac=a", True, False, [])),
+    (b"GET /boot/grub/a%2Db HTTP/1.0", ("/boot/grub/a-b", "", False, True, [])),
+    (b"GET /x HTTP/1.0\r\nConnection: Keep-Alive", ("/x", "", True, True, [])),
+    (b"GET /x HTTP/1.1\r\nconnection: upgrade, close", ("/x", "", False, False, [])),
+    (b"GET /x HTTP/1.1\r\nContent-Length: 0", ("/x", "", True, False, [])),
+    (b"GET /ks/t HTTP/1.1\r\nX-RHN-Provisioning-MAC-0: eth0 AA:bb\r\nx-rhn-provisioning-mac-1:  ens1 cc ",
+     ("/ks/t", "", True, False, ["eth0 AA:bb", "ens1 cc"])),
     (b"GET /x HTTP/1.1\r\nContent-Length: 5", None),  # a body: waitress reads it
     (b"GET /x HTTP/1.1\r\nTransfer-Encoding: chunked", None),
     (b"POST /x HTTP/1.1", None),
@@ -139,7 +232,7 @@ def test_a_request_in_two_segments_is_answered_all_the_same(srv):
     (b"GET /x HTTP/2.0", None),
     (b"GET /x HTTP/1.1\r\n folded: header", None),
     (b"GET /x HTTP/1.1\r\nno-colon", None),
-    (b"GET /x\xff HTTP/1.1", ("/x\xff", "", True, False)),  # latin-1, as waitress hands Flask the path
+    (b"GET /x\xff HTTP/1.1", ("/x\xff", "", True, False, [])),  # latin-1, as waitress hands Flask the path
     (b"GET /x?\xff HTTP/1.1", None),
 ])
 def test_only_a_plain_get_is_read_by_the_front(head, parsed):

@@ -35,6 +35,7 @@ class _Entry:
     data: bytes
     expires_at: datetime | None
     build_id: int | None = None
+    digest: str | None = None  # a kickstart's: its build token's digest
 
 
 class BootCache:
@@ -46,7 +47,9 @@ class BootCache:
         self._node_macs: dict[str, list[str]] = {}  # node -> its MACs
         self._gens: dict[str, int] = {}             # node -> generation known current; absent: ask the store
         self._entries: dict[tuple[str, str], _Entry] = {}
+        self._ks_nodes: dict[str, str] = {}         # build token digest -> node, for cached_kickstart
         self._backlog: list[str] = []               # nodes not rendered since start-up
+        self._rendering = 0                         # changed nodes the refresher is rendering now
         self._stamp_value: tuple | None = None
         self._stamp = 0                             # bumped when the template/key files change
         self._stamp_checked = 0.0
@@ -81,6 +84,21 @@ class BootCache:
         entry = self._entries.get((name, kind)) if gen is not None else None
         return entry.data if entry is not None and self._fresh(entry, gen) else None
 
+    def owner(self, mac: str) -> str | None:
+        """The node that has `mac` as of the last sync (no store query)."""
+        return self._macs.get(mac)
+
+    def cached_kickstart(self, digest: str) -> tuple[str, int, bytes] | None:
+        """(node, build id, kickstart) of the build whose token has `digest`, only while it is in
+        memory and fresh, which means the build still boots the installer (render_served renders a
+        kickstart only then, and any change of the build moves the node's generation); else None."""
+        name = self._ks_nodes.get(digest)
+        gen = self._gens.get(name) if name is not None else None
+        entry = self._entries.get((name, "kickstart")) if gen is not None else None
+        if entry is None or entry.digest != digest or not self._fresh(entry, gen):
+            return None
+        return name, entry.build_id, entry.data
+
     def kickstart(self, build: Build) -> bytes:
         """The kickstart of a live build (with its token), as fetched by the installer."""
         gen = self._gens.get(build.node)
@@ -100,7 +118,14 @@ class BootCache:
     def _keep(self, name: str, kind: str, gen: int, rendered) -> bytes:
         """Cache what was rendered at generation `gen`; returns its bytes."""
         data = rendered.text.encode()
-        self._entries[(name, kind)] = _Entry(gen, self._stamp, data, rendered.expires_at, rendered.build_id)
+        entry = _Entry(gen, self._stamp, data, rendered.expires_at, rendered.build_id,
+                       rendered.token_digest if kind == "kickstart" else None)
+        before = self._entries.get((name, kind))
+        self._entries[(name, kind)] = entry
+        if entry.digest is not None:  # one digest per node: the one of its newest kickstart
+            if before is not None and before.digest not in (None, entry.digest):
+                self._ks_nodes.pop(before.digest, None)
+            self._ks_nodes[entry.digest] = name
         self.renders += 1
         return data
 
@@ -126,6 +151,7 @@ class BootCache:
                     self._macs[mac] = name
                 self._node_macs[name] = macs
                 self._gens[name] = gen
+            self._rendering = len(changed)  # before `seen` moves: /healthz never says warm too early
             self.seen = current
             return sorted(changed)
 
@@ -161,22 +187,27 @@ class BootCache:
         """One refresher pass: sync, render the changed nodes, then up to `budget` of the backlog."""
         self._check_inputs()
         changed = self.sync()
-        if changed:
-            self.warm(changed)
-        if self._backlog:
-            chunk, self._backlog = self._backlog[:budget], self._backlog[budget:]
+        try:
+            if changed:
+                self.warm(changed)
+        finally:
+            self._rendering = 0
+        if self._backlog:  # taken off only once rendered: `warmed` means done, not started
+            chunk = self._backlog[:budget]
             self.warm(chunk)
+            self._backlog = self._backlog[len(chunk):]
 
     def start(self) -> None:
         """Sync every node (one query) and start the refresher; rendering happens in the background."""
         self._check_inputs()
         self._backlog = self.sync()
+        self._rendering = 0  # the backlog says what is left
         threading.Thread(target=self._run, name="bootcache", daemon=True).start()
 
     @property
     def warmed(self) -> bool:
-        """Every node known at start-up has been rendered once."""
-        return not self._backlog
+        """Every node known at start-up has been rendered once, and so has every change synced."""
+        return not self._backlog and not self._rendering
 
     @property
     def node_macs(self) -> dict[str, list[str]]:

@@ -29,6 +29,7 @@ class Rendered:
     snapshot_id: int | None
     expires_at: datetime | None = None  # when the live build behind an install config expires
     build_id: int | None = None  # the live build an install config was rendered for
+    token_digest: str | None = None  # tokens.digest of that build's token (the /ks/ URL's)
 
 
 class Renderer:
@@ -93,8 +94,8 @@ class Renderer:
         if snap.facts.missing() and (armed or kind == "kickstart"):
             raise InputError(f"node {name}: facts snapshot #{snap.id} is partial, missing "
                              f"{' and '.join(snap.facts.missing())}; capture --from node or --from file first")
-        secrets = Secrets(token=tokens.derive(self.key, build.nonce) if build else None,
-                          root_password_hash=self._root_hash())
+        token = tokens.derive(self.key, build.nonce) if build else None
+        secrets = Secrets(token=token, root_password_hash=self._root_hash())
         ctx = build_context(rec.node, snap.facts, snap.id, self.cfg, armed=armed, secrets=secrets,
                             ssh_key=self._ssh_key(), show_secrets=show_secrets)
         template = f"{rec.node.profile}.ks.j2" if kind == "kickstart" else _TEMPLATES[kind]
@@ -103,7 +104,7 @@ class Renderer:
         except TemplateError as exc:
             raise ProvisionError(f"template {template} for node {name!r}: {type(exc).__name__}: {exc}") from None
         return Rendered(kind, name, text, armed, snap.id, build.expires_at if build else None,
-                        build.id if build else None)
+                        build.id if build else None, tokens.digest(token) if token else None)
 
     def _root_hash(self) -> str | None:
         path = self.cfg.defaults.root_password_hash_file

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, make_url, select, update
+from sqlalchemy import DateTime, Text, bindparam, create_engine, event, insert, literal, make_url, select, update
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -251,13 +251,21 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin):
     def mark_ks_fetched(self, build_id: int, event: str | None = None) -> None:
         """Record the first fetch, and the `event` message (kind ks-fetched) in the same transaction:
         a kickstart storm is one write per fetch, not two."""
-        with self._writing() as s:
-            b = s.get(BuildRow, build_id)
+        self.mark_ks_fetched_many([(build_id, event)])
+
+    def mark_ks_fetched_many(self, fetches: list[tuple[int, str | None]]) -> None:
+        """mark_ks_fetched for many fetches in one transaction (the HTTP front's group commit)."""
+        ids = sorted({build_id for build_id, _ in fetches})
+        with self._writing() as s:  # Core statements: a storm's batch is hundreds of rows
             now = utcnow()
-            if b.ks_fetched_at is None:
-                b.ks_fetched_at = now
-            if event:
-                s.add(EventRow(node_id=b.node_id, ts=now, kind="ks-fetched", message=event))
+            s.execute(update(BuildRow).where(BuildRow.id.in_(ids), BuildRow.ks_fetched_at.is_(None))
+                      .values(ks_fetched_at=now))
+            rows = [{"b": b, "ts": now, "m": e} for b, e in fetches if e]
+            if rows:  # each event's node straight from its build, in the one statement
+                s.execute(insert(EventRow.__table__).from_select(
+                    ["node_id", "ts", "kind", "message"],
+                    select(BuildRow.node_id, bindparam("ts", type_=DateTime), literal("ks-fetched"),
+                           bindparam("m", type_=Text)).where(BuildRow.id == bindparam("b"))), rows)
 
     def end_build(self, name: str, reason: str) -> None:
         with self._writing() as s:

@@ -1,8 +1,10 @@
-"""The HTTP listener of `serve`: it answers the boot storm's hottest request itself and gives every
+"""The HTTP listener of `serve`: it answers the boot storm's hottest requests itself and gives every
 other connection to waitress.
 
 A `GET` of a per-MAC boot config that the cache answers (GRUB, pxelinux, iPXE) is answered here, in
-one epoll thread: no waitress, no Flask, no worker thread. Every other request is left unread. The
+one epoll thread: no waitress, no Flask, no worker thread. So is an installer's kickstart fetch when
+the cache knows its build token and every MAC it sends is the node's own; the fetch is recorded
+first, many fetches to one commit (`_Recorder`). Every other request is left unread. The
 listener only peeks at the request, and hands the connection and its socket over to waitress, which
 then serves that connection as it always did. That covers a cache miss, a request not complete in
 its first segment, a body, and anything unusual. It keeps the peer's address, and waitress keeps its
@@ -17,21 +19,28 @@ send.
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import select
 import socket
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from email.utils import formatdate
 from urllib.parse import unquote, unquote_to_bytes
 
+from .. import tokens
 from ..bootnames import mac_from_name
 from ..domain.types import normalize_mac
+from .kickstart import MAC_HEADER, macs_from
 
 log = logging.getLogger("provision.http")
 
 MAX_HEAD = 8192  # a boot client's request is a few hundred bytes; a longer one goes to waitress
 _PREFIXES = (("/boot/grub/", "grub"), ("/boot/pxelinux.cfg/", "pxelinux"))
 _BODY_HEADERS = (b"transfer-encoding", b"expect", b"upgrade")
+_MAC_HEADER = MAC_HEADER.encode()
 
 
 def boot_target(path: str, query: str) -> tuple[str | None, str]:
@@ -48,21 +57,23 @@ def boot_target(path: str, query: str) -> tuple[str | None, str]:
     return None, ""
 
 
-def parse_head(head: bytes) -> tuple[str, str, bool, bool] | None:
-    """(path, query, keep_alive, http10) of a plain `GET` without a body, or None for anything else
-    (waitress then reads it and answers it, errors included)."""
+def parse_head(head: bytes) -> tuple[str, str, bool, bool, list[str]] | None:
+    """(path, query, keep_alive, http10, MAC header values) of a plain `GET` without a body, or None
+    for anything else (waitress then reads it and answers it, errors included)."""
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[0] != b"GET" or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
         return None
     http10 = parts[2] == b"HTTP/1.0"
-    keep = not http10
+    keep, macs = not http10, []
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name[:1] in (b" ", b"\t") or name != name.strip():
             return None
-        name, value = name.lower(), value.strip().lower()
-        if name in _BODY_HEADERS or (name == b"content-length" and value != b"0"):
+        name, raw, value = name.lower(), value.strip(), value.strip().lower()
+        if name.startswith(_MAC_HEADER):
+            macs.append(raw.decode("latin-1"))
+        elif name in _BODY_HEADERS or (name == b"content-length" and value != b"0"):
             return None
         if name == b"connection":
             tokens = {t.strip() for t in value.split(b",")}
@@ -72,26 +83,41 @@ def parse_head(head: bytes) -> tuple[str, str, bool, bool] | None:
         return None
     raw_path, _, query = target.partition(b"?")
     try:  # waitress gives Flask the path percent-decoded as latin-1 (PEP 3333), the query as sent
-        return unquote_to_bytes(raw_path).decode("latin-1"), query.decode("ascii"), keep, http10
+        return unquote_to_bytes(raw_path).decode("latin-1"), query.decode("ascii"), keep, http10, macs
     except UnicodeDecodeError:
         return None
 
 
 class _Conn:
-    __slots__ = ("sock", "addr", "out", "keep", "last", "closing")
+    __slots__ = ("sock", "addr", "out", "keep", "last", "closing", "waiting")
 
     def __init__(self, sock: socket.socket, addr) -> None:
         self.sock, self.addr, self.out, self.keep, self.closing = sock, addr, b"", True, False
+        self.waiting = False  # a kickstart answer waits for its fetch to be committed
         self.last = time.monotonic()
+
+
+@dataclass
+class _Fetch:
+    """A kickstart fetch the front answers once the store has recorded it."""
+    fd: int
+    conn: _Conn
+    build_id: int
+    event: str
+    head_len: int
+    response: bytes
+    keep: bool
+    recorded: bool = False
 
 
 class Front:
     """Accepts on the public HTTP socket; see the module's docstring. `wsgi` is the waitress server
     (created on the same socket, but not accepting) that takes the connections handed over."""
 
-    def __init__(self, listener: socket.socket, wsgi, bootcache, metrics, *, idle_timeout: float,
+    def __init__(self, listener: socket.socket, wsgi, store, bootcache, metrics, *, idle_timeout: float,
                  connection_limit: int) -> None:
         self.listener, self.wsgi, self.bootcache, self.metrics = listener, wsgi, bootcache, metrics
+        self.recorder = _Recorder(store, self._recorded)
         self.idle_timeout, self.limit = idle_timeout, connection_limit
         self.conns: dict[int, _Conn] = {}
         self.answered = self.handed = 0
@@ -99,12 +125,16 @@ class Front:
         self._stop = threading.Event()
         self._accepting = False
         self._date, self._date_at = b"", 0.0
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._recorded_fetches: deque[_Fetch] = deque()
 
     # -- the loop --------------------------------------------------------------------------------
 
     def serve_forever(self) -> None:
         self.listener.setblocking(False)
         lfd = self.listener.fileno()
+        self._ep.register(self._wake_r, select.EPOLLIN)
+        self.recorder.start()
         next_sweep = time.monotonic() + 1.0
         try:
             while not self._stop.is_set():
@@ -112,18 +142,22 @@ class Front:
                 for fd, events in self._ep.poll(0.5):
                     if fd == lfd:
                         self._accept()
+                    elif fd == self._wake_r:
+                        self._answer_recorded()
                     elif (conn := self.conns.get(fd)) is not None:
                         self._event(fd, conn, events)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + 1.0
                     self._sweep()
         finally:
+            self.recorder.stop()
             for fd in list(self.conns):
                 self._close(fd)
             self._ep.close()
 
     def stop(self) -> None:
         self._stop.set()
+        os.write(self._wake_w, b"s")
 
     def _open(self) -> int:
         return len(self.conns) + len(self.wsgi.active_channels)
@@ -180,6 +214,9 @@ class Front:
             return
         end = head.find(b"\r\n\r\n")
         parsed = parse_head(head[:end]) if end > 0 else None
+        if parsed is not None and parsed[0].startswith("/ks/"):
+            self._kickstart(fd, conn, parsed, end + 4)
+            return
         data = kind = None
         if parsed is not None:
             mac, kind = boot_target(parsed[0], parsed[1])
@@ -195,6 +232,52 @@ class Front:
         self.metrics.http_requests.labels(f"boot.{kind}", "200").inc()
         conn.out = self._response(data, parsed[2], parsed[3])
         self._flush(fd, conn)
+
+    def _kickstart(self, fd: int, conn: _Conn, parsed, head_len: int) -> None:
+        """A kickstart fetch whose every check the cache can answer: a live build's token, and MAC
+        headers that are all the node's own. It is answered once its fetch is committed (many fetches
+        share one commit); anything else, a denial included, is for Flask (web/kickstart.py)."""
+        token, macs = parsed[0][len("/ks/"):], macs_from(parsed[4])
+        hit = self.bootcache.cached_kickstart(tokens.digest(token)) if tokens.looks_valid(token) else None
+        if hit is None or not macs or len(macs) > 16 or any(self.bootcache.owner(m) != hit[0] for m in macs):
+            self._hand_over(fd, conn)
+            return
+        _node, build_id, data = hit
+        self._ep.unregister(fd)  # the request stays unread until the fetch is recorded
+        conn.waiting = True
+        self.recorder.put(_Fetch(fd, conn, build_id, f"kickstart fetched by {conn.addr[0]}", head_len,
+                                 self._response(data, parsed[2], parsed[3]), parsed[2]))
+
+    def _recorded(self, fetch: _Fetch) -> None:
+        """The recorder's thread: a fetch is committed (or failed); the loop answers it."""
+        self._recorded_fetches.append(fetch)
+        try:
+            os.write(self._wake_w, b"r")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def _answer_recorded(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._recorded_fetches:
+            f = self._recorded_fetches.popleft()
+            if self.conns.get(f.fd) is not f.conn:
+                continue  # closed meanwhile
+            f.conn.waiting = False
+            self._ep.register(f.fd, select.EPOLLIN)
+            if not f.recorded:  # the store failed: Flask tries again and reports it
+                self._hand_over(f.fd, f.conn)
+                continue
+            f.conn.sock.recv(f.head_len)
+            f.conn.keep = f.keep
+            self.answered += 1
+            self.metrics.renders.labels("kickstart").inc()
+            self.metrics.http_requests.labels("kickstart.kickstart", "200").inc()
+            f.conn.out = f.response
+            self._flush(f.fd, f.conn)
 
     def _response(self, data: bytes, keep: bool, http10: bool) -> bytes:
         now = time.time()
@@ -241,7 +324,7 @@ class Front:
 
     def _sweep(self) -> None:
         idle_since = time.monotonic() - self.idle_timeout
-        for fd in [fd for fd, c in self.conns.items() if c.last < idle_since]:
+        for fd in [fd for fd, c in self.conns.items() if c.last < idle_since and not c.waiting]:
             self._close(fd)
 
     def _close(self, fd: int) -> None:
@@ -253,3 +336,44 @@ class Front:
         except (OSError, ValueError):
             pass
         conn.sock.close()
+
+
+class _Recorder:
+    """Group commit of kickstart fetches: one thread writes every fetch queued meanwhile in one
+    transaction, then hands each back to `done` (200 installers at once cost a few commits)."""
+
+    def __init__(self, store, done) -> None:
+        self.store, self.done = store, done
+        self._queue: queue.SimpleQueue[_Fetch | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ks-recorder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def put(self, fetch: _Fetch) -> None:
+        self._queue.put(fetch)
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batch = [first]
+            while len(batch) < 500:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            try:
+                self.store.mark_ks_fetched_many([(f.build_id, f.event) for f in batch])
+                ok = True
+            except Exception:
+                log.exception("recording %d kickstart fetches failed; Flask answers them", len(batch))
+                ok = False
+            for f in batch:
+                f.recorded = ok
+                self.done(f)

@@ -15,16 +15,22 @@ from .deps import svc
 bp = Blueprint("kickstart", __name__)
 
 
-def sent_macs() -> list[str]:
-    """MACs from `X-RHN-Provisioning-MAC-N: eth0 AA:BB:CC:DD:EE:FF` headers."""
+MAC_HEADER = "x-rhn-provisioning-mac-"
+
+
+def macs_from(values) -> list[str]:
+    """MACs from the values of `X-RHN-Provisioning-MAC-N: eth0 AA:BB:CC:DD:EE:FF` headers."""
     macs = []
-    for key, value in request.headers.items():
-        if key.lower().startswith("x-rhn-provisioning-mac-"):
-            try:
-                macs.append(normalize_mac(value.split()[-1]))
-            except (ValueError, IndexError):
-                macs.append("invalid")
+    for value in values:
+        try:
+            macs.append(normalize_mac(value.split()[-1]))
+        except (ValueError, IndexError):
+            macs.append("invalid")
     return macs
+
+
+def sent_macs() -> list[str]:
+    return macs_from(v for k, v in request.headers.items() if k.lower().startswith(MAC_HEADER))
 
 
 def _deny(status: int, reason: str) -> Response:
