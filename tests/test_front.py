@@ -192,16 +192,17 @@ def test_the_recorder_commits_fetches_together_and_reports_a_failed_commit():
     entered, proceed = threading.Semaphore(0), threading.Semaphore(0)
 
     class Store:
-        def mark_ks_fetched_many(self, fetches):
+        def record_ks_fetches(self, fetches):
             entered.release()
             assert proceed.acquire(timeout=30)
             calls.append(fetches)
             if len(calls) == 2:
                 raise OSError("disk gone")
+            return [b != 3 for b, _, _ in fetches]  # the store's own check refuses build 3
 
     rec = _Recorder(Store(), done.append)
     rec.start()
-    fetch = partial(_Fetch, 0, None, head_len=1, response=b"", keep=True)
+    fetch = partial(_Fetch, 0, None, macs=["m"], head_len=1, response=b"", keep=True)
     rec.put(fetch(1, "a"))
     assert entered.acquire(timeout=30)  # the writer holds the first fetch's commit open
     for i in range(2, 6):
@@ -209,11 +210,33 @@ def test_the_recorder_commits_fetches_together_and_reports_a_failed_commit():
     proceed.release()
     assert entered.acquire(timeout=30)
     proceed.release()  # the second commit fails
-    while len(done) < 5:
+    rec.put(fetch(3, "c"))
+    assert entered.acquire(timeout=30)
+    proceed.release()
+    while len(done) < 6:
         time.sleep(0.01)
     rec.stop()
-    assert calls == [[(1, "a")], [(i, "b") for i in range(2, 6)]]
-    assert [f.recorded for f in done] == [True, False, False, False, False]
+    assert calls == [[(1, "a", ["m"])], [(i, "b", ["m"]) for i in range(2, 6)], [(3, "c", ["m"])]]
+    assert [f.recorded for f in done] == [True, False, False, False, False, False]
+
+
+def test_the_store_checks_each_fetch_again_when_it_records_them(tmp_path):
+    svc = services.build(config_mod.load(write_config(tmp_path)), bootcheck=False)
+    try:
+        svc.store.import_nodes(parse_nodes(load_yaml(EXAMPLE.read_text(), "x")))
+        b3, _ = svc.store.arm("rhvnode3", svc.key, 600)
+        b4, _ = svc.store.arm("rhvnode4", svc.key, 600)
+        m3, m4 = (svc.store.get(n).node.facts.macs()[0] for n in ("rhvnode3", "rhvnode4"))
+        svc.store.set_boot_local(b4.id)
+        passed = svc.store.record_ks_fetches([(b3.id, "ok", [m3]), (b3.id, "foreign", [m3, m4]),
+                                              (b3.id, "unknown MAC", ["02:00:00:00:00:99"]), (b4.id, "installed", [m4]),
+                                              (9999, "no build", [m3])])
+        assert passed == [True, False, False, False, False]
+        assert [e.message for e in svc.store.events("rhvnode3") if e.kind == "ks-fetched"] == ["ok"]
+        assert not [e for e in svc.store.events("rhvnode4") if e.kind == "ks-fetched"]
+        assert svc.store.active_build("rhvnode3").ks_fetched_at is not None
+    finally:
+        svc.close()
 
 
 @pytest.mark.parametrize("head,parsed", [

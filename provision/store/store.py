@@ -21,7 +21,7 @@ from .addresses import AddressesMixin
 from .clock import utcnow
 from .generations import GenerationsMixin
 from .imports import ImportMixin
-from .models import Base, BuildRow, EventRow, NodeRow, SnapshotRow
+from .models import AddressRow, Base, BuildRow, EventRow, NodeRow, SnapshotRow
 from .runs import RunsMixin
 
 
@@ -254,18 +254,41 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin):
         self.mark_ks_fetched_many([(build_id, event)])
 
     def mark_ks_fetched_many(self, fetches: list[tuple[int, str | None]]) -> None:
-        """mark_ks_fetched for many fetches in one transaction (the HTTP front's group commit)."""
-        ids = sorted({build_id for build_id, _ in fetches})
+        """mark_ks_fetched for many fetches in one transaction."""
+        self.record_ks_fetches([(b, e, None) for b, e in fetches])
+
+    def record_ks_fetches(self, fetches: list[tuple[int, str | None, list[str] | None]]) -> list[bool]:
+        """The HTTP front's group commit: each (build id, event, MACs the installer sent) is checked
+        again inside the one write transaction (the build still boots the installer; each MAC, when
+        given, is its node's), and only the fetches that pass are recorded. Returns which passed: a
+        cache up to one refresh old vouched for them, the store decides."""
+        ids = sorted({b for b, _, _ in fetches})
+        macs = sorted({m for _, _, ms in fetches for m in ms or ()})
         with self._writing() as s:  # Core statements: a storm's batch is hundreds of rows
             now = utcnow()
-            s.execute(update(BuildRow).where(BuildRow.id.in_(ids), BuildRow.ks_fetched_at.is_(None))
-                      .values(ks_fetched_at=now))
-            rows = [{"b": b, "ts": now, "m": e} for b, e in fetches if e]
+            builds = {r.id: r for r in s.execute(select(BuildRow.id, BuildRow.node_id, BuildRow.ended_at,
+                                                        BuildRow.boot_local_at, BuildRow.expires_at)
+                                                 .where(BuildRow.id.in_(ids)))}
+            owner = dict(s.execute(select(AddressRow.value, AddressRow.node_id)
+                                   .where(AddressRow.kind == "MAC", AddressRow.value.in_(macs))).all()) if macs else {}
+
+            def good(build_id: int, sent: list[str] | None) -> bool:
+                b = builds.get(build_id)
+                return (b is not None and b.ended_at is None and b.boot_local_at is None and now < b.expires_at
+                        and all(owner.get(m) == b.node_id for m in sent or ()))
+
+            passed = [good(b, ms) for b, _, ms in fetches]
+            ok_ids = sorted({b for (b, _, _), ok in zip(fetches, passed, strict=True) if ok})
+            if ok_ids:
+                s.execute(update(BuildRow).where(BuildRow.id.in_(ok_ids), BuildRow.ks_fetched_at.is_(None))
+                          .values(ks_fetched_at=now))
+            rows = [{"b": b, "ts": now, "m": e} for (b, e, _), ok in zip(fetches, passed, strict=True) if ok and e]
             if rows:  # each event's node straight from its build, in the one statement
                 s.execute(insert(EventRow.__table__).from_select(
                     ["node_id", "ts", "kind", "message"],
                     select(BuildRow.node_id, bindparam("ts", type_=DateTime), literal("ks-fetched"),
                            bindparam("m", type_=Text)).where(BuildRow.id == bindparam("b"))), rows)
+            return passed
 
     def end_build(self, name: str, reason: str) -> None:
         with self._writing() as s:

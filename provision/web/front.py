@@ -104,6 +104,7 @@ class _Fetch:
     conn: _Conn
     build_id: int
     event: str
+    macs: list[str]
     head_len: int
     response: bytes
     keep: bool
@@ -245,7 +246,7 @@ class Front:
         _node, build_id, data = hit
         self._ep.unregister(fd)  # the request stays unread until the fetch is recorded
         conn.waiting = True
-        self.recorder.put(_Fetch(fd, conn, build_id, f"kickstart fetched by {conn.addr[0]}", head_len,
+        self.recorder.put(_Fetch(fd, conn, build_id, f"kickstart fetched by {conn.addr[0]}", macs, head_len,
                                  self._response(data, parsed[2], parsed[3]), parsed[2]))
 
     def _recorded(self, fetch: _Fetch) -> None:
@@ -268,7 +269,7 @@ class Front:
                 continue  # closed meanwhile
             f.conn.waiting = False
             self._ep.register(f.fd, select.EPOLLIN)
-            if not f.recorded:  # the store failed: Flask tries again and reports it
+            if not f.recorded:  # refused by the store's own check, or the store failed: Flask decides
                 self._hand_over(f.fd, f.conn)
                 continue
             f.conn.sock.recv(f.head_len)
@@ -340,7 +341,9 @@ class Front:
 
 class _Recorder:
     """Group commit of kickstart fetches: one thread writes every fetch queued meanwhile in one
-    transaction, then hands each back to `done` (200 installers at once cost a few commits)."""
+    transaction, then hands each back to `done` (200 installers at once cost a few commits). The
+    store checks each fetch again in that transaction (Store.record_ks_fetches): the cache may be one
+    refresh behind a change made by another process, such as a build ended by the CLI."""
 
     def __init__(self, store, done) -> None:
         self.store, self.done = store, done
@@ -369,11 +372,10 @@ class _Recorder:
                     break
                 batch.append(item)
             try:
-                self.store.mark_ks_fetched_many([(f.build_id, f.event) for f in batch])
-                ok = True
+                passed = self.store.record_ks_fetches([(f.build_id, f.event, f.macs) for f in batch])
             except Exception:
                 log.exception("recording %d kickstart fetches failed; Flask answers them", len(batch))
-                ok = False
-            for f in batch:
+                passed = [False] * len(batch)
+            for f, ok in zip(batch, passed, strict=True):
                 f.recorded = ok
                 self.done(f)
