@@ -6,9 +6,10 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-apimodels
 # Debian packages the tests use: ipmi_sim (BMC), tftp-hpa + curl (TFTP clients), tftpd-hpa (bench peer),
 # dash (the strict POSIX shell every rendered script is run under), postgresql (the store tests and
-# an e2e rebuild also run on a real PostgreSQL server the tests start themselves); for `make bench`
+# an e2e rebuild also run on a real PostgreSQL server the tests start themselves), dnsmasq-base,
+# kea-dhcp4-server and isc-dhcp-server (their checkers read `provision dhcp export`); for `make bench`
 # also wrk (HTTP load) and nginx-light (the HTTP peer)
-DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql
+DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql dnsmasq-base kea-dhcp4-server isc-dhcp-server
 
 .PHONY: run test test-stress bench lint system-deps bench-deps venv clean
 
@@ -28,7 +29,8 @@ venv: $(STAMP)
 
 # Installs missing Debian packages when run as root; otherwise says what is missing.
 # `make bench` also needs its load generator and HTTP peer: wrk and nginx.
-DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev
+DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev \
+                dnsmasq:dnsmasq-base kea-dhcp4:kea-dhcp4-server dhcpd:isc-dhcp-server
 system-deps bench-deps:
 	@missing=""; \
 	for cmd in $(DEB_COMMANDS) $(if $(filter bench-deps,$@),wrk:wrk nginx:nginx-light); do \

@@ -11,6 +11,7 @@ from .. import config as config_mod
 from ..errors import InputError
 from .check import check
 from .common import Cli, svc
+from .dhcp import dhcp
 from .facts import facts
 from .nodes import node, render
 from .rebuild import rebuild, status
@@ -50,5 +51,5 @@ def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> N
 
 
 
-for command in (node, facts, render, check, rebuild, status):
+for command in (node, facts, render, check, rebuild, status, dhcp):
     main.add_command(command)
