@@ -13,6 +13,7 @@ from .check import check
 from .common import Cli, svc
 from .dhcp import dhcp
 from .facts import facts
+from .media import media
 from .nodes import node, render
 from .rebuild import rebuild, status
 
@@ -51,5 +52,5 @@ def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> N
 
 
 
-for command in (node, facts, render, check, rebuild, status, dhcp):
+for command in (node, facts, render, check, rebuild, status, dhcp, media):
     main.add_command(command)

@@ -41,7 +41,8 @@ class Secrets:
 
 
 def build_context(node: Node, facts: Facts, snapshot_id: int | None, cfg: Config, *,
-                  armed: bool, secrets: Secrets, ssh_key: str | None, show_secrets: bool = False) -> dict:
+                  armed: bool, secrets: Secrets, ssh_key: str | None, show_secrets: bool = False,
+                  liveimgs: dict[str, str] | None = None) -> dict:
     def hide(value: str | None) -> str | None:
         return value if value is None or show_secrets else MASK
 
@@ -49,7 +50,7 @@ def build_context(node: Node, facts: Facts, snapshot_id: int | None, cfg: Config
     token = hide(token) if token else MASK
     base = cfg.server.public_url
     mgmt = _mgmt(facts)
-    media = _media(node, cfg)
+    media = _media(node, cfg, liveimgs or {})
     ks_url = f"{base}/ks/{token}"
     kernel_args = " ".join(
         [f"inst.ks={ks_url}", "inst.ks.sendmac"]
@@ -118,7 +119,9 @@ def _mgmt(facts: Facts) -> dict:
     }
 
 
-def _media(node: Node, cfg: Config) -> dict:
+def _media(node: Node, cfg: Config, liveimgs: dict[str, str]) -> dict:
+    """`liveimgs`: imported media's live images by media name (`provision media import` reads them
+    from the ISO's kickstart); media put in place by hand use [defaults] rhvh_liveimg."""
     d = cfg.defaults
     name = d.rhvh_media if node.profile == "rhvh" else d.el_media
     url = f"{cfg.media_url}/{name}"
@@ -129,7 +132,7 @@ def _media(node: Node, cfg: Config) -> dict:
         "initrd_url": f"{url}/images/pxeboot/initrd.img",
         "stage2_url": url,
         "repo_url": url,
-        "liveimg_url": f"{url}/{d.rhvh_liveimg}",
+        "liveimg_url": f"{url}/{liveimgs.get(name, d.rhvh_liveimg)}",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +37,7 @@ class Renderer:
     def __init__(self, cfg: Config, store: Store, key: str) -> None:
         self.cfg, self.store, self.key = cfg, store, key
         self.env = make_env(cfg.paths.templates)
+        self._liveimgs: tuple[float, dict[str, str]] | None = None
 
     def render(self, name: str, kind: str, *, show_secrets: bool = False, install: bool | None = None,
                snapshot_id: int | None = None) -> Rendered:
@@ -64,8 +66,16 @@ class Renderer:
                 out[kind] = exc
         return out
 
+    def liveimgs(self, max_age: float = 1.0) -> dict[str, str]:
+        """Imported media's live images by media name, read from the store at most every `max_age` s."""
+        now = time.monotonic()
+        if self._liveimgs is None or now - self._liveimgs[0] >= max_age:
+            self._liveimgs = (now, {m.name: m.liveimg for m in self.store.list_media() if m.liveimg})
+        return self._liveimgs[1]
+
     def inputs_stamp(self) -> tuple:
-        """Changes whenever a file every render reads changes (templates, root hash, SSH key)."""
+        """Changes whenever a file every render reads changes (templates, root hash, SSH key), and
+        when media are imported or removed."""
         paths = [self.cfg.defaults.root_password_hash_file, self.cfg.defaults.ssh_key_file,
                  self.cfg.paths.state_dir / "engine.pub"]
         for sub in ("kickstarts", "bootfiles"):  # the template loader's search path (render/env.py)
@@ -79,7 +89,7 @@ class Renderer:
                 stamp.append((str(p), st.st_mtime_ns, st.st_size))
             except OSError:
                 stamp.append((str(p), None))
-        return tuple(stamp)
+        return tuple(stamp) + tuple(sorted(self.liveimgs(max_age=0).items()))
 
     def render_build(self, build: Build, kind: str) -> Rendered:
         """The real thing for a live build, with its token, as served to the node."""
@@ -97,7 +107,7 @@ class Renderer:
         token = tokens.derive(self.key, build.nonce) if build else None
         secrets = Secrets(token=token, root_password_hash=self._root_hash())
         ctx = build_context(rec.node, snap.facts, snap.id, self.cfg, armed=armed, secrets=secrets,
-                            ssh_key=self._ssh_key(), show_secrets=show_secrets)
+                            ssh_key=self._ssh_key(), show_secrets=show_secrets, liveimgs=self.liveimgs())
         template = f"{rec.node.profile}.ks.j2" if kind == "kickstart" else _TEMPLATES[kind]
         try:
             text = self.env.get_template(template).render(ctx)

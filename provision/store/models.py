@@ -124,3 +124,17 @@ class AddressRow(Base):
     value: Mapped[str] = mapped_column(String(64))
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
     __table_args__ = (UniqueConstraint("kind", "value", name="uq_address"),)
+
+
+class MediaRow(Base):
+    """Installation media imported from an ISO (provision/media.py), by the name a profile uses
+    (`[defaults] rhvh_media` / `el_media`). Its files live under `[paths] media`/<name>/."""
+
+    __tablename__ = "media"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "ovirt-node" (liveimg) | "el" (repo tree)
+    liveimg: Mapped[str | None] = mapped_column(String(255), nullable=True)  # relative path
+    files: Mapped[dict] = mapped_column(JSON)  # relative path -> sha256
+    size: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(255))  # the ISO's file name and volume id
+    imported_at: Mapped[datetime] = mapped_column(DateTime)

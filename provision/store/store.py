@@ -21,6 +21,7 @@ from .addresses import AddressesMixin
 from .clock import utcnow
 from .generations import GenerationsMixin
 from .imports import ImportMixin
+from .media import MediaMixin
 from .models import AddressRow, Base, BuildRow, EventRow, NodeRow, SnapshotRow
 from .runs import RunsMixin
 
@@ -86,7 +87,7 @@ def make_url_safe(url: str) -> str:
         return "(not a database URL)"
 
 
-class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin):
+class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin):
     def __init__(self, url: str) -> None:
         """Opens (creating if needed) the database; a path or server that cannot be used is a clean
         ProvisionError naming db_url (password masked), never a traceback. A SQLite file and its
