@@ -130,11 +130,15 @@ def main() -> None:
         tmp = Path(d)
         (tmp / "r").mkdir()
         (tmp / "t").mkdir()
+        (tmp / "m").mkdir()
         rows += bench_render(tmp / "r")
         from .fleet import run as bench_fleet
 
         rows += bench_fleet()
         rows += bench_tftp(tmp / "t")
+        from .media import run as bench_media
+
+        rows += bench_media(tmp / "m")
     from .rebuild import run as bench_rebuild
 
     rows += bench_rebuild()

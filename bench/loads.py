@@ -61,7 +61,7 @@ def nginx(root: Path, port: int, tmp: Path) -> subprocess.Popen:
     conf = tmp / "nginx.conf"
     conf.write_text(f"""daemon off; user root; worker_processes 2; pid {tmp}/nginx.pid;
 error_log {tmp}/nginx.err; events {{ worker_connections 4096; }}
-http {{ access_log off; default_type text/plain; keepalive_requests 100000;
+http {{ access_log off; default_type text/plain; keepalive_requests 100000; sendfile on; tcp_nopush on;
   client_body_temp_path {tmp}/nb; proxy_temp_path {tmp}/np; fastcgi_temp_path {tmp}/nf;
   uwsgi_temp_path {tmp}/nu; scgi_temp_path {tmp}/ns;
   server {{ listen 127.0.0.1:{port}; root {root}; }} }}

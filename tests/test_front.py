@@ -4,6 +4,7 @@ of a keep-alive or pipelined connection), and closes connections as HTTP says.""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -17,7 +18,8 @@ from provision import config as config_mod
 from provision import services
 from provision.domain import load_yaml, parse_nodes
 from provision.web import create_app
-from provision.web.front import _Fetch, _Recorder, parse_head
+from provision.web.front import _Fetch, _Recorder
+from provision.web.httphead import byte_range, parse_head
 
 from .conftest import EXAMPLE, start_server, write_config
 
@@ -187,6 +189,60 @@ def test_what_the_front_cannot_vouch_for_is_denied_by_flask_as_before(srv):
     assert _fetch(srv, token, mac).status_code == 403  # the cached kickstart is no longer good
 
 
+def test_media_is_sent_by_the_front_with_the_headers_flask_sends(srv):
+    root = srv.root / "media" / "el9"
+    (root / "repodata").mkdir(parents=True)
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (root / "install.img").write_bytes(data)
+    (root / "repodata" / "primary.xml.gz").write_bytes(b"\x1f\x8b" + os.urandom(100))
+    (srv.root / "outside").write_bytes(b"secret")
+    (root / "escape").symlink_to(srv.root / "outside")
+    flask = create_app(srv.svc.cfg, store=srv.svc.store, renderer=srv.svc.renderer, admin_token="t" * 20,
+                       secret_key="k" * 32).test_client()
+    url = f"{srv.http}/media/el9"
+    before = _http(srv)["answered_by_front"]
+    cases = [({}, 200, data), ({"Range": "bytes=100-1099"}, 206, data[100:1100]),
+             ({"Range": "bytes=-5"}, 206, data[-5:]), ({"Range": f"bytes={len(data) - 3}-"}, 206, data[-3:])]
+    for headers, status, body in cases:
+        got = requests.get(f"{url}/install.img", headers=headers, timeout=60)
+        want = flask.get("/media/el9/install.img", headers=headers)
+        assert (got.status_code, got.content) == (status, body) and want.status_code == status
+        for field in ("Content-Length", "Content-Type", "ETag", "Last-Modified", "Accept-Ranges", "Cache-Control",
+                      "Content-Range", "Content-Disposition"):
+            assert got.headers.get(field) == want.headers.get(field), (headers, field)
+    assert _http(srv)["answered_by_front"] - before == len(cases)
+    gz = requests.get(f"{url}/repodata/primary.xml.gz", timeout=10)
+    assert gz.headers["Content-Type"] == "application/gzip" and "Content-Encoding" not in gz.headers
+    etag = requests.get(f"{url}/install.img", headers={"Range": "bytes=0-0"}, timeout=10).headers["ETag"]
+    before = _http(srv)
+    assert requests.get(f"{url}/install.img", headers={"If-None-Match": etag}, timeout=10).status_code == 304
+    multi = {"Range": "bytes=0-1,5-6"}  # several ranges: whatever Flask answers (werkzeug: 416)
+    assert requests.get(f"{url}/install.img", headers=multi, timeout=10).status_code == \
+        flask.get("/media/el9/install.img", headers=multi).status_code
+    assert requests.get(f"{url}/install.img", headers={"Range": f"bytes={len(data)}-"}, timeout=10).status_code == 416
+    for refused in ("escape", "../outside", "nothing"):
+        assert requests.get(f"{url}/{refused}", timeout=10).status_code == 404, refused
+    after = _http(srv)  # each of those went to Flask (and so did the two /healthz)
+    assert after["answered_by_front"] == before["answered_by_front"]
+    assert after["handed_to_wsgi"] - before["handed_to_wsgi"] == 3 + 3 + 1
+
+
+def test_a_media_download_to_a_slow_reader_goes_on_while_others_are_answered(srv):
+    (srv.root / "media" / "big.img").write_bytes(data := os.urandom(32 * 1024 * 1024))
+    with socket.create_connection(("127.0.0.1", _port(srv)), timeout=60) as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        slow.sendall(b"GET /media/big.img HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = slow.recv(1024)  # it has started, and stalls with its buffers full
+        for _ in range(20):  # the front's one thread keeps answering
+            assert requests.get(srv.http + GRUB, timeout=10).status_code == 200
+        head_len = received.index(b"\r\n\r\n") + 4
+        while len(received) < head_len + len(data):
+            chunk = slow.recv(1 << 20)
+            assert chunk, "the download stopped"
+            received += chunk
+    assert received[head_len:] == data
+
+
 def test_the_recorder_commits_fetches_together_and_reports_a_failed_commit():
     calls, done = [], []
     entered, proceed = threading.Semaphore(0), threading.Semaphore(0)
@@ -240,13 +296,15 @@ def test_the_store_checks_each_fetch_again_when_it_records_them(tmp_path):
 
 
 @pytest.mark.parametrize("head,parsed", [
-    (b"GET /boot/ipxe?mac=a HTTP/1.1\r\nHost: x", ("/boot/ipxe", "mac=a", True, False, [])),
-    (b"GET /boot/grub/a%2Db HTTP/1.0", ("/boot/grub/a-b", "", False, True, [])),
-    (b"GET /x HTTP/1.0\r\nConnection: Keep-Alive", ("/x", "", True, True, [])),
-    (b"GET /x HTTP/1.1\r\nconnection: upgrade, close", ("/x", "", False, False, [])),
-    (b"GET /x HTTP/1.1\r\nContent-Length: 0", ("/x", "", True, False, [])),
+    (b"GET /boot/ipxe?mac=a HTTP/1.1\r\nHost: x", ("/boot/ipxe", "mac=a", True, False, [], None, False)),
+    (b"GET /boot/grub/a%2Db HTTP/1.0", ("/boot/grub/a-b", "", False, True, [], None, False)),
+    (b"GET /x HTTP/1.0\r\nConnection: Keep-Alive", ("/x", "", True, True, [], None, False)),
+    (b"GET /x HTTP/1.1\r\nconnection: upgrade, close", ("/x", "", False, False, [], None, False)),
+    (b"GET /x HTTP/1.1\r\nContent-Length: 0", ("/x", "", True, False, [], None, False)),
     (b"GET /ks/t HTTP/1.1\r\nX-RHN-Provisioning-MAC-0: eth0 AA:bb\r\nx-rhn-provisioning-mac-1:  ens1 cc ",
-     ("/ks/t", "", True, False, ["eth0 AA:bb", "ens1 cc"])),
+     ("/ks/t", "", True, False, ["eth0 AA:bb", "ens1 cc"], None, False)),
+    (b"GET /m HTTP/1.1\r\nRange: bytes=0-9\r\nIf-None-Match: \"x\"", ("/m", "", True, False, [], "bytes=0-9", True)),
+    (b"GET /m HTTP/1.1\r\nRange: bytes=0-1\r\nRange: bytes=2-3", None),  # two Range headers
     (b"GET /x HTTP/1.1\r\nContent-Length: 5", None),  # a body: waitress reads it
     (b"GET /x HTTP/1.1\r\nTransfer-Encoding: chunked", None),
     (b"POST /x HTTP/1.1", None),
@@ -255,8 +313,18 @@ def test_the_store_checks_each_fetch_again_when_it_records_them(tmp_path):
     (b"GET /x HTTP/2.0", None),
     (b"GET /x HTTP/1.1\r\n folded: header", None),
     (b"GET /x HTTP/1.1\r\nno-colon", None),
-    (b"GET /x\xff HTTP/1.1", ("/x\xff", "", True, False, [])),  # latin-1, as waitress hands Flask the path
+    (b"GET /x\xff HTTP/1.1", ("/x\xff", "", True, False, [], None, False)),  # latin-1, as waitress hands Flask the path
     (b"GET /x?\xff HTTP/1.1", None),
 ])
 def test_only_a_plain_get_is_read_by_the_front(head, parsed):
     assert parse_head(head) == parsed
+
+
+@pytest.mark.parametrize("value,size,span", [
+    (None, 10, (0, 9)), (None, 0, None), ("bytes=0-0", 10, (0, 0)), ("bytes=2-", 10, (2, 9)),
+    ("bytes=5-100", 10, (5, 9)), ("bytes=-3", 10, (7, 9)), ("bytes=-30", 10, (0, 9)), ("BYTES = 1-2", 10, (1, 2)),
+    ("bytes=10-", 10, None), ("bytes=3-2", 10, None), ("bytes=-0", 10, None), ("bytes=0-1,4-5", 10, None),
+    ("items=0-1", 10, None), ("bytes=a-b", 10, None), ("bytes=-", 10, None), ("bytes=1", 10, None),
+])
+def test_the_front_serves_one_satisfiable_range_and_leaves_the_rest_to_flask(value, size, span):
+    assert byte_range(value, size) == span

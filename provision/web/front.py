@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import select
 import socket
 import threading
@@ -28,72 +29,26 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from email.utils import formatdate
-from urllib.parse import unquote, unquote_to_bytes
+from pathlib import Path
 
 from .. import tokens
-from ..bootnames import mac_from_name
-from ..domain.types import normalize_mac
-from .kickstart import MAC_HEADER, macs_from
+from . import mediafiles
+from .httphead import boot_target, byte_range, parse_head
+from .kickstart import macs_from
 
 log = logging.getLogger("provision.http")
 
 MAX_HEAD = 8192  # a boot client's request is a few hundred bytes; a longer one goes to waitress
-_PREFIXES = (("/boot/grub/", "grub"), ("/boot/pxelinux.cfg/", "pxelinux"))
-_BODY_HEADERS = (b"transfer-encoding", b"expect", b"upgrade")
-_MAC_HEADER = MAC_HEADER.encode()
-
-
-def boot_target(path: str, query: str) -> tuple[str | None, str]:
-    """(mac, kind) of a per-MAC boot-config URL, as the Flask routes in boot.py read it; mac is None
-    when the path is not one, or names no valid MAC."""
-    for prefix, kind in _PREFIXES:
-        if path.startswith(prefix):
-            return mac_from_name(path[len(prefix):], kind), kind
-    if path == "/boot/ipxe" and query.startswith("mac=") and "&" not in query:
-        try:
-            return normalize_mac(unquote(query[4:])), "ipxe"
-        except ValueError:
-            return None, "ipxe"
-    return None, ""
-
-
-def parse_head(head: bytes) -> tuple[str, str, bool, bool, list[str]] | None:
-    """(path, query, keep_alive, http10, MAC header values) of a plain `GET` without a body, or None
-    for anything else (waitress then reads it and answers it, errors included)."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[0] != b"GET" or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
-        return None
-    http10 = parts[2] == b"HTTP/1.0"
-    keep, macs = not http10, []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name[:1] in (b" ", b"\t") or name != name.strip():
-            return None
-        name, raw, value = name.lower(), value.strip(), value.strip().lower()
-        if name.startswith(_MAC_HEADER):
-            macs.append(raw.decode("latin-1"))
-        elif name in _BODY_HEADERS or (name == b"content-length" and value != b"0"):
-            return None
-        if name == b"connection":
-            tokens = {t.strip() for t in value.split(b",")}
-            keep = False if b"close" in tokens else (True if b"keep-alive" in tokens else keep)
-    target = parts[1]
-    if not target.startswith(b"/") or b"#" in target:
-        return None
-    raw_path, _, query = target.partition(b"?")
-    try:  # waitress gives Flask the path percent-decoded as latin-1 (PEP 3333), the query as sent
-        return unquote_to_bytes(raw_path).decode("latin-1"), query.decode("ascii"), keep, http10, macs
-    except UnicodeDecodeError:
-        return None
+_SIMPLE_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")  # sent as is in Content-Disposition, as werkzeug does
 
 
 class _Conn:
-    __slots__ = ("sock", "addr", "out", "keep", "last", "closing", "waiting")
+    __slots__ = ("sock", "addr", "out", "keep", "last", "closing", "waiting", "file")
 
     def __init__(self, sock: socket.socket, addr) -> None:
         self.sock, self.addr, self.out, self.keep, self.closing = sock, addr, b"", True, False
         self.waiting = False  # a kickstart answer waits for its fetch to be committed
+        self.file: list[int] | None = None  # [descriptor, offset, bytes left] of a /media answer after `out`
         self.last = time.monotonic()
 
 
@@ -116,7 +71,8 @@ class Front:
     (created on the same socket, but not accepting) that takes the connections handed over."""
 
     def __init__(self, listener: socket.socket, wsgi, store, bootcache, metrics, *, idle_timeout: float,
-                 connection_limit: int) -> None:
+                 connection_limit: int, media_root: Path | None = None) -> None:
+        self.media_root = media_root
         self.listener, self.wsgi, self.bootcache, self.metrics = listener, wsgi, bootcache, metrics
         self.recorder = _Recorder(store, self._recorded)
         self.idle_timeout, self.limit = idle_timeout, connection_limit
@@ -189,7 +145,7 @@ class Front:
 
     def _event(self, fd: int, conn: _Conn, events: int) -> None:
         conn.last = time.monotonic()
-        if conn.out:
+        if conn.out or conn.file is not None:
             self._flush(fd, conn)
         elif conn.closing:  # our answer is out and we shut our side: wait for the client's close
             try:
@@ -215,30 +171,33 @@ class Front:
             return
         end = head.find(b"\r\n\r\n")
         parsed = parse_head(head[:end]) if end > 0 else None
-        if parsed is not None and parsed[0].startswith("/ks/"):
+        if parsed is not None and parsed.path.startswith("/ks/"):
             self._kickstart(fd, conn, parsed, end + 4)
+            return
+        if parsed is not None and parsed.path.startswith("/media/") and self.media_root is not None:
+            self._media(fd, conn, parsed, end + 4)
             return
         data = kind = None
         if parsed is not None:
-            mac, kind = boot_target(parsed[0], parsed[1])
+            mac, kind = boot_target(parsed.path, parsed.query)
             if mac is not None:  # a miss (not rendered yet, or changed a moment ago) renders in waitress
                 data = self.bootcache.cached(kind, mac)
         if data is None:
             self._hand_over(fd, conn)
             return
         conn.sock.recv(end + 4)  # exactly the request we peeked at; a pipelined next one stays
-        conn.keep = parsed[2]
+        conn.keep = parsed.keep
         self.answered += 1
         self.metrics.renders.labels(kind).inc()
         self.metrics.http_requests.labels(f"boot.{kind}", "200").inc()
-        conn.out = self._response(data, parsed[2], parsed[3])
+        conn.out = self._response(data, parsed.keep, parsed.http10)
         self._flush(fd, conn)
 
     def _kickstart(self, fd: int, conn: _Conn, parsed, head_len: int) -> None:
         """A kickstart fetch whose every check the cache can answer: a live build's token, and MAC
         headers that are all the node's own. It is answered once its fetch is committed (many fetches
         share one commit); anything else, a denial included, is for Flask (web/kickstart.py)."""
-        token, macs = parsed[0][len("/ks/"):], macs_from(parsed[4])
+        token, macs = parsed.path[len("/ks/"):], macs_from(parsed.macs)
         hit = self.bootcache.cached_kickstart(tokens.digest(token)) if tokens.looks_valid(token) else None
         if hit is None or not macs or len(macs) > 16 or any(self.bootcache.owner(m) != hit[0] for m in macs):
             self._hand_over(fd, conn)
@@ -247,7 +206,35 @@ class Front:
         self._ep.unregister(fd)  # the request stays unread until the fetch is recorded
         conn.waiting = True
         self.recorder.put(_Fetch(fd, conn, build_id, f"kickstart fetched by {conn.addr[0]}", macs, head_len,
-                                 self._response(data, parsed[2], parsed[3]), parsed[2]))
+                                 self._response(data, parsed.keep, parsed.http10), parsed.keep))
+
+    def _media(self, fd: int, conn: _Conn, parsed, head_len: int) -> None:
+        """A file under [paths] media, whole or one byte range, sent by sendfile; a conditional or
+        multi-range request, an unsatisfiable range and an odd name are for Flask (ops.media)."""
+        target = None if parsed.conditional else mediafiles.resolve(self.media_root, parsed.path[len("/media/"):])
+        if target is None or not _SIMPLE_NAME.match(target.name):
+            self._hand_over(fd, conn)
+            return
+        try:
+            ffd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._hand_over(fd, conn)
+            return
+        st = os.fstat(ffd)
+        span = byte_range(parsed.range, st.st_size)
+        if span is None:
+            os.close(ffd)
+            self._hand_over(fd, conn)
+            return
+        conn.sock.recv(head_len)
+        conn.keep = parsed.keep
+        first, last = span
+        self.answered += 1
+        self.metrics.http_requests.labels("ops.media", "206" if parsed.range else "200").inc()
+        fields = mediafiles.headers(target.name, st, first, last) + [("Content-Disposition", f"inline; filename={target.name}")]
+        conn.out = self._head(b"206 Partial Content" if parsed.range else b"200 OK", fields, parsed.keep, parsed.http10)
+        conn.file = [ffd, first, last - first + 1]
+        self._flush(fd, conn)
 
     def _recorded(self, fetch: _Fetch) -> None:
         """The recorder's thread: a fetch is committed (or failed); the loop answers it."""
@@ -281,24 +268,34 @@ class Front:
             self._flush(f.fd, f.conn)
 
     def _response(self, data: bytes, keep: bool, http10: bool) -> bytes:
+        return self._head(b"200 OK", [("Content-Length", str(len(data))),
+                                      ("Content-Type", "text/plain; charset=utf-8")], keep, http10) + data
+
+    def _head(self, status: bytes, fields: list[tuple[str, str]], keep: bool, http10: bool) -> bytes:
         now = time.time()
         if now - self._date_at >= 1.0:
             self._date, self._date_at = formatdate(now, usegmt=True).encode(), now
         connection = b"Connection: Keep-Alive\r\n" if keep and http10 else (b"" if keep else b"Connection: close\r\n")
-        return (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                b"Date: %s\r\nServer: provision\r\n%s\r\n" % (len(data), self._date, connection)) + data
+        lines = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in fields)
+        return b"HTTP/1.1 %s\r\n%sDate: %s\r\nServer: provision\r\n%s\r\n" % (status, lines, self._date, connection)
 
     def _flush(self, fd: int, conn: _Conn) -> None:
         try:
-            sent = conn.sock.send(conn.out)
+            while conn.out:
+                conn.out = conn.out[conn.sock.send(conn.out):]
+            while conn.file is not None:  # a /media answer: the kernel copies the file to the socket
+                ffd, offset, left = conn.file
+                sent = os.sendfile(fd, ffd, offset, min(left, 1 << 24))
+                if sent == 0:
+                    raise OSError("the file shrank while it was sent")
+                conn.file = [ffd, offset + sent, left - sent] if left > sent else None
+                if conn.file is None:
+                    os.close(ffd)
         except BlockingIOError:
-            sent = 0
+            self._ep.modify(fd, select.EPOLLOUT)
+            return
         except OSError:
             self._close(fd)
-            return
-        conn.out = conn.out[sent:]
-        if conn.out:
-            self._ep.modify(fd, select.EPOLLOUT)
             return
         self._ep.modify(fd, select.EPOLLIN)
         if not conn.keep:  # half-close, then read until the client closes: an unread byte would reset
@@ -337,6 +334,9 @@ class Front:
         except (OSError, ValueError):
             pass
         conn.sock.close()
+        if conn.file is not None:
+            os.close(conn.file[0])
+            conn.file = None
 
 
 class _Recorder:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, jsonify, send_from_directory
+from flask import Blueprint, Response, abort, jsonify, send_file
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import mediafiles
 from .deps import svc
 
 bp = Blueprint("ops", __name__)
@@ -36,9 +37,10 @@ def metrics():
 @bp.route("/media/<path:path>", methods=["GET", "HEAD"])
 def media(path: str):
     """The same policy as TFTP: a symlink is followed only while it stays inside the media root
-    (so an ISO mounted or linked under it works), never out of it."""
-    root = svc("cfg").paths.media.resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    (so an ISO mounted or linked under it works), never out of it. The HTTP front answers most
+    GETs itself (sendfile); HEAD, conditional and multi-range requests come here."""
+    target = mediafiles.resolve(svc("cfg").paths.media, path)
+    if target is None:
         abort(404)
-    return send_from_directory(root, str(target.relative_to(root)))
+    return send_file(target, mimetype=mediafiles.content_type(target.name), etag=mediafiles.etag(target.stat()),
+                     conditional=True)
