@@ -7,11 +7,14 @@ TSTAMP := $(VENV)/.installed-apimodels
 # Debian packages the tests use: ipmi_sim (BMC), tftp-hpa + curl (TFTP clients), tftpd-hpa (bench peer),
 # dash (the strict POSIX shell every rendered script is run under), postgresql (the store tests and
 # an e2e rebuild also run on a real PostgreSQL server the tests start themselves), dnsmasq-base,
-# kea-dhcp4-server and isc-dhcp-server (their checkers read `provision dhcp export`); for `make bench`
+# kea-dhcp4-server and isc-dhcp-server (their checkers read `provision dhcp export`), and the VM
+# test's packages (VM_COMMANDS, VM_FILES below); for `make bench`
 # also wrk (HTTP load) and nginx-light (the HTTP peer)
-DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql dnsmasq-base kea-dhcp4-server isc-dhcp-server
+DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql dnsmasq-base kea-dhcp4-server isc-dhcp-server \
+                qemu-system-x86 ovmf ipxe-qemu shim-signed grub-efi-amd64-bin linux-image-amd64 dracut dracut-network \
+                isc-dhcp-client iputils-arping
 
-.PHONY: run test test-stress bench lint system-deps bench-deps venv clean
+.PHONY: run test e2e test-stress bench lint system-deps bench-deps venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +34,20 @@ venv: $(STAMP)
 # `make bench` also needs its load generator and HTTP peer: wrk and nginx.
 DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev \
                 dnsmasq:dnsmasq-base kea-dhcp4:kea-dhcp4-server dhcpd:isc-dhcp-server
+# the virtual machine of tests/test_vm.py (`make e2e`): QEMU with OVMF and iPXE ROMs, Debian's shim,
+# GRUB's EFI modules, a kernel, and dracut with its network modules (dhclient and arping for them)
+VM_COMMANDS := qemu-system-x86_64:qemu-system-x86 grub-mkimage:grub-efi-amd64-bin dracut:dracut \
+               dhclient:isc-dhcp-client arping:iputils-arping
+VM_FILES := /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/shim/shimx64.efi.signed:shim-signed \
+            /usr/lib/grub/x86_64-efi/efinet.mod:grub-efi-amd64-bin /usr/lib/ipxe/qemu/pxe-virtio.rom:ipxe-qemu \
+            /usr/lib/dracut/modules.d/35network-legacy/module-setup.sh:dracut-network
 system-deps bench-deps:
 	@missing=""; \
-	for cmd in $(DEB_COMMANDS) $(if $(filter bench-deps,$@),wrk:wrk nginx:nginx-light); do \
+	for cmd in $(DEB_COMMANDS) $(VM_COMMANDS) $(if $(filter bench-deps,$@),wrk:wrk nginx:nginx-light); do \
 	  command -v $${cmd%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${cmd%%:*} ] || missing="$$missing $${cmd##*:}"; \
 	done; \
+	for f in $(VM_FILES); do [ -e $${f%%:*} ] || missing="$$missing $${f##*:}"; done; \
+	ls /boot/vmlinuz-* >/dev/null 2>&1 || missing="$$missing linux-image-amd64"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -52,6 +64,10 @@ run: $(STAMP)
 
 test: system-deps $(TSTAMP)
 	$(BIN)/python -m pytest -q
+
+# the boot chain on a real virtual machine alone (it is part of `make test` too), with its timelines
+e2e: system-deps $(TSTAMP)
+	$(BIN)/python -m pytest -q -s tests/test_vm.py
 
 # The suite RUNS times (default 5) while two busy processes keep both cores loaded: a test that
 # races a wall-clock guess fails here before it fails in CI.

@@ -64,6 +64,9 @@ class ServerConfig(_Section):
     # open at once (waitress' own defaults, 120 s and 100, let ~100 idle sockets starve /healthz)
     http_channel_timeout: int = Field(default=20, ge=1, le=3600)
     http_connection_limit: int = Field(default=400, ge=10, le=10000)
+    # one INFO line per HTTP request (method, path without its query, peer, status, bytes); off by
+    # default: a boot storm is tens of thousands of requests a second
+    access_log: bool = False
     tftp_max_sessions: int = Field(default=256, ge=1, le=4096)  # concurrent transfers; more get ERROR "busy"
     tftp_timeout: float = Field(default=3.0, gt=0, le=60)  # seconds before a DATA block is sent again
     tftp_retries: int = Field(default=5, ge=1, le=20)

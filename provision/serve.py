@@ -61,7 +61,8 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
                                   cleanup_interval=max(1, min(30, s.http_channel_timeout // 2)),
                                   asyncore_use_poll=True)  # select() fails past descriptor 1023
     front = Front(listener, http, svc.store, svc.bootcache, svc.metrics, idle_timeout=s.http_channel_timeout,
-                  connection_limit=s.http_connection_limit, media_root=cfg.paths.media)
+                  connection_limit=s.http_connection_limit, media_root=cfg.paths.media,
+                  access_log=s.access_log)
     app.extensions["provision"]["front"] = front
     svc.bootcache.start()
     tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, svc.bootcache, svc.metrics)

@@ -35,6 +35,10 @@ class FileResolver:
             self.metrics.tftp_requests.labels(outcome).inc()
         if source is None:
             log.info("tftp %s from %s: %s", path, raddress, outcome)
+        elif source.data is not None:  # a per-MAC config: its first line says install or local boot
+            log.info("tftp %s to %s: %s: %s", path, raddress, outcome, source.data.split(b"\n", 1)[0].decode(errors="replace"))
+        else:
+            log.info("tftp %s to %s: %s (%d bytes)", path, raddress, outcome, source.size)
         return source
 
     def open(self, path: str) -> tuple[str, Source | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, jsonify, request
 
 from ..config import Config
@@ -11,6 +13,9 @@ from ..render import Renderer
 from ..render.cache import BootCache
 from ..store import Store
 from . import api, boot, callbacks, collect, kickstart, ops, ui
+from .httphead import loggable_path
+
+access_log = logging.getLogger("provision.http")
 
 
 def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: str, secret_key: str,
@@ -34,6 +39,9 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
     def _count(resp):
         app.extensions["provision"]["metrics"].http_requests.labels(
             request.endpoint or "none", str(resp.status_code)).inc()
+        if cfg.server.access_log:  # the path only: a /ks/ token or a query must not reach the log
+            access_log.info("http %s %s from %s: %s %s", request.method, loggable_path(request.path),
+                            request.remote_addr, resp.status_code, resp.content_length)
         return resp
 
     @app.errorhandler(NotFound)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .. import tokens
 from . import mediafiles
-from .httphead import boot_target, byte_range, parse_head
+from .httphead import boot_target, byte_range, loggable_path, parse_head
 from .kickstart import macs_from
 
 log = logging.getLogger("provision.http")
@@ -71,8 +71,8 @@ class Front:
     (created on the same socket, but not accepting) that takes the connections handed over."""
 
     def __init__(self, listener: socket.socket, wsgi, store, bootcache, metrics, *, idle_timeout: float,
-                 connection_limit: int, media_root: Path | None = None) -> None:
-        self.media_root = media_root
+                 connection_limit: int, media_root: Path | None = None, access_log: bool = False) -> None:
+        self.media_root, self.access_log = media_root, access_log
         self.listener, self.wsgi, self.bootcache, self.metrics = listener, wsgi, bootcache, metrics
         self.recorder = _Recorder(store, self._recorded)
         self.idle_timeout, self.limit = idle_timeout, connection_limit
@@ -191,6 +191,7 @@ class Front:
         self.metrics.renders.labels(kind).inc()
         self.metrics.http_requests.labels(f"boot.{kind}", "200").inc()
         conn.out = self._response(data, parsed.keep, parsed.http10)
+        self._log(conn, parsed.path, 200, len(data))
         self._flush(fd, conn)
 
     def _kickstart(self, fd: int, conn: _Conn, parsed, head_len: int) -> None:
@@ -234,6 +235,7 @@ class Front:
         fields = mediafiles.headers(target.name, st, first, last) + [("Content-Disposition", f"inline; filename={target.name}")]
         conn.out = self._head(b"206 Partial Content" if parsed.range else b"200 OK", fields, parsed.keep, parsed.http10)
         conn.file = [ffd, first, last - first + 1]
+        self._log(conn, parsed.path, 206 if parsed.range else 200, last - first + 1)
         self._flush(fd, conn)
 
     def _recorded(self, fetch: _Fetch) -> None:
@@ -265,7 +267,12 @@ class Front:
             self.metrics.renders.labels("kickstart").inc()
             self.metrics.http_requests.labels("kickstart.kickstart", "200").inc()
             f.conn.out = f.response
+            self._log(f.conn, "/ks/", 200, len(f.response))
             self._flush(f.fd, f.conn)
+
+    def _log(self, conn: _Conn, path: str, status: int, size: int) -> None:
+        if self.access_log:  # the same line as Flask's (web/__init__.py), tokens masked
+            log.info("http GET %s from %s: %s %s", loggable_path(path), conn.addr[0], status, size)
 
     def _response(self, data: bytes, keep: bool, http10: bool) -> bytes:
         return self._head(b"200 OK", [("Content-Length", str(len(data))),

@@ -4,6 +4,7 @@ answers it (errors included)."""
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -95,3 +96,11 @@ def byte_range(value: str | None, size: int) -> tuple[int, int] | None:
     a = int(first)
     b = min(int(last), size - 1) if last else size - 1
     return (a, b) if a <= b and a < size else None
+
+
+_TOKEN_PATH = re.compile(r"^(/ks/|/api/v1/callback/|/api/v1/collect/)[^/]*")
+
+
+def loggable_path(path: str) -> str:
+    """The path as the access log shows it: build and collection tokens masked."""
+    return _TOKEN_PATH.sub(r"\1********", path)
