@@ -19,7 +19,7 @@ from provision import services
 from provision.domain import load_yaml, parse_nodes
 from provision.web import create_app
 from provision.web.front import _Fetch, _Recorder
-from provision.web.httphead import byte_range, parse_head
+from provision.web.httphead import byte_range, loggable_path, parse_head
 
 from .conftest import EXAMPLE, start_server, write_config
 
@@ -328,3 +328,11 @@ def test_only_a_plain_get_is_read_by_the_front(head, parsed):
 ])
 def test_the_front_serves_one_satisfiable_range_and_leaves_the_rest_to_flask(value, size, span):
     assert byte_range(value, size) == span
+
+
+@pytest.mark.parametrize("path,shown", [
+    ("/ks/AbCdEf0123456789xyz", "/ks/********"), ("/api/v1/callback/Tok_en-1/installed", "/api/v1/callback/********/installed"),
+    ("/api/v1/collect/secret", "/api/v1/collect/********"), ("/boot/ipxe", "/boot/ipxe"), ("/media/x/ks/y", "/media/x/ks/y"),
+])
+def test_the_access_log_never_shows_a_token(path, shown):
+    assert loggable_path(path) == shown
