@@ -4,7 +4,8 @@ other connection to waitress.
 A `GET` of a per-MAC boot config that the cache answers (GRUB, pxelinux, iPXE) is answered here, in
 one epoll thread: no waitress, no Flask, no worker thread. So is an installer's kickstart fetch when
 the cache knows its build token and every MAC it sends is the node's own; the fetch is recorded
-first, many fetches to one commit (`_Recorder`). Every other request is left unread. The
+first, many fetches to one commit (`_Recorder`). So is a file under /media/, whole or one range, sent
+by sendfile(2) with the headers Flask would send (mediafiles.py). Every other request is left unread. The
 listener only peeks at the request, and hands the connection and its socket over to waitress, which
 then serves that connection as it always did. That covers a cache miss, a request not complete in
 its first segment, a body, and anything unusual. It keeps the peer's address, and waitress keeps its
