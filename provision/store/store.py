@@ -252,11 +252,7 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin
     def mark_ks_fetched(self, build_id: int, event: str | None = None) -> None:
         """Record the first fetch, and the `event` message (kind ks-fetched) in the same transaction:
         a kickstart storm is one write per fetch, not two."""
-        self.mark_ks_fetched_many([(build_id, event)])
-
-    def mark_ks_fetched_many(self, fetches: list[tuple[int, str | None]]) -> None:
-        """mark_ks_fetched for many fetches in one transaction."""
-        self.record_ks_fetches([(b, e, None) for b, e in fetches])
+        self.record_ks_fetches([(build_id, event, None)])
 
     def record_ks_fetches(self, fetches: list[tuple[int, str | None, list[str] | None]]) -> list[bool]:
         """The HTTP front's group commit: each (build id, event, MACs the installer sent) is checked
