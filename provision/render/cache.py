@@ -79,10 +79,8 @@ class BootCache:
     def cached(self, kind: str, mac: str) -> bytes | None:
         """What boot_config would answer, only if it is in memory and fresh; None otherwise (no
         store query, no render: for the HTTP front's thread, which hands a miss to waitress)."""
-        name = self._macs.get(mac)
-        gen = self._gens.get(name) if name is not None else None
-        entry = self._entries.get((name, kind)) if gen is not None else None
-        return entry.data if entry is not None and self._fresh(entry, gen) else None
+        entry = self._fresh_entry(self._macs.get(mac), kind)
+        return entry.data if entry is not None else None
 
     def owner(self, mac: str) -> str | None:
         """The node that has `mac` as of the last sync (no store query)."""
@@ -93,11 +91,16 @@ class BootCache:
         memory and fresh, which means the build still boots the installer (render_served renders a
         kickstart only then, and any change of the build moves the node's generation); else None."""
         name = self._ks_nodes.get(digest)
-        gen = self._gens.get(name) if name is not None else None
-        entry = self._entries.get((name, "kickstart")) if gen is not None else None
-        if entry is None or entry.digest != digest or not self._fresh(entry, gen):
+        entry = self._fresh_entry(name, "kickstart")
+        if entry is None or entry.digest != digest:
             return None
         return name, entry.build_id, entry.data
+
+    def _fresh_entry(self, name: str | None, kind: str) -> _Entry | None:
+        """The in-memory entry of `name`'s `kind` if it is fresh at the generation last synced."""
+        gen = self._gens.get(name) if name is not None else None
+        entry = self._entries.get((name, kind)) if gen is not None else None
+        return entry if entry is not None and self._fresh(entry, gen) else None
 
     def kickstart(self, build: Build) -> bytes:
         """The kickstart of a live build (with its token), as fetched by the installer."""
