@@ -186,14 +186,9 @@ class Front:
         if data is None:
             self._hand_over(fd, conn)
             return
-        conn.sock.recv(end + 4)  # exactly the request we peeked at; a pipelined next one stays
-        conn.keep = parsed.keep
-        self.answered += 1
         self.metrics.renders.labels(kind).inc()
-        self.metrics.http_requests.labels(f"boot.{kind}", "200").inc()
-        conn.out = self._response(data, parsed.keep, parsed.http10)
-        self._log(conn, parsed.path, 200, len(data))
-        self._flush(fd, conn)
+        self._answer(fd, conn, end + 4, parsed.keep, self._response(data, parsed.keep, parsed.http10),
+                     f"boot.{kind}", parsed.path, 200, len(data))
 
     def _kickstart(self, fd: int, conn: _Conn, parsed, head_len: int) -> None:
         """A kickstart fetch whose every check the cache can answer: a live build's token, and MAC
@@ -228,16 +223,12 @@ class Front:
             os.close(ffd)
             self._hand_over(fd, conn)
             return
-        conn.sock.recv(head_len)
-        conn.keep = parsed.keep
         first, last = span
-        self.answered += 1
-        self.metrics.http_requests.labels("ops.media", "206" if parsed.range else "200").inc()
         fields = mediafiles.headers(target.name, st, first, last) + [("Content-Disposition", f"inline; filename={target.name}")]
-        conn.out = self._head(b"206 Partial Content" if parsed.range else b"200 OK", fields, parsed.keep, parsed.http10)
-        conn.file = [ffd, first, last - first + 1]
-        self._log(conn, parsed.path, 206 if parsed.range else 200, last - first + 1)
-        self._flush(fd, conn)
+        conn.file = [ffd, first, last - first + 1]  # sent after the head
+        self._answer(fd, conn, head_len, parsed.keep,
+                     self._head(b"206 Partial Content" if parsed.range else b"200 OK", fields, parsed.keep, parsed.http10),
+                     "ops.media", parsed.path, 206 if parsed.range else 200, last - first + 1)
 
     def _recorded(self, fetch: _Fetch) -> None:
         """The recorder's thread: a fetch is committed (or failed); the loop answers it."""
@@ -262,18 +253,21 @@ class Front:
             if not f.recorded:  # refused by the store's own check, or the store failed: Flask decides
                 self._hand_over(f.fd, f.conn)
                 continue
-            f.conn.sock.recv(f.head_len)
-            f.conn.keep = f.keep
-            self.answered += 1
             self.metrics.renders.labels("kickstart").inc()
-            self.metrics.http_requests.labels("kickstart.kickstart", "200").inc()
-            f.conn.out = f.response
-            self._log(f.conn, "/ks/", 200, len(f.response))
-            self._flush(f.fd, f.conn)
+            self._answer(f.fd, f.conn, f.head_len, f.keep, f.response, "kickstart.kickstart", "/ks/", 200,
+                         len(f.response))
 
-    def _log(self, conn: _Conn, path: str, status: int, size: int) -> None:
+    def _answer(self, fd: int, conn: _Conn, head_len: int, keep: bool, out: bytes, endpoint: str, path: str,
+                status: int, size: int) -> None:
+        """Read exactly the request that was peeked at (a pipelined next one stays), count and log
+        it as Flask would, and send `out` (then conn.file, if any)."""
+        conn.sock.recv(head_len)
+        conn.keep, conn.out = keep, out
+        self.answered += 1
+        self.metrics.http_requests.labels(endpoint, str(status)).inc()
         if self.access_log:  # the same line as Flask's (web/__init__.py), tokens masked
             log.info("http GET %s from %s: %s %s", loggable_path(path), conn.addr[0], status, size)
+        self._flush(fd, conn)
 
     def _response(self, data: bytes, keep: bool, http10: bool) -> bytes:
         return self._head(b"200 OK", [("Content-Length", str(len(data))),
