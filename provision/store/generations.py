@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import insert, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from .models import AddressRow, MetaRow, NodeRow
@@ -75,14 +75,22 @@ class GenerationsMixin:
         ids = sorted(r.id for r in rows if r.id is not None)
         if ids and s.get_bind().dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE serializes writers
             s.execute(select(NodeRow.id).where(NodeRow.id.in_(ids)).order_by(NodeRow.id).with_for_update())
-        meta = s.get(MetaRow, "generation", with_for_update=True)
-        if meta is None:
-            meta = MetaRow(key="generation", value=0)
-            s.add(meta)
-        meta.value = meta.value + 1
+        with s.no_autoflush:  # the rows' own changes and their new generation go in one UPDATE at commit
+            value = GenerationsMixin._next_generation(s.connection())
         changed = s.info.setdefault("changed", {})
         for r in rows:
-            r.generation = changed[r.name] = meta.value
+            r.generation = changed[r.name] = value
+
+    @staticmethod
+    def _next_generation(conn) -> int:
+        """Take the store's next generation: one UPDATE ... RETURNING, which also row-locks the
+        counter until the commit (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers)."""
+        value = conn.execute(update(MetaRow).where(MetaRow.key == "generation")
+                             .values(value=MetaRow.value + 1).returning(MetaRow.value)).scalar()
+        if value is None:  # a database no write has touched yet
+            conn.execute(insert(MetaRow).values(key="generation", value=1))
+            value = 1
+        return value
 
     def _migrate(self) -> None:
         """Columns added after a database was created (create_all adds tables, not columns)."""

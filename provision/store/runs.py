@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from .. import tokens
 from ..errors import NotFound
@@ -56,21 +56,27 @@ class RunsMixin:
         """Move `name` from `expected` to `new` in one transaction with its event row; False (and
         nothing written) when the node is no longer in `expected`."""
         now = utcnow()
-        with self._writing() as s:
-            r = self._row(s, name, lock=True)
+        with self._writing() as s:  # plain statements, no ORM entities: every step of every node runs this
+            conn = s.connection()
+            r = conn.execute(select(NodeRow.id, NodeRow.state, NodeRow.data).where(NodeRow.name == name)
+                             .with_for_update()).first()  # the node row, then the counter (_bump's order)
+            if r is None:
+                raise NotFound(f"node {name!r} is not in the inventory")
             if r.state != expected:
                 return False
-            r.state, r.step_started_at, r.updated_at = new, now, now
+            values: dict = {"state": new, "step_started_at": now, "updated_at": now}
             if new == "failed":
-                r.failed_step, r.fail_reason = failed_step, reason
+                values.update(failed_step=failed_step, fail_reason=reason)
             elif expected == "failed" or new == "preflight":
-                r.failed_step = r.fail_reason = None
+                values.update(failed_step=None, fail_reason=None)
             if rebuild_id is not None:
-                r.rebuild_id = rebuild_id
+                values["rebuild_id"] = rebuild_id
             if data is not None:
-                r.data = _merge({} if replace_data else r.data, data)
-            s.add(EventRow(node_id=r.id, ts=now, kind="transition", message=message))
-            self._bump(s, [r])
+                values["data"] = _merge({} if replace_data else (r.data or {}), data)
+            values["generation"] = generation = self._next_generation(conn)
+            conn.execute(update(NodeRow).where(NodeRow.id == r.id).values(**values))
+            conn.execute(insert(EventRow).values(node_id=r.id, ts=now, kind="transition", message=message))
+            s.info.setdefault("changed", {})[name] = generation
             return True
 
     def update_data(self, name: str, **values) -> dict:

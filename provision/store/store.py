@@ -350,10 +350,15 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin
         return Snapshot(r.id, name, r.created_at, r.source, self._parsed(r))
 
     def _record(self, s: Session, r: NodeRow) -> NodeRecord:
-        snap = self._latest(s, r.id)
-        facts = self._parsed(snap) if snap else None
+        # the latest snapshot's id first: its facts are parsed once per process, so its (large)
+        # JSON text is loaded only the first time
+        snap_id = s.scalar(select(SnapshotRow.id).where(SnapshotRow.node_id == r.id)
+                           .order_by(SnapshotRow.id.desc()).limit(1))
+        facts = None
+        if snap_id is not None:
+            facts = self._facts.get(snap_id) or self._parsed(s.get(SnapshotRow, snap_id))
         node = Node(name=r.name, fqdn=r.fqdn, cluster=r.cluster, profile=r.profile, bmc=r.bmc, facts=facts)
-        return NodeRecord(node, r.state, snap.id if snap else None, r.updated_at)
+        return NodeRecord(node, r.state, snap_id, r.updated_at)
 
     @staticmethod
     def _build(name: str, b: BuildRow) -> Build:

@@ -88,30 +88,37 @@ class Batch:
         return None, first_reason
 
     def _start(self, pool: ThreadPoolExecutor, name: str) -> None:
+        """Hand `name` to a worker. The worker, not this scheduling thread, records the start and
+        drives the node: with many nodes in flight a write waits its turn, and waiting here held up
+        every start behind it (a 500-node batch spent most of its time starting nodes)."""
         st = self.ctx.store.node_state(name)
-        if st.state in (S.READY, S.DONE):
-            if advance(self.ctx.store, name, "start", expect=st.state, rebuild_id=self.rebuild_id,
-                       data={"accept_drift": self.accept_drift, "allow_gluster": self.allow_gluster}) is None:
+        if st.state in S.ACTIVE and not self.resume:
+            self.result.elsewhere.append(name)  # moved on by another runner since we looked: theirs
+            self.on_change(name, st.state, "in a rebuild started by another runner")
+            return
+        if st.state == S.FAILED and name not in self.retry_failed:
+            self.result.failed.append(name)
+            self.stop.set()
+            return
+        self.in_flight[name] = pool.submit(self._run_node, name, st.state)
+        self.result.peak_in_flight = max(self.result.peak_in_flight, len(self.in_flight))
+
+    def _run_node(self, name: str, state: str) -> str | None:
+        """In a worker: start (or resume) `name` and drive it; its final state, or None when another
+        runner started it first."""
+        data = {"accept_drift": self.accept_drift, "allow_gluster": self.allow_gluster}
+        if state in (S.READY, S.DONE):
+            if advance(self.ctx.store, name, "start", expect=state, rebuild_id=self.rebuild_id, data=data) is None:
                 # another runner on the same database started it between our read and our write:
                 # the compare-and-set made it theirs; two runners never drive one node
                 self.result.elsewhere.append(name)
                 self.on_change(name, self.ctx.store.node_state(name).state, "started by another runner")
-                return
+                return None
             self.on_change(name, S.PREFLIGHT, None)
-        elif st.state in S.ACTIVE and not self.resume:
-            self.result.elsewhere.append(name)  # moved on by another runner since we looked: theirs
-            self.on_change(name, st.state, "in a rebuild started by another runner")
-            return
-        elif st.state == S.FAILED:
-            if name not in self.retry_failed:
-                self.result.failed.append(name)
-                self.stop.set()
-                return
-            advance(self.ctx.store, name, "resume", expect=S.FAILED, rebuild_id=self.rebuild_id,
-                    data={"accept_drift": self.accept_drift, "allow_gluster": self.allow_gluster})
+        elif state == S.FAILED:
+            advance(self.ctx.store, name, "resume", expect=S.FAILED, rebuild_id=self.rebuild_id, data=data)
             self.on_change(name, self.ctx.store.node_state(name).state, "resumed")
-        self.in_flight[name] = pool.submit(drive, self.ctx, name, stop=self.stop, on_change=self.on_change)
-        self.result.peak_in_flight = max(self.result.peak_in_flight, len(self.in_flight))
+        return drive(self.ctx, name, stop=self.stop, on_change=self.on_change)
 
     def _reap(self, *, wait_all: bool) -> None:
         if not self.in_flight:
@@ -126,6 +133,8 @@ class Batch:
                 continue
             del self.in_flight[name]
             final = fut.result()
+            if final is None:  # started by another runner: listed in `elsewhere` already
+                continue
             bucket = {S.DONE: self.result.done, S.FAILED: self.result.failed}.get(final, self.result.pending)
             bucket.append(name)
             if final != S.DONE:
@@ -137,9 +146,10 @@ class Batch:
             return None
         cluster = self.ctx.store.node_state(name).cluster
         up = sum(1 for h in self.ctx.engine.cluster_hosts(cluster) if h.status == "up")
+        # a node handed to a worker that has not recorded its start yet counts as going down too
         going_down = sum(1 for n in self.in_flight
-                         if self.ctx.store.node_state(n).cluster == cluster
-                         and self.ctx.store.node_state(n).state in S.STILL_UP)
+                         if (st := self.ctx.store.node_state(n)).cluster == cluster
+                         and (st.state in S.STILL_UP or st.state in (S.READY, S.DONE)))
         if up - going_down - 1 >= self.min_up:
             return None
         return (f"cluster {cluster}: {up} host(s) Up, {going_down} about to go down; rebuilding {name} "
