@@ -13,9 +13,10 @@ import re
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .domain.inventory import format_errors
 from .errors import InputError
@@ -135,6 +136,10 @@ class DefaultsConfig(_Section):
     rhvh_media: str = Field(default="rhvh", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     rhvh_liveimg: str = Field(default="ovirt-node-ng-image.squashfs.img", pattern=r"^[A-Za-z0-9_./-]{1,200}$")
     el_media: str = Field(default="el", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # how GRUB loads the kernel and initrd: "tftp" from its own TFTP server (any GRUB), or "http"
+    # from public_url as (http,HOST:PORT)/... (GRUB's http module; a port other than 80 needs a GRUB
+    # with the port patch, as in GRUB 2.12, Debian 12's 2.06 and RHEL's): much faster for a large initrd
+    grub_fetch: Literal["tftp", "http"] = "tftp"
     kernel_args: Annotated[str, AfterValidator(_kargs)] = "inst.text"
     build_token_ttl: int = Field(default=6 * 3600, ge=60)
     installer_log_max: int = Field(default=1024 * 1024, ge=1024)
@@ -188,9 +193,25 @@ class Config(BaseModel):
     dns: DnsConfig = Field(default_factory=DnsConfig)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
 
+    @model_validator(mode="after")
+    def _grub_http(self) -> Config:
+        if self.defaults.grub_fetch == "http" and not self.server.public_url.startswith("http://"):
+            raise ValueError("defaults.grub_fetch = \"http\" needs a server.public_url starting with http:// "
+                             "(GRUB's http module speaks no TLS)")
+        return self
+
     @property
     def media_url(self) -> str:
         return f"{self.server.public_url}/media"
+
+    @property
+    def grub_media_root(self) -> str:
+        """Where GRUB's `linux`/`initrd` paths start: "" (its own TFTP server) or (http,HOST[:PORT])."""
+        if self.defaults.grub_fetch == "tftp":
+            return ""
+        url = urlsplit(self.server.public_url)
+        host = f"[{url.hostname}]" if ":" in (url.hostname or "") else url.hostname
+        return f"(http,{host}{f':{url.port}' if url.port and url.port != 80 else ''}){url.path.rstrip('/')}"
 
 
 def load(path: str | os.PathLike | None = None) -> Config:

@@ -109,6 +109,29 @@ def test_local_boot_when_not_armed(rsvc):
     assert rsvc.renderer.render("rhvnode3", "ipxe").text.strip().endswith("exit")
 
 
+def test_grub_fetches_kernel_and_initrd_over_tftp_or_http(rsvc, tmp_path):
+    """[defaults] grub_fetch: "tftp" (the default) names GRUB's own TFTP server; "http" names
+    public_url as GRUB's (http,HOST:PORT) device (the VM test boots this); an https URL is refused."""
+    tftp = rsvc.renderer.render("rhvnode3", "grub", install=True).text
+    assert "  linux /media/rhvh/images/pxeboot/vmlinuz " in tftp and "  initrd /media/rhvh/images/pxeboot/initrd.img" in tftp
+    cfg = write_config(tmp_path, extra='[defaults]\ngrub_fetch = "http"\n')
+    svc = services.build(config_mod.load(cfg))
+    try:
+        svc.store.import_nodes(parse_nodes(load_yaml(EXAMPLE.read_text(), str(EXAMPLE))))
+        http = svc.renderer.render("rhvnode3", "grub", install=True).text
+    finally:
+        svc.close()
+    assert "  linux (http,127.0.0.1:8080)/media/rhvh/images/pxeboot/vmlinuz inst.ks=http://127.0.0.1:8080/ks/" in http
+    assert "  initrd (http,127.0.0.1:8080)/media/rhvh/images/pxeboot/initrd.img" in http
+    assert config_mod.Config.model_validate({"defaults": {"grub_fetch": "http"},
+                                             "server": {"public_url": "http://prov.example.com/"}}
+                                            ).grub_media_root == "(http,prov.example.com)"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\npublic_url = "https://prov.example.com"\n[defaults]\ngrub_fetch = "http"\n')
+    with pytest.raises(ProvisionError, match=r"grub_fetch = \"http\" needs a server.public_url starting with http://"):
+        config_mod.load(bad)
+
+
 def _templates_copy(tmp_path: Path) -> Path:
     root = tmp_path / "tpl"
     shutil.copytree(REPO / "kickstarts", root / "kickstarts")

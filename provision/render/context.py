@@ -13,6 +13,7 @@ Context (every template gets exactly these keys; a missing one is an error):
             warnings (list of str: render/checks.py, shown in the kickstart header)
   build     armed (bool), token (masked unless shown), ks_url, callback_url
   media     kernel (TFTP path), initrd (TFTP path), kernel_url, initrd_url (HTTP),
+            grub_kernel, grub_initrd (GRUB's paths: TFTP, or (http,HOST:PORT)/... by [defaults] grub_fetch),
             stage2_url, repo_url, liveimg_url
   kernel_args   the whole installer command line after the kernel (inst.ks=... ip=... etc.)
   settings  timezone, lang, keyboard, root_password_hash (None -> root locked), ssh_key (None | str)
@@ -128,6 +129,8 @@ def _media(node: Node, cfg: Config, liveimgs: dict[str, str]) -> dict:
     return {
         "kernel": f"/media/{name}/images/pxeboot/vmlinuz",
         "initrd": f"/media/{name}/images/pxeboot/initrd.img",
+        "grub_kernel": f"{cfg.grub_media_root}/media/{name}/images/pxeboot/vmlinuz",
+        "grub_initrd": f"{cfg.grub_media_root}/media/{name}/images/pxeboot/initrd.img",
         "kernel_url": f"{url}/images/pxeboot/vmlinuz",
         "initrd_url": f"{url}/images/pxeboot/initrd.img",
         "stage2_url": url,
