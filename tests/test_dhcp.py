@@ -72,6 +72,27 @@ def test_each_format_passes_its_daemons_checker(cfg, tmp_path, fmt):
     assert oct(out.stat().st_mode & 0o777) == "0o644"
 
 
+@pytest.mark.parametrize("fmt", ["dnsmasq", "kea", "isc"])
+def test_no_ipxe_gives_ipxe_clients_their_firmwares_loader(cfg, tmp_path, fmt):
+    """--no-ipxe: no iPXE rule at all, so an iPXE NIC ROM is answered by client architecture like
+    any PXE client (BIOS -> pxelinux.0); the daemon's checker still accepts the output."""
+    out = tmp_path / f"dhcp.{fmt}"
+    res = run_cli("dhcp", "export", "--format", fmt, "--no-ipxe", "--next-server", "192.0.2.10", "-o", str(out),
+                  config=cfg)
+    assert res.returncode == 0, res.stderr
+    checked = _check(fmt, out)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    text = out.read_text()
+    assert "/boot/ipxe" not in text and "iPXE clients as their firmware (--no-ipxe)" in text
+    assert "pxelinux.0" in text and "shimx64.efi" in text
+    if fmt == "kea":
+        body = json.loads(text[text.index("{"):])
+        assert {c["name"] for c in body["Dhcp4"]["client-classes"]} == {"httpboot", "uefi", "bios"}
+        assert all("ipxe" not in c["test"] for c in body["Dhcp4"]["client-classes"])
+    else:
+        assert not re.search(r"user-?class", text, re.I)
+
+
 def test_dnsmasq_reserves_each_boot_nic_and_picks_the_boot_file_by_architecture(cfg):
     res = run_cli("dhcp", "export", "--format", "dnsmasq", "--next-server", "192.0.2.10", config=cfg)
     lines = res.stdout.splitlines()

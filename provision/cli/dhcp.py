@@ -23,16 +23,20 @@ def dhcp() -> None:
 @click.option("--proxy", is_flag=True, help="proxy DHCP beside someone else's DHCP server (dnsmasq only)")
 @click.option("--next-server", help="IPv4 address of this TFTP server as nodes reach it "
                                     "(default: from [server] tftp_bind or public_url)")
+@click.option("--ipxe/--no-ipxe", default=True, show_default=True,
+              help="iPXE clients get the iPXE script URL; --no-ipxe: the loader of their firmware "
+                   "(pxelinux.0 or shimx64.efi), like any PXE client")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="write to FILE (whole or not at all) "
                                                                        "instead of standard output")
 @click.pass_context
-def export(ctx: click.Context, fmt: str, proxy: bool, next_server: str | None, output: str | None) -> None:
+def export(ctx: click.Context, fmt: str, proxy: bool, next_server: str | None, ipxe: bool,
+           output: str | None) -> None:
     """Per-MAC reservations (IP, host name) for every node's boot NIC, and the boot file by client
     architecture: BIOS -> pxelinux.0, UEFI -> shimx64.efi, UEFI HTTP boot and iPXE -> HTTP."""
     if fmt not in dhcp_mod.FORMATS:  # before the store is opened
         raise InputError(f"--format: {fmt!r} is not one of {', '.join(dhcp_mod.FORMATS)}")
     s = svc(ctx)
-    text = dhcp_mod.render(dhcp_mod.plan(s.cfg, s.store, next_server), fmt, proxy)
+    text = dhcp_mod.render(dhcp_mod.plan(s.cfg, s.store, next_server, ipxe), fmt, proxy)
     if output is None:
         click.echo(text, nl=False)
         return
