@@ -1,10 +1,14 @@
 """The real boot chain: a QEMU machine powered over IPMI (ipmi_sim whose chassis control drives
-QEMU) gets its address from dnsmasq configured by `provision dhcp export` and boots from
-`provision serve`:
-- UEFI: OVMF's own PXE loads Debian's shim and a GRUB network image over TFTP, GRUB reads our
-  grub.cfg-01-<mac> and loads the kernel and initramfs over TFTP;
-- BIOS: SeaBIOS with the NIC's iPXE ROM; DHCP sees iPXE and hands it our /boot/ipxe?mac= URL,
-  whose script loads the kernel and initramfs over HTTP.
+QEMU, with the boot order from the last IPMI boot-device setting) gets its address from dnsmasq
+configured by `provision dhcp export` and boots from `provision serve`:
+- uefi: OVMF's own PXE loads Debian's shim and a GRUB network image over TFTP, GRUB reads our
+  grub.cfg-01-<mac> over TFTP and loads the kernel and initramfs over HTTP ([defaults] grub_fetch);
+- bios: SeaBIOS with the NIC's iPXE ROM, exported with --no-ipxe: DHCP hands it pxelinux.0, which
+  reads our pxelinux.cfg/01-<mac> and loads the kernel and initramfs over TFTP;
+- bond: SeaBIOS with iPXE on the second NIC; management is on VLAN 20 of a bond of NICs 2 and 3.
+  DHCP sees iPXE and hands it our /boot/ipxe?mac= URL, whose script loads the kernel and
+  initramfs over HTTP; dracut parses our bond=, vlan= and ip= and the installer stand-in fetches
+  its kickstart over bond0.20.
 The initramfs is built here by dracut with its network modules, so dracut itself parses our kernel
 command line; a hook standing in for Anaconda fetches the kickstart with the MAC headers, reports
 it and the live interfaces, calls back `installed` and powers off. The next boot of the same
@@ -25,9 +29,7 @@ from pykickstart.version import RHEL8, RHEL9, makeVersion
 from provision import config as config_mod
 from provision import services
 
-from .vm.lab import MACS, NODE, NODE_IP, SERVER, VmLab, build_initramfs
-
-CFG = "grub.cfg-01-" + MACS[0].replace(":", "-")
+from .vm.lab import CASES, MACS, NODE, NODE_IP, SERVER, VLAN_SERVER, VmLab, accel, build_initramfs
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +37,7 @@ def initrd(tmp_path_factory):
     return build_initramfs(tmp_path_factory.mktemp("initramfs") / "initrd.img")
 
 
-@pytest.fixture(params=["uefi", "bios"])
+@pytest.fixture(params=CASES)
 def lab(request, tmp_path, initrd):
     lab = VmLab(tmp_path, initrd, request.param)
     try:
@@ -67,30 +69,52 @@ def _dhcp_acks(lab) -> list[float]:
     year = datetime.now().year
     out = []
     for line in (lab.tmp / "dhcp.log").read_text().splitlines():  # dnsmasq's --log-facility file
-        if "DHCPACK" in line and MACS[0] in line:
+        if "DHCPACK" in line and lab.boot_mac in line:
             out.append(datetime.strptime(f"{year} {line[:15]}", "%Y %b %d %H:%M:%S").timestamp())
     return out
 
 
-_VM = re.escape(NODE_IP)
-HOPS = {  # what provision's log says at each hop of a boot, per firmware: requests from the VM's address
-    "uefi": [("TFTP shimx64.efi", rf"tftp shimx64\.efi to {_VM}:"), ("TFTP grubx64.efi", rf"tftp grubx64\.efi to {_VM}:"),
-             (f"TFTP {CFG}", rf"tftp /?{CFG} to {_VM}:"),
-             ("TFTP kernel", rf"tftp /?media/vm/images/pxeboot/vmlinuz to {_VM}:"),
-             ("TFTP initrd", rf"tftp /?media/vm/images/pxeboot/initrd\.img to {_VM}:")],
-    "bios": [("HTTP /boot/ipxe?mac= (iPXE)", rf"http GET /boot/ipxe from {_VM}:"),
-             ("HTTP kernel", rf"http GET /media/vm/images/pxeboot/vmlinuz from {_VM}:"),
-             ("HTTP initrd", rf"http GET /media/vm/images/pxeboot/initrd\.img from {_VM}:")],
-}
+def _hops(lab) -> list[tuple[str, str]]:
+    """What provision's log says at each hop of a boot: requests from the address the firmware
+    got (the reservation, or the native-VLAN pool when management is on a VLAN)."""
+    pxe = r"10\.77\.0\.1\d\d" if lab.case == "bond" else re.escape(NODE_IP)
+    cfg = "grub.cfg-01-" + lab.boot_mac.replace(":", "-")
+    media = "/?media/vm/images/pxeboot"
+    return {
+        "uefi": [("TFTP shimx64.efi", rf"tftp shimx64\.efi to {pxe}:"), ("TFTP grubx64.efi", rf"tftp grubx64\.efi to {pxe}:"),
+                 (f"TFTP {cfg}", rf"tftp /?{cfg} to {pxe}:"),
+                 ("HTTP kernel (GRUB's http module)", rf"http GET /media/vm/images/pxeboot/vmlinuz from {pxe}:"),
+                 ("HTTP initrd (GRUB's http module)", rf"http GET /media/vm/images/pxeboot/initrd\.img from {pxe}:")],
+        "bios": [("TFTP pxelinux.0", rf"tftp pxelinux\.0 to {pxe}:"), ("TFTP ldlinux.c32", rf"tftp /?ldlinux\.c32 to {pxe}:"),
+                 ("TFTP pxelinux.cfg/01-<mac>", rf"tftp /?pxelinux\.cfg/01-{lab.boot_mac.replace(':', '-')} to {pxe}:"),
+                 ("TFTP kernel", rf"tftp {media}/vmlinuz to {pxe}:"), ("TFTP initrd", rf"tftp {media}/initrd\.img to {pxe}:")],
+        "bond": [("HTTP /boot/ipxe?mac= (iPXE)", rf"http GET /boot/ipxe from {pxe}:"),
+                 ("HTTP kernel", rf"http GET /media/vm/images/pxeboot/vmlinuz from {pxe}:"),
+                 ("HTTP initrd", rf"http GET /media/vm/images/pxeboot/initrd\.img from {pxe}:")],
+    }[lab.case]
+
+
+def _network_line(lab, ks: str):
+    """The kickstart's management network line, as RHEL 8 and RHEL 9 parse it (the same on both)."""
+    lines = []
+    for version in (RHEL8, RHEL9):
+        parser = KickstartParser(makeVersion(version))
+        parser.readKickstartFromString(ks)
+        device = "bond0" if lab.case == "bond" else lab.boot_mac
+        (net,) = [n for n in parser.handler.network.network if n.device == device]
+        lines.append(net)
+    return lines
 
 
 def test_a_machine_reinstalls_itself_from_provision(lab):
-    config_hop = HOPS[lab.firmware][2 if lab.firmware == "uefi" else 0][1]
+    hops_expected = _hops(lab)
+    config_hop = hops_expected[0 if lab.case == "bond" else 2][1]  # its per-MAC boot config
+    grub_cfg = "/boot/grub/grub.cfg-01-" + lab.boot_mac.replace(":", "-")
     svc = services.build(config_mod.load(lab.cfg), bootcheck=False)
     try:
         node = svc.store.get(NODE).node
         build, _ = svc.store.arm(NODE, svc.key, 3600)
-        _until("serve to pick up the arm (another process)", lambda: "(install el)" in lab.fetch(f"/boot/grub/{CFG}"), 30)
+        _until("serve to pick up the arm (another process)", lambda: "(install el)" in lab.fetch(grub_cfg), 30)
         power = svc.workflow.power(node)
         t_power = time.time()
         action = power.netboot(uefi=lab.firmware == "uefi", once=f"{NODE}-build{build.id}")
@@ -102,24 +126,32 @@ def test_a_machine_reinstalls_itself_from_provision(lab):
         # what the installer stand-in saw: the kickstart as served, and dracut's interfaces
         sink = lab.tmp / "sink"
         ks = (sink / "ks").read_text()
-        for version in (RHEL8, RHEL9):
-            parser = KickstartParser(makeVersion(version))
-            parser.readKickstartFromString(ks)
-            (net,) = [n for n in parser.handler.network.network if n.device == MACS[0]]
-            assert (net.bootProto, net.ip, net.netmask, net.gateway) == ("static", NODE_IP, "255.255.255.0", SERVER)
         addrs, links = (sink / "live").read_text().split("---\n")
-        assert re.search(rf"^\d+: eno1\s+inet {re.escape(NODE_IP)}/24 ", addrs, re.M), addrs  # ifname= and ip=
-        assert re.search(rf"^\d+: eno1: .*link/ether {MACS[0]} ", links, re.M), links
+        for net in _network_line(lab, ks):
+            assert (net.bootProto, net.ip, net.netmask) == ("static", lab.node_ip, "255.255.255.0")
+            if lab.case == "bond":
+                assert (net.bondslaves, net.vlanid, net.gateway) == ("eno2,eno3", "20", VLAN_SERVER)
+            else:
+                assert net.gateway == SERVER
+        if lab.case == "bond":  # dracut built the bond and its VLAN from bond= and vlan=, named by ifname=
+            assert re.search(rf"^\d+: bond0\.20\s+inet {re.escape(lab.node_ip)}/24 ", addrs, re.M), addrs
+            assert re.search(r"^\d+: bond0\.20@bond0: .* vlan protocol 802\.1Q id 20 ", links, re.M), links
+            assert re.search(r"^\d+: bond0: .* bond mode active-backup ", links, re.M), links
+            for nic, mac in (("eno2", MACS[1]), ("eno3", MACS[2])):
+                assert re.search(rf"^\d+: {nic}: .* master bond0 .*perm_hwaddr {mac} ", links, re.M), links
+        else:
+            assert re.search(rf"^\d+: eno1\s+inet {re.escape(lab.node_ip)}/24 ", addrs, re.M), addrs  # ifname=, ip=
+            assert re.search(rf"^\d+: eno1: .*link/ether {lab.boot_mac} ", links, re.M), links
         t_installed = svc.store.active_build(NODE).boot_local_at.replace(tzinfo=UTC).timestamp()
 
         # the next boot of the same machine: its config now says local boot
-        assert "(local boot)" in lab.fetch(f"/boot/grub/{CFG}") and "(local boot)" in lab.fetch(f"/boot/ipxe?mac={MACS[0]}")
+        assert "(local boot)" in lab.fetch(grub_cfg) and "(local boot)" in lab.fetch(f"/boot/ipxe?mac={lab.boot_mac}")
         t_second = time.time()
         power.set_boot_device("network", uefi=lab.firmware == "uefi")
         power.set_power_state("on")
         second = _until("the second boot's config fetch",
                         lambda: [(t, line) for t, line in _serve_lines(lab, config_hop) if t >= t_second - 1], 600)
-        if lab.firmware == "uefi":  # the TFTP log line carries the config's first line
+        if lab.case != "bond":  # a TFTP log line carries the config's first line
             assert "(local boot)" in second[0][1], second[0][1]
         power.set_power_state("off")
         _until("power off", lambda: not lab.vm_running(), 60)
@@ -127,19 +159,26 @@ def test_a_machine_reinstalls_itself_from_provision(lab):
         svc.close()
 
     first = [(t, line) for t, line in _serve_lines(lab, config_hop) if t < t_second - 1]
-    if lab.firmware == "uefi":
+    if lab.case != "bond":
         assert "(install el)" in first[0][1], first[0][1]
     hops = [("power-cycle (IPMI to ipmi_sim; its chassis control starts QEMU)", t_power),
             ("DHCPACK to the boot NIC (dnsmasq)", _dhcp_acks(lab)[0])]
-    hops += [(what, _serve_lines(lab, pattern)[0][0]) for what, pattern in HOPS[lab.firmware]]
-    hops += [("kickstart fetched with the MAC headers", _serve_lines(lab, rf"http GET /ks/\*+ from {_VM}:")[0][0]),
+    hops += [(what, _serve_lines(lab, pattern)[0][0]) for what, pattern in hops_expected]
+    hops += [("kickstart fetched with the MAC headers",
+              _serve_lines(lab, rf"http GET /ks/\*+ from {re.escape(lab.node_ip)}:")[0][0]),
              ("installed callback accepted", t_installed),
              ("second boot: power on over IPMI", t_second),
              ("second boot: config fetched, local boot", second[0][0])]
-    print(f"\n{lab.firmware} boot chain, seconds after the power-cycle:")
+    print(f"\n{lab.case} boot chain (QEMU {accel()}), seconds after the power-cycle:")
     for what, t in hops:
         print(f"  {t - t_power:7.1f}  {what}")
     times = [t for _, t in hops]  # dnsmasq logs whole seconds: a second of slack
     assert all(b >= a - 1 for a, b in itertools.pairwise(times)), hops
     calls = (lab.bmc_dir / "calls.log").read_text()
     assert "set boot pxe" in calls and "set power 1" in calls and "set power 0" in calls
+    # both power-ons came after a one-shot network boot: QEMU started with the boot NIC first
+    starts = [line.split()[1:] for line in (lab.bmc_dir / "vm.log").read_text().splitlines()]
+    assert [s[:3] for s in starts] == [["start", "pxe", "order=net,disk"]] * 2, starts
+    if lab.case == "bond":  # the native-VLAN pool answered the untagged PXE request
+        acks = [line for line in (lab.tmp / "dhcp.log").read_text().splitlines() if "DHCPACK" in line]
+        assert any(re.search(rf"DHCPACK\(br0\) 10\.77\.0\.1\d\d {lab.boot_mac}", a) for a in acks), acks

@@ -7,7 +7,6 @@
 [ -e /tmp/provision-done ] && return 0
 type getarg >/dev/null 2>&1 || . /lib/dracut-lib.sh
 ip -o -4 addr show | grep -q "inet $(getarg provision.ip=)/" || return 0
-: > /tmp/provision-done
 ks=$(getarg inst.ks=)
 sink=$(getarg provision.sink=)
 set --
@@ -18,7 +17,10 @@ for dev in /sys/class/net/*; do
   set -- "$@" -H "X-RHN-Provisioning-MAC-$i: ${dev##*/} $mac"
   i=$((i + 1))
 done
-curl -sS -o /tmp/ks.cfg "$@" "$ks" > /tmp/curl.log 2>&1
+# the address can be up a moment before its route: not fetched yet, so the next round of the
+# initqueue tries again (as Anaconda retries its kickstart fetch)
+curl -sS --connect-timeout 5 -o /tmp/ks.cfg "$@" "$ks" > /tmp/curl.log 2>&1 || return 0
+: > /tmp/provision-done
 { ip -o addr show; echo ---; ip -d -o link show; } > /tmp/live
 curl -sS --data-binary @/tmp/ks.cfg "$sink/ks" > /dev/null 2>&1
 curl -sS --data-binary @/tmp/live "$sink/live" > /dev/null 2>&1

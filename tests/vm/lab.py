@@ -1,15 +1,22 @@
 """A virtual machine with real firmware on a private network, for the boot-chain test.
 
-A network namespace holds a bridge (10.77.0.1/24) and three tap devices for the VM's three NICs.
-Inside it run `provision serve` (HTTP :8080, TFTP :69), dnsmasq as the DHCP server with the
-configuration `provision dhcp export` wrote, and a small HTTP sink where the installer stand-in
-reports. An ipmi_sim BMC on loopback (outside the namespace) has a chassis_control program that
+A network namespace holds a bridge (10.77.0.1/24, untagged) and three tap devices for the VM's
+three NICs; for the "bond" case also an address on VLAN 20 of that bridge (10.77.20.1/24), given
+by vlan.py in user space because the kernels this runs on have no 802.1Q support. Inside it run `provision
+serve` (HTTP :8080, TFTP :69), dnsmasq as the DHCP server with the configuration `provision dhcp
+export` wrote, and a small HTTP sink where the installer stand-in reports. Three cases:
+- "uefi": q35 with OVMF's own PXE on NIC 1, management on that plain NIC;
+- "bios": SeaBIOS with the NIC's iPXE ROM, exported with --no-ipxe so it loads pxelinux.0;
+- "bond": SeaBIOS and iPXE on NIC 2, management on VLAN 20 of a bond of NICs 2 and 3: the
+  firmware asks untagged, so dnsmasq also has a pool for the native VLAN (the site's, not the
+  export's), and dracut brings up bond0.20 from our bond=, vlan= and ip= arguments. An ipmi_sim BMC on loopback (outside the namespace) has a chassis_control program that
 starts and stops `qemu-system-x86_64` in the namespace (chassis_qemu.sh). Every process is
 stopped by PID and the namespace is removed afterwards, also on failure."""
 
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import signal
 import subprocess
@@ -26,9 +33,13 @@ REPO = HERE.parent.parent
 KVER = sorted(p.name[len("vmlinuz-"):] for p in Path("/boot").glob("vmlinuz-*"))
 OVMF_CODE, OVMF_VARS = Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 SERVER, NODE_IP = "10.77.0.1", "10.77.0.13"
+VLAN_SERVER, VLAN_NODE_IP = "10.77.20.1", "10.77.20.13"  # management on VLAN 20 ("bond")
+NATIVE_POOL = ("10.77.0.100", "10.77.0.150")  # the site's pool on the native VLAN ("bond")
 MACS = ["52:54:00:77:00:01", "52:54:00:77:00:02", "52:54:00:77:00:03"]
 NODE = "vmnode"
+CASES = ("uefi", "bios", "bond")
 GRUB_MODULES = "efinet tftp http net linux normal echo configfile efi_gop all_video gzio part_gpt fat"
+PXELINUX = (Path("/usr/lib/PXELINUX/pxelinux.0"), Path("/usr/lib/syslinux/modules/bios/ldlinux.c32"))
 
 
 def run(*cmd: str, ns: str | None = None, **kw) -> subprocess.CompletedProcess:
@@ -51,30 +62,78 @@ def build_initramfs(out: Path) -> Path:
     return out
 
 
-def inventory(password_file: Path, bmc_port: int, firmware: str) -> dict:
+_ACCEL: list[str] = []
+
+
+def accel() -> str:
+    """"kvm" when /dev/kvm can run this kernel (it prints its banner on the serial console within
+    20 s), else "tcg". Some hosts expose /dev/kvm that cannot: under nested virtualisation here, a
+    KVM guest never reaches the kernel's first line and OVMF stops with "KVM internal error"."""
+    if not _ACCEL:
+        found = "tcg"
+        if os.access("/dev/kvm", os.R_OK | os.W_OK):
+            probe = subprocess.Popen(["qemu-system-x86_64", "-accel", "kvm", "-machine", "pc", "-m", "256",
+                                      "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
+                                      "-kernel", f"/boot/vmlinuz-{KVER[-1]}", "-append", "console=ttyS0 panic=-1"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            try:
+                found = _banner(probe)
+            finally:
+                probe.kill()
+                probe.wait()
+        _ACCEL.append(found)
+    return _ACCEL[0]
+
+
+def _banner(probe: subprocess.Popen, timeout: float = 20.0) -> str:
+    sel = selectors.DefaultSelector()
+    sel.register(probe.stdout, selectors.EVENT_READ)
+    seen, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sel.select(max(0.0, deadline - time.monotonic())):
+            chunk = os.read(probe.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            seen = (seen + chunk)[-4096:]
+            if b"Linux version" in seen:
+                return "kvm"
+    return "tcg"
+
+
+def inventory(password_file: Path, bmc_port: int, case: str) -> dict:
+    if case == "bond":  # management on VLAN 20 of the bond; the plain NIC carries storage
+        networks = [{"network": "ovirtmgmt", "interface": "bond0.20", "management": True,
+                     "address": f"{VLAN_NODE_IP}/24", "gateway": VLAN_SERVER},
+                    {"network": "storage", "interface": "eno1", "address": "198.51.100.13/24"}]
+    else:
+        networks = [{"network": "ovirtmgmt", "interface": "eno1", "management": True,
+                     "address": f"{NODE_IP}/24", "gateway": SERVER},
+                    {"network": "storage", "interface": "bond0.20", "address": "198.51.100.13/24"}]
     return {"nodes": [{
         "name": NODE, "fqdn": f"{NODE}.lab.example.com", "cluster": "vmlab", "profile": "el",
         "bmc": {"address": "127.0.0.1", "port": bmc_port, "username": "admin", "password_file": str(password_file)},
         "facts": {
-            "firmware": firmware,
+            "firmware": "uefi" if case == "uefi" else "bios",
             "nics": [{"name": f"eno{i + 1}", "mac": m} for i, m in enumerate(MACS)],
             "bonds": [{"name": "bond0", "mode": "active-backup", "slaves": ["eno2", "eno3"],
                        "options": {"miimon": "100"}}],
             "vlans": [{"id": 20, "parent": "bond0"}],
-            "networks": [{"network": "ovirtmgmt", "interface": "eno1", "management": True,
-                          "address": f"{NODE_IP}/24", "gateway": SERVER},
-                         {"network": "storage", "interface": "bond0.20", "address": "198.51.100.13/24"}],
+            "networks": networks,
             "disks": [{"wwn": "0x5002538e4030a1b2", "serial": "VMDISK1", "size_gb": 20, "install": True}],
             "dns_servers": [SERVER],
         }}]}
 
 
 class VmLab:
-    """firmware "uefi": q35 with OVMF and its own PXE (the NIC's iPXE ROM off), so DHCP hands it
-    shimx64.efi over TFTP; "bios": SeaBIOS with the NIC's iPXE ROM, which DHCP hands our iPXE URL."""
+    """One of CASES (see the module's docstring)."""
 
-    def __init__(self, tmp: Path, initrd: Path, firmware: str) -> None:
-        self.tmp, self.initrd, self.firmware = tmp, initrd, firmware
+    def __init__(self, tmp: Path, initrd: Path, case: str) -> None:
+        assert case in CASES, case
+        self.tmp, self.initrd, self.case = tmp, initrd, case
+        self.firmware = "uefi" if case == "uefi" else "bios"
+        self.boot_nic = 1 if case == "bond" else 0  # the management network's first NIC
+        self.boot_mac = MACS[self.boot_nic]
+        self.node_ip = VLAN_NODE_IP if case == "bond" else NODE_IP  # where the installer's requests come from
         self.ns = f"pvvm{os.getpid()}"
         self.procs: list[subprocess.Popen] = []
         self.bmc_dir = tmp / "bmc"
@@ -85,17 +144,29 @@ class VmLab:
         run("ip", "netns", "add", self.ns)
         script = (f"ip link set lo up && ip link add br0 type bridge && ip addr add {SERVER}/24 dev br0 && "
                   "ip link set br0 up && for t in tap0 tap1 tap2; do ip tuntap add $t mode tap && "
-                  "ip link set $t master br0 && ip link set $t up; done")
+                  "ip link set $t master br0 && ip link set $t up; done && "
+                  "ip link add vtrunk type veth peer name vtrunkp && ip link set vtrunk master br0 && "
+                  "ip link set vtrunk up && ip link set vtrunkp up")
         run("sh", "-c", script, ns=self.ns)
         self._files()
         self._bmc()
+        if self.case == "bond":  # the host's address on VLAN 20: vl20, a tap fed by vlan.py
+            self._spawn("vlan", [sys.executable, str(HERE / "vlan.py"), "vtrunkp", "20", "vl20", f"{VLAN_SERVER}/24"])
+            deadline = time.monotonic() + 30
+            while "ready" not in (self.tmp / "vlan.log").read_text():
+                assert time.monotonic() < deadline, (self.tmp / "vlan.log").read_text()
+                time.sleep(0.1)
         p = [sys.executable, "-m", "provision", "--config", str(self.cfg)]
         subprocess.run(p + ["node", "import", str(self.tmp / "nodes.yaml")], check=True, capture_output=True)
         subprocess.run(p + ["dhcp", "export", "--format", "dnsmasq", "--next-server", SERVER, "-o",
-                            str(self.tmp / "dnsmasq.conf")], check=True, capture_output=True)
+                            str(self.tmp / "dnsmasq.conf")] + (["--no-ipxe"] if self.case == "bios" else []),
+                       check=True, capture_output=True)
         self._spawn("serve", p + ["serve"])
+        # "bond": the export reserves the management address on VLAN 20 and says the firmware asks
+        # untagged; the site's native-VLAN pool (ours here) answers that request
+        pool = [f"--dhcp-range={NATIVE_POOL[0]},{NATIVE_POOL[1]},255.255.255.0,1h"] if self.case == "bond" else []
         self._spawn("dnsmasq", ["dnsmasq", "--no-daemon", "--port=0", "--interface=br0", "--bind-interfaces",
-                                f"--conf-file={self.tmp / 'dnsmasq.conf'}", "--log-dhcp",
+                                f"--conf-file={self.tmp / 'dnsmasq.conf'}", "--log-dhcp", *pool,
                                 f"--log-facility={self.tmp / 'dhcp.log'}",
                                 f"--dhcp-leasefile={self.tmp / 'leases'}"])
         self._spawn("sink", [sys.executable, str(HERE / "sink.py"), SERVER, "8099", str(self.tmp / "sink")])
@@ -112,13 +183,15 @@ class VmLab:
         shutil.copy("/usr/lib/shim/shimx64.efi.signed", boot / "shimx64.efi")  # Debian's shim loads grubx64.efi
         run("grub-mkimage", "-O", "x86_64-efi", "-o", str(boot / "grubx64.efi"), "-p", "(tftp)/",
             *GRUB_MODULES.split())  # RHEL-like: GRUB reads grub.cfg-01-<mac> from its own directory
+        for f in PXELINUX:  # Debian's pxelinux and the ldlinux.c32 it loads next
+            shutil.copy(f, boot / f.name)
         shutil.copy(f"/boot/vmlinuz-{KVER[-1]}", pxe / "vmlinuz")
         shutil.copy(self.initrd, pxe / "initrd.img")
         for f in (boot / "shimx64.efi", boot / "grubx64.efi", pxe / "vmlinuz", pxe / "initrd.img"):
             f.chmod(0o644)
         (t / "bmc.pw").write_text("password\n")
         self.bmc_port = free_udp_port()
-        (t / "nodes.yaml").write_text(yaml.safe_dump(inventory(t / "bmc.pw", self.bmc_port, self.firmware)))
+        (t / "nodes.yaml").write_text(yaml.safe_dump(inventory(t / "bmc.pw", self.bmc_port, self.case)))
         self.cfg.write_text(f"""[server]
 http_bind = "{SERVER}:8080"
 tftp_bind = "{SERVER}:69"
@@ -134,7 +207,8 @@ media = "{t}/media"
 templates = "{REPO}"
 [defaults]
 el_media = "vm"
-kernel_args = "console=ttyS0 provision.sink=http://{SERVER}:8099 provision.ip={NODE_IP}"
+grub_fetch = "{'http' if self.case == 'uefi' else 'tftp'}"
+kernel_args = "console=ttyS0 provision.sink=http://{SERVER}:8099 provision.ip={self.node_ip}"
 """)
 
     def _bmc(self) -> None:
@@ -143,23 +217,32 @@ kernel_args = "console=ttyS0 provision.sink=http://{SERVER}:8099 provision.ip={N
         shutil.copy(HERE / "chassis_qemu.sh", d / "chassis_control.sh")
         shutil.copy(OVMF_VARS, d / "vars.fd")
         uefi = self.firmware == "uefi"
+        # UEFI: OVMF's own PXE (no NIC ROM); BIOS: the iPXE ROM on the boot NIC only
         nics = " ".join(f"-netdev tap,id=n{i},ifname=tap{i},script=no,downscript=no "
                         f"-device virtio-net-pci,netdev=n{i},mac={m}"
-                        + (",bootindex=1" if i == 0 else "") + (",romfile=" if uefi or i else "")
+                        + (",romfile=" if uefi or i != self.boot_nic else "")
+                        + ("$nic" if i == self.boot_nic else "")
                         for i, m in enumerate(MACS))
         machine = (f"-machine q35 -drive if=pflash,format=raw,readonly=on,file={OVMF_CODE} "
                    f"-drive if=pflash,format=raw,file={d}/vars.fd") if uefi else "-machine pc"
-        # TCG even where /dev/kvm exists: on this kind of machine OVMF under KVM stops with "KVM internal
-        # error", and SeaBIOS under KVM exits at once ("host doesn't support requested feature")
         start = d / "start-vm"
+        # the boot order follows the boot device last set over IPMI, as VirtualBMC maps it for
+        # libvirt (bootindex, which SeaBIOS and OVMF both honour): pxe -> the boot NIC first, disk ->
+        # the disk only, else the disk then the boot NIC. The disk is blank: nothing boots from it.
         start.write_text(f"""#!/bin/sh
-# $1: the boot device last set over IPMI; the VM has no disk, so the firmware netboots either way
-echo "$(date +%s.%N) start $1" >> {d}/vm.log
-exec ip netns exec {self.ns} qemu-system-x86_64 {machine} -m 1024 -display none -no-reboot \\
+case "$1" in
+  pxe) nic=",bootindex=1"; disk=",bootindex=2"; order=net,disk;;
+  disk) nic=""; disk=",bootindex=1"; order=disk;;
+  *) nic=",bootindex=2"; disk=",bootindex=1"; order=disk,net;;
+esac
+echo "$(date +%s.%N) start $1 order=$order accel={accel()}" >> {d}/vm.log
+exec ip netns exec {self.ns} qemu-system-x86_64 -accel {accel()} {machine} -m 1024 -display none -no-reboot \\
   -daemonize -pidfile {d}/qemu.pid -chardev file,id=s0,path={d}/console.log,append=on -serial chardev:s0 \\
-  {nics}
+  -drive if=none,id=d0,format=raw,file={d}/disk.img -device virtio-blk-pci,drive=d0$disk {nics}
 """)
         start.chmod(0o755)
+        with open(d / "disk.img", "wb") as disk:
+            disk.truncate(64 << 20)
         (d / "lan.conf").write_text(f"""name "{NODE}"
 set_working_mc 0x20
   startlan 1
