@@ -16,7 +16,7 @@ from .integrations.ipa import FakeIpa
 from .integrations.ovirt import OvirtEngine
 from .integrations.satellite import FakeSatellite
 from .metrics import Metrics
-from .power.ipmi import IpmiFactory
+from .power.drivers import DriverFactory
 from .render import Renderer
 from .render.cache import BootCache
 from .store import Store
@@ -63,7 +63,7 @@ def build(cfg: Config, *, power=None, bootcheck=None, **overrides) -> Services:
     store = Store(cfg.server.db_url)
     key = ensure_secret_file(cfg.server.secret_key_file)
     d = cfg.defaults
-    power = power or IpmiFactory(cfg.paths.state_dir / "power", timeout=d.ipmi_timeout, attempts=d.ipmi_attempts)
+    power = power or DriverFactory(cfg.paths.state_dir / "power", timeout=d.ipmi_timeout, attempts=d.ipmi_attempts)
     clients = integrations(cfg) | overrides
     bootcheck = BootProbe(cfg) if bootcheck is None else (bootcheck or None)
     workflow = Context(cfg=cfg, store=store, key=key, power=power, poll=d.poll_interval, bootcheck=bootcheck,

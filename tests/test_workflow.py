@@ -37,6 +37,32 @@ def wf(tmp_path):
     svc.close()
 
 
+def test_a_redfish_node_gets_no_ipmilan_fence_agent(tmp_path):
+    """register adds the engine's ipmilan agent for IPMI BMCs only; a Redfish node's is left to the
+    operator, and its event log says so."""
+    cfg = write_config(tmp_path, extra="\n[defaults]\npoll_interval = 0.02\n")
+    states = {k: FakeState() for k in ("engine", "ipa", "sat")}
+    seed_fakes(states["engine"], states["ipa"], states["sat"])
+    power = FakePowerFactory()
+    svc = services.build(config_mod.load(cfg), power=power, bootcheck=False, engine=FakeEngine(states["engine"], poll=0.01),
+                         ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
+    try:
+        (tmp_path / "bmc.pw").write_text("password\n")
+        data = loopback_inventory(pw_file=str(tmp_path / "bmc.pw"))
+        data["nodes"][0]["bmc"] = {"driver": "redfish", "address": "https://bmc-rhvnode3.lab.example.com",
+                                   "username": "admin", "password_file": str(tmp_path / "bmc.pw")}
+        import_nodes(svc.store, data)
+        svc.fakes, svc.power = states, power
+        result, _ = run_batch(svc, names=["rhvnode3"])
+        assert result.ok, result
+        host = next(h for h in states["engine"].read()["hosts"].values() if h["name"] == "rhvnode3")
+        assert "fence_agent" not in host
+        assert any("no fence agent added for the Redfish BMC https://bmc-rhvnode3.lab.example.com" in e.message
+                   for e in svc.store.events("rhvnode3"))
+    finally:
+        svc.close()
+
+
 def cycled(wf):
     return lambda name: name in wf.power.bmcs and wf.power.bmcs[name].cycles() >= 1
 

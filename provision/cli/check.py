@@ -47,7 +47,12 @@ def run_checks(s, name: str) -> list[dict]:
     def bmc():
         driver = ctx.power(node)
         driver.validate()
-        return f"{node.bmc.address}:{node.bmc.port} power {driver.get_power_state()}"
+        if node.bmc.driver != "redfish":
+            return f"{node.bmc.label} power {driver.get_power_state()}"
+        info = driver.check()  # reachable, credentials accepted, and what the BMC offers
+        cds = [m for m, types in info["virtual_media"] if "CD" in types or "DVD" in types]
+        return (f"{node.bmc.label} Redfish: power {info['power']}, reset {', '.join(info['reset'])}, boot "
+                f"targets {', '.join(info['boot_targets'])}, CD virtual media {', '.join(cds) or 'none'}")
 
     def engine():
         host = ctx.engine.find_host(node.name)

@@ -32,7 +32,7 @@ class FakePowerFactory:
     def __call__(self, node) -> FakeDriver:
         with self._lock:
             bmc = self.bmcs.setdefault(node.name, FakeBmc(latency=self.latency))
-        return FakeDriver(node.name, f"{node.bmc.address}:{node.bmc.port}", bmc, self.on_netboot)
+        return FakeDriver(node.name, node.bmc.label, bmc, self.on_netboot)
 
 
 class FakeDriver:

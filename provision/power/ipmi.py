@@ -7,14 +7,9 @@ bounded number of times with backoff; wrong credentials and rejections are not."
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
@@ -29,20 +24,9 @@ from .base import (
     PowerTimeout,
     PowerUnreachable,
 )
+from .once import BmcLocks, once_lock
 
 _KINDS = {"auth": PowerAuthError, "unreachable": PowerUnreachable, "rejected": PowerRejected}
-
-
-class BmcLocks:
-    """One lock per BMC address:port, shared by every driver of one process."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def get(self, key: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
 
 
 class IpmiFactory:
@@ -102,7 +86,8 @@ class IpmiDriver:
         password = read_secret(Path(self.bmc.password_file), None, f"node {self.node}: bmc.password_file")
         req = {"address": self.bmc.address, "port": self.bmc.port, "username": self.bmc.username,
                "password": password, "ops": ops}
-        with self.locks.get(self.label), self._once_lock(once) as (marker, held_fds):
+        with self.locks.get(self.label), once_lock(self.state_dir, self.node, self.label, self.timeout,
+                                                   once) as (marker, held_fds):
             if marker is not None and marker.exists():
                 return ["already"]
             if marker is not None:
@@ -124,25 +109,5 @@ class IpmiDriver:
             raise _KINDS.get(res["kind"], PowerError)(self.node, self.label, res["message"])
         return res["results"]
 
-    @contextlib.contextmanager
-    def _once_lock(self, once: str | None):
-        """Yield (marker path, fds the worker must inherit), or (None, ()) without `once`."""
-        if once is None or self.state_dir is None:
-            yield None, ()
-            return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.state_dir / f"{self.node}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            deadline = time.monotonic() + 2 * self.timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise PowerTimeout(self.node, self.label, "another power operation on this node "
-                                                                  "is still running") from None
-                    time.sleep(0.1)
-            yield self.state_dir / f"{once}.done", (fd,)
-        finally:
-            os.close(fd)
+
+__all__ = ["BmcLocks", "IpmiDriver", "IpmiFactory"]

@@ -179,8 +179,12 @@ def register(ctx: Context, name: str) -> None:
     host = ctx.engine.find_host(node.name) or ctx.engine.add_host(node.name, node.fqdn, node.cluster,
                                                                   hosted_engine=bool(data.get("hosted_engine")))
     if data.get("fence_host") != host.id:
-        password = read_secret(Path(node.bmc.password_file), None, f"node {name}: bmc.password_file")
-        ctx.engine.add_fence_agent(host.id, node.bmc.address, node.bmc.port, node.bmc.username, password)
+        if node.bmc.driver == "redfish":  # the engine's fence agent is ipmilan, as the host had
+            ctx.store.add_event(name, "register", f"no fence agent added for the Redfish BMC {node.bmc.label}: "
+                                                  "add its agent in the engine")
+        else:
+            password = read_secret(Path(node.bmc.password_file), None, f"node {name}: bmc.password_file")
+            ctx.engine.add_fence_agent(host.id, node.bmc.address, node.bmc.port, node.bmc.username, password)
         ctx.store.update_data(name, fence_host=host.id)
     timeout = ctx.timeout(S.REGISTER) or 3600
     status = ctx.engine.wait_status(host.id, {"maintenance", "up"}, timeout).status  # host deploy finished
@@ -240,7 +244,7 @@ def plan_lines(node, snapshot_id: int | None) -> list[tuple[str, str]]:
     f = node.facts
     values = {
         "name": node.name, "fqdn": node.fqdn, "cluster": node.cluster, "snapshot": snapshot_id,
-        "bmc": f"{node.bmc.address}:{node.bmc.port}", "uefi": f.firmware == "uefi" if f else "?",
+        "bmc": node.bmc.label, "uefi": f.firmware == "uefi" if f else "?",
         "macs": ", ".join(f.macs()) if f else "?",
         "bootcfg": (("grub/grub.cfg-01-" if f.firmware == "uefi" else "pxelinux.cfg/01-")
                     + boot_mac(node).replace(":", "-")) if f else "?",
