@@ -12,7 +12,7 @@ from ..metrics import Metrics
 from ..render import Renderer
 from ..render.cache import BootCache
 from ..store import Store
-from . import api, boot, callbacks, collect, kickstart, ops, ui
+from . import api, boot, callbacks, collect, kickstart, openapi, ops, ui
 from .httphead import loggable_path
 
 access_log = logging.getLogger("provision.http")
@@ -32,7 +32,7 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
         # without a started refresher (tests, no `serve`) every request asks the store and renders once per change
         "bootcache": bootcache or BootCache(store, renderer),
     }
-    for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, ui.bp, ops.bp):
+    for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, openapi.bp, ui.bp, ops.bp):
         app.register_blueprint(bp)
 
     @app.after_request
