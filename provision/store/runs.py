@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from .. import tokens
 from ..errors import NotFound
@@ -85,6 +85,19 @@ class RunsMixin:
             r = self._row(s, name, lock=True)
             r.data = _merge(r.data, values)
             return dict(r.data)
+
+    def events_since(self, after: int, limit: int = 500) -> list[tuple[int, datetime, str, str, str]]:
+        """(id, ts, node, kind, message) of every node's events with an id above `after`, oldest
+        first: what a live feed sends (one indexed range query; ids only grow)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(EventRow.id, EventRow.ts, NodeRow.name, EventRow.kind, EventRow.message)
+                                .join(NodeRow, NodeRow.id == EventRow.node_id)
+                                .where(EventRow.id > after).order_by(EventRow.id).limit(limit)).all()
+        return [tuple(r) for r in rows]
+
+    def last_event_id(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(EventRow.id))).scalar() or 0
 
     def add_log(self, name: str, kind: str, text: str) -> None:
         with self._writing() as s:

@@ -12,7 +12,7 @@ from ..metrics import Metrics
 from ..render import Renderer
 from ..render.cache import BootCache
 from ..store import Store
-from . import api, boot, callbacks, collect, kickstart, openapi, ops, ui
+from . import api, boot, callbacks, collect, events, kickstart, openapi, ops, ui
 from .httphead import loggable_path
 
 access_log = logging.getLogger("provision.http")
@@ -31,8 +31,10 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
         "admin_token": admin_token, "workflow": workflow, "tftp": tftp, "front": None,  # set by serve
         # without a started refresher (tests, no `serve`) every request asks the store and renders once per change
         "bootcache": bootcache or BootCache(store, renderer),
+        # each event stream holds one of the server's threads: at most half of them
+        "event_streams": events.Streams(max(1, cfg.server.threads // 2)),
     }
-    for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, openapi.bp, ui.bp, ops.bp):
+    for bp in (boot.bp, kickstart.bp, callbacks.bp, collect.bp, api.bp, events.bp, openapi.bp, ui.bp, ops.bp):
         app.register_blueprint(bp)
 
     @app.after_request
