@@ -180,3 +180,53 @@ def test_provision_check_reaches_the_redfish_bmc(bmc, tmp_path):
         s.close()
     assert row["result"] == "ok", row
     assert row["detail"].startswith(f"{bmc.url} Redfish: power ") and "CD virtual media Cd" in row["detail"]
+
+
+def test_vmedia_netboot_step_puts_the_served_iso_in_the_bmcs_cd(bmc, tmp_path):
+    """The netboot step of a `boot = "vmedia"` node on a real serve: the server builds and serves
+    the build's ISO, the emulated BMC downloads it on InsertMedia, boots its CD once and powers on;
+    the `installed` side ejects it and deletes the ISO."""
+    import yaml
+
+    from provision.domain import parse_nodes
+    from provision.workflow import callbacks, steps
+
+    from .conftest import EXAMPLE, start_server
+
+    boot, pxe = tmp_path / "bootfiles", tmp_path / "media" / "rhvh" / "images" / "pxeboot"
+    pxe.mkdir(parents=True)
+    boot.mkdir()
+    (pxe / "vmlinuz").write_bytes(b"k" * 4096)
+    (pxe / "initrd.img").write_bytes(b"i" * 8192)
+    (boot / "efiboot.img").write_bytes(b"\xeb\x3c\x90" + bytes(16 * 2048 - 3))  # stand-in FAT image
+    pw = tmp_path / "bmc.pw"
+    pw.write_text(bmc.password + "\n")
+    gen = start_server(tmp_path)
+    server = next(gen)
+    try:
+        data = yaml.safe_load(EXAMPLE.read_text())
+        node = data["nodes"][0]
+        node["bmc"] = {"driver": "redfish", "address": bmc.url, "username": "admin", "password_file": str(pw),
+                       "system": bmc.uuids["node1"], "boot": "vmedia"}
+        store, ctx = server.svc.store, server.svc.workflow
+        store.import_nodes(parse_nodes({"nodes": [node]}))
+        build, token = store.arm(node["name"], server.svc.key, 3600)
+        store.update_data(node["name"], build_id=build.id)
+        steps.netboot(ctx, node["name"])
+        cd = ctx.power(store.get(node["name"]).node)._run(lambda system: RedfishDriver._cd(system))
+        assert cd.inserted and cd.image == f"{server.http}/vmedia/{token}/boot.iso"
+        assert bmc.system("node1")["Boot"]["BootSourceOverrideTarget"] == "Cd"
+        _until("power on", lambda: bmc.system("node1")["PowerState"] == "On")
+        served = (tmp_path / "serve.log").read_text()
+        assert "Traceback" not in served
+        events = [e.message for e in store.events(node["name"])]
+        assert any(m.startswith("boot ISO served") for m in events), events
+        assert f"/vmedia/{token}/" not in " ".join(events)  # the token stays out of the event log
+        iso = server.svc.cfg.paths.state_dir / "vmedia" / f"build-{build.id}.iso"
+        assert iso.is_file()
+        callbacks._eject(ctx, node["name"], build)
+        cd.refresh()
+        assert not cd.inserted and not iso.exists()
+        ctx.power(store.get(node["name"]).node).set_power_state("off")
+    finally:
+        gen.close()

@@ -63,6 +63,24 @@ def test_a_redfish_node_gets_no_ipmilan_fence_agent(tmp_path):
         svc.close()
 
 
+def test_a_vmedia_node_boots_its_iso_and_ejects_it_when_installed(wf, tmp_path):
+    """bmc.boot = "vmedia": the build's ISO URL goes into the virtual CD, a one-time CD boot and a
+    power action follow, and `installed` ejects it; no network boot is set."""
+    data = loopback_inventory(pw_file=str(tmp_path / "bmc.pw"))
+    node = next(n for n in data["nodes"] if n["name"] == "rhvnode3")
+    node["bmc"] = {"driver": "redfish", "address": "https://bmc-rhvnode3.lab.example.com", "username": "admin",
+                   "password_file": str(tmp_path / "bmc.pw"), "boot": "vmedia"}
+    import_nodes(wf.store, {"nodes": [node]})
+    result, _ = run_batch(wf, names=["rhvnode3"])
+    assert result.ok, result
+    calls = [c for _, c in wf.power.bmcs["rhvnode3"].calls]
+    assert calls[calls.index("insert-media"):] == ["insert-media", "boot-cd", "cycle", "eject-media"], calls
+    assert "boot-network" not in calls and wf.power.bmcs["rhvnode3"].media is None
+    events = [e.message for e in wf.store.events("rhvnode3")]
+    assert any(m.startswith("virtual media Cd: http://127.0.0.1:8080/vmedia/********/boot.iso inserted") for m in events)
+    assert "virtual media ejected" in events
+
+
 def cycled(wf):
     return lambda name: name in wf.power.bmcs and wf.power.bmcs[name].cycles() >= 1
 

@@ -65,7 +65,8 @@ def _redfish_url(value: str) -> str:
 class Bmc(BaseModel):
     """`driver = "ipmi"`: `address` is a host or IP address, `port` its RMCP+ port. `driver =
     "redfish"`: `address` is the BMC's URL (https://host[:port]), `verify` a CA bundle file or
-    false (never silently), `system` the Systems member to drive (default: the only one)."""
+    false (never silently), `system` the Systems member to drive (default: the only one), `boot`
+    "network" (PXE/HTTP boot, the default) or "vmedia" (a per-build ISO in the virtual CD)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,6 +77,8 @@ class Bmc(BaseModel):
     password_file: FilePath
     verify: bool | FilePath = True
     system: Annotated[Str, AfterValidator(_system)] | None = None
+    # "vmedia": reinstall from a per-build ISO through the BMC's virtual media (Redfish), no DHCP
+    boot: Literal["network", "vmedia"] = "network"
 
     @field_validator("address")
     @classmethod
@@ -86,6 +89,8 @@ class Bmc(BaseModel):
     def _redfish_only(self) -> Bmc:
         if self.driver != "redfish" and (self.verify is not True or self.system is not None):
             raise ValueError("verify and system are Redfish settings (driver = \"redfish\")")
+        if self.driver != "redfish" and self.boot == "vmedia":
+            raise ValueError("boot = \"vmedia\" needs a Redfish BMC (driver = \"redfish\")")
         return self
 
     @property

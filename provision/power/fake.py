@@ -18,6 +18,7 @@ class FakeBmc:
     fail: str | None = None  # 'auth' | 'unreachable' | 'rejected'
     latency: float = 0.0
     done_keys: set[str] = field(default_factory=set)
+    media: str | None = None  # the virtual CD's image URL
 
     def cycles(self) -> int:
         return sum(1 for _, c in self.calls if c in ("cycle", "on-from-off"))
@@ -65,10 +66,19 @@ class FakeDriver:
         self._call(f"boot-{device}")
         self.bmc.boot, self.bmc.uefi = device, uefi
 
-    def netboot(self, uefi: bool, once: str | None = None) -> str:
+    def insert_media(self, url: str) -> str:
+        self._call("insert-media")
+        self.bmc.media = url
+        return "Cd"
+
+    def eject_media(self) -> None:
+        self._call("eject-media")
+        self.bmc.media = None
+
+    def boot_from(self, device: str, uefi: bool, once: str | None = None) -> str:
         if once is not None and once in self.bmc.done_keys:
             return "already"
-        self.set_boot_device("network", False, uefi)
+        self.set_boot_device(device, False, uefi)
         action = "cycle" if self.bmc.power == "on" else "on-from-off"
         self._call(action)
         self.bmc.power = "on"
@@ -77,3 +87,6 @@ class FakeDriver:
         if self.on_netboot:
             self.on_netboot(self.node)
         return "cycle" if action == "cycle" else "on"
+
+    def netboot(self, uefi: bool, once: str | None = None) -> str:
+        return self.boot_from("network", uefi, once)

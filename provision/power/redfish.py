@@ -66,13 +66,11 @@ class RedfishDriver:
         self._run(lambda system: self._boot(system, device, persistent, uefi))
 
     def netboot(self, uefi: bool, once: str | None = None) -> str:
-        def op(system) -> str:
-            self._boot(system, "network", False, uefi)
-            return self._power(system, "cycle")
-        return self._run(op, once=once)
+        return self.boot_from("network", uefi, once)
 
     def boot_from(self, device: str, uefi: bool, once: str | None = None) -> str:
-        """One-shot boot from `device` ("cd": the inserted virtual media), then cycle or power on."""
+        """One-shot boot from `device` ("network", or "cd": the inserted virtual media), then cycle
+        or power on; at most once per `once` key."""
         def op(system) -> str:
             self._boot(system, device, False, uefi)
             return self._power(system, "cycle")

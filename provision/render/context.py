@@ -120,11 +120,16 @@ def _mgmt(facts: Facts) -> dict:
     }
 
 
+def media_name(node: Node, cfg: Config) -> str:
+    """The media a node boots: [defaults] rhvh_media or el_media, by its profile."""
+    return cfg.defaults.rhvh_media if node.profile == "rhvh" else cfg.defaults.el_media
+
+
 def _media(node: Node, cfg: Config, liveimgs: dict[str, str]) -> dict:
     """`liveimgs`: imported media's live images by media name (`provision media import` reads them
     from the ISO's kickstart); media put in place by hand use [defaults] rhvh_liveimg."""
     d = cfg.defaults
-    name = d.rhvh_media if node.profile == "rhvh" else d.el_media
+    name = media_name(node, cfg)
     url = f"{cfg.media_url}/{name}"
     return {
         "kernel": f"/media/{name}/images/pxeboot/vmlinuz",

@@ -17,8 +17,9 @@ from ..store import Build, NodeRecord, Snapshot, Store
 from .context import Secrets, build_context
 from .env import make_env
 
-KINDS = ("kickstart", "grub", "pxelinux", "ipxe")
-_TEMPLATES = {"grub": "grub.cfg.j2", "pxelinux": "pxelinux.cfg.j2", "ipxe": "ipxe.j2"}
+KINDS = ("kickstart", "grub", "pxelinux", "ipxe", "isolinux", "grub-iso")  # the last two: the vmedia ISO's
+_TEMPLATES = {"grub": "grub.cfg.j2", "pxelinux": "pxelinux.cfg.j2", "ipxe": "ipxe.j2", "isolinux": "isolinux.cfg.j2",
+              "grub-iso": "grub-iso.cfg.j2"}
 
 
 @dataclass(frozen=True)

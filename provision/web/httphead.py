@@ -98,7 +98,7 @@ def byte_range(value: str | None, size: int) -> tuple[int, int] | None:
     return (a, b) if a <= b and a < size else None
 
 
-_TOKEN_PATH = re.compile(r"^(/ks/|/api/v1/callback/|/api/v1/collect/)[^/]*")
+_TOKEN_PATH = re.compile(r"^(/ks/|/vmedia/|/api/v1/callback/|/api/v1/collect/)[^/]*")
 
 
 def loggable_path(path: str) -> str:

@@ -72,6 +72,19 @@ class BootProbe:
         return f"install config served for {mac} over HTTP and TFTP"
 
 
+def probe_iso(node: Node, url: str, timeout: float = 120.0) -> str:
+    """HEAD the node's virtual-media ISO as its BMC will fetch it (the server builds it on the first
+    request): before the BMC is told to insert it, not after."""
+    try:
+        resp = requests.head(url, timeout=timeout)
+    except requests.RequestException as exc:
+        raise ProvisionError(f"node {node.name}: the server did not answer for its boot ISO: {type(exc).__name__}") from None
+    if resp.status_code != 200 or resp.headers.get("Content-Type") != "application/x-iso9660-image":
+        raise ProvisionError(f"node {node.name}: its boot ISO is not served (HTTP {resp.status_code}); "
+                             "see the server's log")
+    return f"boot ISO served ({int(resp.headers.get('Content-Length', 0)) >> 20} MiB)"
+
+
 def boot_mac(node: Node) -> str:
     """The management network's first NIC: the one the boot configs are armed for."""
     return node.facts.management_nics()[0].mac

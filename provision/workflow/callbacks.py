@@ -14,6 +14,8 @@ from pathlib import Path
 
 from .. import tokens
 from ..errors import ProvisionError
+from ..power.base import PowerError
+from ..vmedia import remove_iso
 from . import states as S
 from .context import Context
 from .machine import advance
@@ -72,12 +74,25 @@ def _installed(ctx: Context, name: str, build, state: str) -> Reply:
     if advance(ctx.store, name, "installed", expect=state) is None:
         return _installed(ctx, name, build, ctx.store.node_state(name).state)
     ctx.store.add_event(name, "callback", "installed: boot configs back to local boot")
+    if ctx.store.node_state(name).data.get("vmedia"):
+        _eject(ctx, name, build)
     try:
         reply = enroll_server_side(ctx, name)
     except ProvisionError as exc:
         advance(ctx.store, name, "fail", expect=S.ENROLL, reason=f"enroll: {exc}")
         return Reply(502, {"error": "enrollment failed on the server; see provision status"})
     return Reply(200, reply)
+
+
+def _eject(ctx: Context, name: str, build) -> None:
+    """The installed system boots from its disk: take the ISO out of the virtual CD (the served
+    URL already refuses it: the build no longer boots the install) and delete it."""
+    try:
+        ctx.power(ctx.store.get(name).node).eject_media()
+        ctx.store.add_event(name, "callback", "virtual media ejected")
+    except PowerError as exc:  # the node installed; the CD is not needed, and says so
+        ctx.store.add_event(name, "callback", f"virtual media not ejected: {exc}")
+    remove_iso(ctx.cfg, build)
 
 
 def enroll_server_side(ctx: Context, name: str) -> dict:

@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .. import tokens
 from ..capture import service
 from ..capture.diff import diff
 from ..capture.engine import facts_from_engine
@@ -16,7 +17,7 @@ from ..errors import ProvisionError
 from ..integrations.engine import ENGINE_VM
 from ..store import utcnow
 from . import states as S
-from .bootprobe import boot_mac
+from .bootprobe import boot_mac, probe_iso
 from .context import Context
 from .nicmap import map_by_mac
 
@@ -155,9 +156,12 @@ def netboot(ctx: Context, name: str) -> None:
     """At most one power action per build: the driver keys the operation by the build, so a
     resumed step (after kill -9 anywhere) finds it done instead of power-cycling again."""
     node = _node(ctx, name)
-    build_id = ctx.store.node_state(name).data.get("build_id")
+    data = ctx.store.node_state(name).data
+    build_id = data.get("build_id")
     uefi = node.facts.firmware == "uefi"
-    if ctx.bootcheck is not None and not ctx.store.node_state(name).data.get("netboot_done"):
+    if node.bmc.boot == "vmedia":
+        return _vmedia_boot(ctx, node, data, uefi)
+    if ctx.bootcheck is not None and not data.get("netboot_done"):
         try:
             ctx.store.add_event(name, "netboot", ctx.bootcheck(node))
         except ProvisionError as exc:
@@ -166,6 +170,26 @@ def netboot(ctx: Context, name: str) -> None:
     ctx.store.update_data(name, netboot_done=action)
     ctx.store.add_event(name, "netboot", "BMC already told to netboot for this build; not power-cycling again"
                         if action == "already" else f"one-shot network boot set (uefi={uefi}); power {action}")
+
+
+def _vmedia_boot(ctx: Context, node, data: dict, uefi: bool) -> None:
+    """The build's ISO in the BMC's virtual CD, a one-time boot from it, then power: no DHCP."""
+    name, build = node.name, ctx.store.active_build(node.name)
+    url = f"{ctx.cfg.server.public_url}/vmedia/{tokens.derive(ctx.key, build.nonce)}/boot.iso"
+    shown = url.replace(tokens.derive(ctx.key, build.nonce), "********")
+    driver = ctx.power(node)
+    if not data.get("netboot_done"):
+        if ctx.bootcheck is not None:
+            try:
+                ctx.store.add_event(name, "netboot", probe_iso(node, url))
+            except ProvisionError as exc:
+                raise StepError(f"{exc}; not power-cycling") from None
+        media = driver.insert_media(url)
+        ctx.store.add_event(name, "netboot", f"virtual media {media}: {shown} inserted")
+    action = driver.boot_from("cd", uefi=uefi, once=f"{name}-build{data.get('build_id')}")
+    ctx.store.update_data(name, netboot_done=action, vmedia=True)
+    ctx.store.add_event(name, "netboot", "BMC already told to boot the ISO for this build; not power-cycling again"
+                        if action == "already" else f"one-shot boot from virtual CD set (uefi={uefi}); power {action}")
 
 
 def register(ctx: Context, name: str) -> None:

@@ -1,0 +1,98 @@
+"""Per-build boot ISOs for virtual-media boot (`boot = "vmedia"`: no DHCP, no PXE).
+
+pycdlib writes an ISO 9660 image (Rock Ridge and Joliet names, volume label PROVISION) holding:
+- /images/pxeboot/vmlinuz and initrd.img: the node's media kernel and initrd (streamed from disk);
+- BIOS: /isolinux/isolinux.bin (El Torito, no emulation, boot info table), ldlinux.c32 and the
+  node's rendered isolinux.cfg;
+- UEFI: /images/efiboot.img as the El Torito EFI entry (a FAT image with EFI/BOOT/BOOTX64.EFI;
+  the installer ISO's own images/efiboot.img is one) and the node's rendered /EFI/BOOT/grub.cfg,
+  which that GRUB reads from the CD.
+Both boot configs carry the node's whole installer command line: static network (ip=, bond=,
+vlan=, ifname=, nameserver=) and inst.ks= with the build's token. The loaders come from
+[paths] bootfiles; the ones the node's firmware needs must be there. The image is written once per
+build under state_dir/vmedia (0600: it holds the build token) and removed with the build."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import pycdlib
+
+from .config import Config
+from .errors import InputError
+from .render import Renderer
+from .render.context import media_name
+from .store import Build, Store
+
+LABEL = "PROVISION"
+BIOS_FILES, UEFI_FILES = ("isolinux.bin", "ldlinux.c32"), ("efiboot.img",)
+
+
+def iso_path(cfg: Config, build: Build) -> Path:
+    return cfg.paths.state_dir / "vmedia" / f"build-{build.id}.iso"
+
+
+def ensure_iso(cfg: Config, store: Store, renderer: Renderer, build: Build) -> Path:
+    """The build's ISO, written now if it is not there yet (whole or not at all)."""
+    path = iso_path(cfg, build)
+    if path.is_file():
+        return path
+    node = store.get(build.node).node
+    uefi = node.facts is not None and node.facts.firmware == "uefi"
+    boot = Path(cfg.paths.bootfiles)
+    needed = UEFI_FILES if uefi else BIOS_FILES
+    missing = [f for f in needed if not (boot / f).is_file()]
+    if missing:
+        raise InputError(f"node {node.name}: a {'UEFI' if uefi else 'BIOS'} virtual-media ISO needs "
+                         f"{', '.join(missing)} in [paths] bootfiles ({boot})")
+    pxe = Path(cfg.paths.media) / media_name(node, cfg) / "images" / "pxeboot"
+    for f in ("vmlinuz", "initrd.img"):
+        if not (pxe / f).is_file():
+            raise InputError(f"node {node.name}: media {media_name(node, cfg)!r} has no images/pxeboot/{f} "
+                             "(provision media import)")
+    configs = {kind: renderer.render_build(build, kind).text.encode() for kind in ("isolinux", "grub-iso")}
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        _write(tmp, pxe, boot, configs, bios=all((boot / f).is_file() for f in BIOS_FILES),
+               uefi=(boot / "efiboot.img").is_file())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_iso(cfg: Config, build: Build) -> None:
+    iso_path(cfg, build).unlink(missing_ok=True)
+
+
+def _write(out: Path, pxe: Path, boot: Path, configs: dict[str, bytes], *, bios: bool, uefi: bool) -> None:
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=LABEL)
+    with contextlib.ExitStack() as files:
+        def add(iso_name: str, path: str, source: Path | None = None, data: bytes | None = None) -> None:
+            fp = files.enter_context(open(source, "rb")) if source else io.BytesIO(data)
+            length = source.stat().st_size if source else len(data)
+            iso.add_fp(fp, length, iso_name, rr_name=path.rsplit("/", 1)[-1], joliet_path=path)
+
+        for d in ("/images", "/images/pxeboot", "/isolinux", "/EFI", "/EFI/BOOT"):
+            iso.add_directory(d.upper(), rr_name=d.rsplit("/", 1)[-1], joliet_path=d)
+        add("/IMAGES/PXEBOOT/VMLINUZ.;1", "/images/pxeboot/vmlinuz", pxe / "vmlinuz")
+        add("/IMAGES/PXEBOOT/INITRD.IMG;1", "/images/pxeboot/initrd.img", pxe / "initrd.img")
+        add("/ISOLINUX/ISOLINUX.CFG;1", "/isolinux/isolinux.cfg", data=configs["isolinux"])
+        add("/EFI/BOOT/GRUB.CFG;1", "/EFI/BOOT/grub.cfg", data=configs["grub-iso"])
+        if bios:
+            add("/ISOLINUX/ISOLINUX.BIN;1", "/isolinux/isolinux.bin", boot / "isolinux.bin")
+            add("/ISOLINUX/LDLINUX.C32;1", "/isolinux/ldlinux.c32", boot / "ldlinux.c32")
+            iso.add_eltorito("/ISOLINUX/ISOLINUX.BIN;1", bootcatfile="/BOOT.CAT;1", boot_load_size=4,
+                             boot_info_table=True)
+        if uefi:
+            add("/IMAGES/EFIBOOT.IMG;1", "/images/efiboot.img", boot / "efiboot.img")
+            iso.add_eltorito("/IMAGES/EFIBOOT.IMG;1", bootcatfile="/BOOT.CAT;1", efi=True)
+        iso.write(str(out))
+    iso.close()
