@@ -11,7 +11,7 @@ TSTAMP := $(VENV)/.installed-apimodels
 # test's packages (VM_COMMANDS, VM_FILES below); for `make bench`
 # also wrk (HTTP load) and nginx-light (the HTTP peer)
 DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql dnsmasq-base kea-dhcp4-server isc-dhcp-server \
-                qemu-system-x86 ovmf ipxe-qemu shim-signed grub-efi-amd64-bin pxelinux syslinux-common \
+                qemu-system-x86 ovmf ipxe-qemu shim-signed grub-efi-amd64-bin pxelinux isolinux syslinux-common \
                 linux-image-amd64 dracut dracut-network isc-dhcp-client iputils-arping
 
 .PHONY: run test e2e test-stress bench lint system-deps bench-deps venv clean
@@ -35,12 +35,13 @@ venv: $(STAMP)
 DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev \
                 dnsmasq:dnsmasq-base kea-dhcp4:kea-dhcp4-server dhcpd:isc-dhcp-server
 # the virtual machine of tests/test_vm.py (`make e2e`): QEMU with OVMF and iPXE ROMs, Debian's shim,
-# GRUB's EFI modules, pxelinux.0 and its ldlinux.c32, a kernel, and dracut with its network modules (dhclient and arping for them)
+# GRUB's EFI modules, pxelinux.0, isolinux.bin and their ldlinux.c32, a kernel, and dracut with its network modules (dhclient and arping for them)
 VM_COMMANDS := qemu-system-x86_64:qemu-system-x86 grub-mkimage:grub-efi-amd64-bin dracut:dracut \
                dhclient:isc-dhcp-client arping:iputils-arping
 VM_FILES := /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/shim/shimx64.efi.signed:shim-signed \
             /usr/lib/grub/x86_64-efi/efinet.mod:grub-efi-amd64-bin /usr/lib/ipxe/qemu/pxe-virtio.rom:ipxe-qemu \
-            /usr/lib/PXELINUX/pxelinux.0:pxelinux /usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
+            /usr/lib/PXELINUX/pxelinux.0:pxelinux /usr/lib/ISOLINUX/isolinux.bin:isolinux \
+            /usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
             /usr/lib/dracut/modules.d/35network-legacy/module-setup.sh:dracut-network
 system-deps bench-deps:
 	@missing=""; \

@@ -17,8 +17,10 @@ dnsmasq's and provision's own logs."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import re
+import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -29,7 +31,7 @@ from pykickstart.version import RHEL8, RHEL9, makeVersion
 from provision import config as config_mod
 from provision import services
 
-from .vm.lab import CASES, MACS, NODE, NODE_IP, SERVER, VLAN_SERVER, VmLab, accel, build_initramfs
+from .vm.lab import CASES, ISO_CASE, MACS, NODE, NODE_IP, SERVER, VLAN_SERVER, VmLab, accel, build_initramfs
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,7 @@ def initrd(tmp_path_factory):
     return build_initramfs(tmp_path_factory.mktemp("initramfs") / "initrd.img")
 
 
-@pytest.fixture(params=CASES)
+@pytest.fixture(params=CASES + (ISO_CASE,))
 def lab(request, tmp_path, initrd):
     lab = VmLab(tmp_path, initrd, request.param)
     try:
@@ -107,6 +109,8 @@ def _network_line(lab, ks: str):
 
 
 def test_a_machine_reinstalls_itself_from_provision(lab):
+    if lab.case == ISO_CASE:
+        return _boots_its_iso(lab)
     hops_expected = _hops(lab)
     config_hop = hops_expected[0 if lab.case == "bond" else 2][1]  # its per-MAC boot config
     grub_cfg = "/boot/grub/grub.cfg-01-" + lab.boot_mac.replace(":", "-")
@@ -182,3 +186,49 @@ def test_a_machine_reinstalls_itself_from_provision(lab):
     if lab.case == "bond":  # the native-VLAN pool answered the untagged PXE request
         acks = [line for line in (lab.tmp / "dhcp.log").read_text().splitlines() if "DHCPACK" in line]
         assert any(re.search(rf"DHCPACK\(br0\) 10\.77\.0\.1\d\d {lab.boot_mac}", a) for a in acks), acks
+
+
+def _boots_its_iso(lab):
+    """The node's virtual-media ISO, fetched as a BMC would, boots the machine from a CD with no
+    DHCP server in the namespace: isolinux, our isolinux.cfg, dracut with the static ip= it carries,
+    the kickstart, `installed`; then the ISO is no longer served."""
+    import pycdlib
+
+    svc = services.build(config_mod.load(lab.cfg), bootcheck=False)
+    try:
+        node = svc.store.get(NODE).node
+        build, token = svc.store.arm(NODE, svc.key, 3600)
+        iso_file = lab.bmc_dir / "boot.iso"
+        lab.download(f"/vmedia/{token}/boot.iso", iso_file)
+        iso = pycdlib.PyCdlib()
+        iso.open(str(iso_file))
+        try:
+            out = io.BytesIO()
+            iso.get_file_from_iso_fp(out, rr_path="/isolinux/isolinux.cfg")
+        finally:
+            iso.close()
+        assert f"ip={NODE_IP}::{SERVER}:255.255.255.0:{NODE}.lab.example.com:eno1:none" in out.getvalue().decode()
+        power = svc.workflow.power(node)
+        t_power = time.time()
+        power.set_power_state("on")  # the CD drive boots first (the BMC's virtual CD)
+        _until("the installed callback", lambda: (b := svc.store.active_build(NODE)) and b.boot_local_at, 900)
+        _until("the machine to power itself off", lambda: not lab.vm_running(), 120)
+        t_installed = svc.store.active_build(NODE).boot_local_at.replace(tzinfo=UTC).timestamp()
+        ks = (lab.tmp / "sink" / "ks").read_text()
+        for net in _network_line(lab, ks):
+            assert (net.bootProto, net.ip, net.gateway) == ("static", NODE_IP, SERVER)
+        addrs = (lab.tmp / "sink" / "live").read_text().split("---\n")[0]
+        assert re.search(rf"^\d+: eno1\s+inet {re.escape(NODE_IP)}/24 ", addrs, re.M), addrs  # from ip=, no DHCP
+        gone = subprocess.run(["ip", "netns", "exec", lab.ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                               f"http://{SERVER}:8080/vmedia/{token}/boot.iso"], capture_output=True, text=True)
+        assert gone.stdout == "403"  # installed: the ISO is not served any more
+    finally:
+        svc.close()
+    assert not (lab.tmp / "dhcp.log").exists()  # no DHCP server ran
+    ks_at = _serve_lines(lab, rf"http GET /ks/\*+ from {re.escape(NODE_IP)}:")[0][0]
+    iso_at = _serve_lines(lab, r"http GET /vmedia/\*+/boot\.iso from ")[0][0]
+    print(f"\niso boot chain (QEMU {accel()}), seconds after power-on:")
+    for what, t in (("ISO fetched (as a BMC would, before power-on)", iso_at), ("power on over IPMI, CD first", t_power),
+                    ("kickstart fetched with the MAC headers", ks_at), ("installed callback accepted", t_installed)):
+        print(f"  {t - t_power:7.1f}  {what}")
+    assert iso_at <= t_power + 1 < ks_at + 1 and ks_at <= t_installed + 1

@@ -9,7 +9,9 @@ export` wrote, and a small HTTP sink where the installer stand-in reports. Three
 - "bios": SeaBIOS with the NIC's iPXE ROM, exported with --no-ipxe so it loads pxelinux.0;
 - "bond": SeaBIOS and iPXE on NIC 2, management on VLAN 20 of a bond of NICs 2 and 3: the
   firmware asks untagged, so dnsmasq also has a pool for the native VLAN (the site's, not the
-  export's), and dracut brings up bond0.20 from our bond=, vlan= and ip= arguments. An ipmi_sim BMC on loopback (outside the namespace) has a chassis_control program that
+  export's), and dracut brings up bond0.20 from our bond=, vlan= and ip= arguments;
+- "iso": SeaBIOS booting the node's virtual-media ISO (/vmedia/<token>/boot.iso) from a CD drive,
+  with no DHCP server in the namespace: isolinux, then dracut with our static ip= arguments. An ipmi_sim BMC on loopback (outside the namespace) has a chassis_control program that
 starts and stops `qemu-system-x86_64` in the namespace (chassis_qemu.sh). Every process is
 stopped by PID and the namespace is removed afterwards, also on failure."""
 
@@ -38,8 +40,10 @@ NATIVE_POOL = ("10.77.0.100", "10.77.0.150")  # the site's pool on the native VL
 MACS = ["52:54:00:77:00:01", "52:54:00:77:00:02", "52:54:00:77:00:03"]
 NODE = "vmnode"
 CASES = ("uefi", "bios", "bond")
+ISO_CASE = "iso"  # BIOS, booting the node's virtual-media ISO from a CD, no DHCP server at all
 GRUB_MODULES = "efinet tftp http net linux normal echo configfile efi_gop all_video gzio part_gpt fat"
 PXELINUX = (Path("/usr/lib/PXELINUX/pxelinux.0"), Path("/usr/lib/syslinux/modules/bios/ldlinux.c32"))
+ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
 
 
 def run(*cmd: str, ns: str | None = None, **kw) -> subprocess.CompletedProcess:
@@ -128,7 +132,7 @@ class VmLab:
     """One of CASES (see the module's docstring)."""
 
     def __init__(self, tmp: Path, initrd: Path, case: str) -> None:
-        assert case in CASES, case
+        assert case in CASES + (ISO_CASE,), case
         self.tmp, self.initrd, self.case = tmp, initrd, case
         self.firmware = "uefi" if case == "uefi" else "bios"
         self.boot_nic = 1 if case == "bond" else 0  # the management network's first NIC
@@ -165,10 +169,11 @@ class VmLab:
         # "bond": the export reserves the management address on VLAN 20 and says the firmware asks
         # untagged; the site's native-VLAN pool (ours here) answers that request
         pool = [f"--dhcp-range={NATIVE_POOL[0]},{NATIVE_POOL[1]},255.255.255.0,1h"] if self.case == "bond" else []
-        self._spawn("dnsmasq", ["dnsmasq", "--no-daemon", "--port=0", "--interface=br0", "--bind-interfaces",
-                                f"--conf-file={self.tmp / 'dnsmasq.conf'}", "--log-dhcp", *pool,
-                                f"--log-facility={self.tmp / 'dhcp.log'}",
-                                f"--dhcp-leasefile={self.tmp / 'leases'}"])
+        if self.case != ISO_CASE:  # the ISO case has no DHCP server at all
+            self._spawn("dnsmasq", ["dnsmasq", "--no-daemon", "--port=0", "--interface=br0", "--bind-interfaces",
+                                    f"--conf-file={self.tmp / 'dnsmasq.conf'}", "--log-dhcp", *pool,
+                                    f"--log-facility={self.tmp / 'dhcp.log'}",
+                                    f"--dhcp-leasefile={self.tmp / 'leases'}"])
         self._spawn("sink", [sys.executable, str(HERE / "sink.py"), SERVER, "8099", str(self.tmp / "sink")])
         self._wait_http(f"http://{SERVER}:8080/healthz")
         return self
@@ -183,7 +188,7 @@ class VmLab:
         shutil.copy("/usr/lib/shim/shimx64.efi.signed", boot / "shimx64.efi")  # Debian's shim loads grubx64.efi
         run("grub-mkimage", "-O", "x86_64-efi", "-o", str(boot / "grubx64.efi"), "-p", "(tftp)/",
             *GRUB_MODULES.split())  # RHEL-like: GRUB reads grub.cfg-01-<mac> from its own directory
-        for f in PXELINUX:  # Debian's pxelinux and the ldlinux.c32 it loads next
+        for f in PXELINUX + (ISOLINUX,):  # Debian's pxelinux, isolinux and the ldlinux.c32 both load next
             shutil.copy(f, boot / f.name)
         shutil.copy(f"/boot/vmlinuz-{KVER[-1]}", pxe / "vmlinuz")
         shutil.copy(self.initrd, pxe / "initrd.img")
@@ -229,16 +234,19 @@ kernel_args = "console=ttyS0 provision.sink=http://{SERVER}:8099 provision.ip={s
         # the boot order follows the boot device last set over IPMI, as VirtualBMC maps it for
         # libvirt (bootindex, which SeaBIOS and OVMF both honour): pxe -> the boot NIC first, disk ->
         # the disk only, else the disk then the boot NIC. The disk is blank: nothing boots from it.
+        # the ISO case: the node's boot ISO (fetched by the test) in a CD drive that boots first
+        cdrom = (f"-drive if=none,id=cd0,media=cdrom,format=raw,file={d}/boot.iso -device ide-cd,drive=cd0,bootindex=0"
+                 if self.case == ISO_CASE else "")
         start.write_text(f"""#!/bin/sh
 case "$1" in
   pxe) nic=",bootindex=1"; disk=",bootindex=2"; order=net,disk;;
   disk) nic=""; disk=",bootindex=1"; order=disk;;
   *) nic=",bootindex=2"; disk=",bootindex=1"; order=disk,net;;
 esac
-echo "$(date +%s.%N) start $1 order=$order accel={accel()}" >> {d}/vm.log
+echo "$(date +%s.%N) start $1 order={'cd,' if cdrom else ''}$order accel={accel()}" >> {d}/vm.log
 exec ip netns exec {self.ns} qemu-system-x86_64 -accel {accel()} {machine} -m 1024 -display none -no-reboot \\
   -daemonize -pidfile {d}/qemu.pid -chardev file,id=s0,path={d}/console.log,append=on -serial chardev:s0 \\
-  -drive if=none,id=d0,format=raw,file={d}/disk.img -device virtio-blk-pci,drive=d0$disk {nics}
+  -drive if=none,id=d0,format=raw,file={d}/disk.img -device virtio-blk-pci,drive=d0$disk {cdrom} {nics}
 """)
         start.chmod(0o755)
         with open(d / "disk.img", "wb") as disk:
@@ -279,6 +287,10 @@ set_working_mc 0x20
     def fetch(self, path: str) -> str:
         """GET a URL of provision's as a machine on the lab network would."""
         return run("curl", "-sf", f"http://{SERVER}:8080{path}", ns=self.ns).stdout
+
+    def download(self, path: str, dest: Path) -> None:
+        """Save a URL of provision's to `dest`, as a BMC fetching virtual media would."""
+        run("curl", "-sf", "-o", str(dest), f"http://{SERVER}:8080{path}", ns=self.ns)
 
     def vm_running(self) -> bool:
         pid = self.bmc_dir / "qemu.pid"
