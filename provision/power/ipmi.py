@@ -12,11 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
-
 from ..config import read_secret
-from ..domain import Bmc
-from ..errors import InputError
 from .base import (
     PowerAuthError,
     PowerError,
@@ -24,35 +20,12 @@ from .base import (
     PowerTimeout,
     PowerUnreachable,
 )
-from .once import BmcLocks, once_lock
+from .once import BmcDriver, BmcLocks, Factory, once_lock
 
 _KINDS = {"auth": PowerAuthError, "unreachable": PowerUnreachable, "rejected": PowerRejected}
 
 
-class IpmiFactory:
-    """Builds an IpmiDriver per node; all share one BmcLocks and one state dir (at-most-once markers)."""
-
-    def __init__(self, state_dir: Path, *, timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
-        self.state_dir = Path(state_dir)
-        self.locks, self.timeout, self.attempts, self.backoff = BmcLocks(), timeout, attempts, backoff
-
-    def __call__(self, node) -> IpmiDriver:
-        return IpmiDriver(node.name, node.bmc, self.locks, state_dir=self.state_dir, timeout=self.timeout,
-                          attempts=self.attempts, backoff=self.backoff)
-
-
-class IpmiDriver:
-    def __init__(self, node: str, bmc: Bmc, locks: BmcLocks, *, state_dir: Path | None = None,
-                 timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
-        self.node, self.bmc, self.locks = node, bmc, locks
-        self.state_dir = Path(state_dir) if state_dir else None
-        self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
-        self.label = f"{bmc.address}:{bmc.port}"
-
-    def validate(self) -> None:
-        if not Path(self.bmc.password_file).is_file():
-            raise InputError(f"node {self.node}: bmc.password_file {self.bmc.password_file} is not a readable file")
-
+class IpmiDriver(BmcDriver):
     def get_power_state(self) -> str:
         return self._run([["get_power"]])[0]
 
@@ -70,13 +43,7 @@ class IpmiDriver:
 
     # -- the one chokepoint for every BMC call ----------------------------------------------
     def _run(self, ops: list, once: str | None = None) -> list:
-        call = retry(
-            retry=retry_if_exception(lambda e: isinstance(e, PowerError) and e.retryable),
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=self.backoff, max=10),
-            reraise=True,
-        )(self._once)
-        return call(ops, once)
+        return self._retrying(self._once, ops, once)
 
     def _once(self, ops: list, once: str | None = None) -> list:
         """One worker process. With `once`, at most once across processes: the worker inherits
@@ -108,6 +75,10 @@ class IpmiDriver:
         if not res["ok"]:
             raise _KINDS.get(res["kind"], PowerError)(self.node, self.label, res["message"])
         return res["results"]
+
+
+class IpmiFactory(Factory):
+    driver = IpmiDriver
 
 
 __all__ = ["BmcLocks", "IpmiDriver", "IpmiFactory"]

@@ -1,5 +1,7 @@
-"""What every BMC driver shares: one operation per BMC at a time in a process (BmcLocks), and
-at-most-once operations across processes and crashes (once_lock)."""
+"""What every BMC driver shares: one operation per BMC at a time in a process (BmcLocks),
+at-most-once operations across processes and crashes (once_lock), and the driver's frame
+(BmcDriver: identity, state dir, hard timeout, bounded retries of transient failures) with its
+per-node factory (Factory)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from .base import PowerTimeout
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from ..errors import InputError
+from .base import PowerError, PowerTimeout
 
 
 class BmcLocks:
@@ -56,3 +61,42 @@ def write_marker(marker: Path) -> None:
     with open(marker, "w") as fh:
         fh.flush()
         os.fsync(fh.fileno())
+
+
+class BmcDriver:
+    """The frame of a BMC driver; subclasses implement the PowerDriver operations."""
+
+    def __init__(self, node: str, bmc, locks: BmcLocks, *, state_dir: Path | None = None,
+                 timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
+        self.node, self.bmc, self.locks = node, bmc, locks
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+        self.label = bmc.label
+
+    def validate(self) -> None:
+        if not Path(self.bmc.password_file).is_file():
+            raise InputError(f"node {self.node}: bmc.password_file {self.bmc.password_file} is not a readable file")
+
+    def _retrying(self, call, *args):
+        """`call(*args)`, again after a transient failure (unreachable, timeout), `attempts` times
+        in all with exponential backoff; refused credentials and requests are not retried."""
+        return retry(
+            retry=retry_if_exception(lambda e: isinstance(e, PowerError) and e.retryable),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self.backoff, max=10),
+            reraise=True,
+        )(call)(*args)
+
+
+class Factory:
+    """Builds a `driver` per node; all share one BmcLocks and one state dir (at-most-once markers)."""
+
+    driver: type[BmcDriver]
+
+    def __init__(self, state_dir: Path, *, timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
+        self.state_dir = Path(state_dir)
+        self.locks, self.timeout, self.attempts, self.backoff = BmcLocks(), timeout, attempts, backoff
+
+    def __call__(self, node) -> BmcDriver:
+        return self.driver(node.name, node.bmc, self.locks, state_dir=self.state_dir, timeout=self.timeout,
+                           attempts=self.attempts, backoff=self.backoff)

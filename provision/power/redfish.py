@@ -15,13 +15,11 @@ from pathlib import Path
 import sushy
 from sushy import exceptions as sx
 from sushy.auth import BasicAuth
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ..config import read_secret
-from ..domain import Bmc
 from ..errors import InputError
-from .base import PowerAuthError, PowerError, PowerRejected, PowerUnreachable
-from .once import BmcLocks, once_lock, write_marker
+from .base import PowerAuthError, PowerRejected, PowerUnreachable
+from .once import BmcDriver, Factory, once_lock, write_marker
 
 logging.getLogger("sushy").setLevel(logging.WARNING)  # its debug lines carry request headers
 
@@ -29,29 +27,9 @@ TARGETS = {"network": sushy.BootSource.PXE, "disk": sushy.BootSource.HDD, "cd": 
 _ON = {sushy.PowerState.ON, sushy.PowerState.POWERING_ON}
 
 
-class RedfishFactory:
-    """Builds a RedfishDriver per node; all share one BmcLocks and one state dir (at-most-once markers)."""
-
-    def __init__(self, state_dir: Path, *, timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
-        self.state_dir = Path(state_dir)
-        self.locks, self.timeout, self.attempts, self.backoff = BmcLocks(), timeout, attempts, backoff
-
-    def __call__(self, node) -> RedfishDriver:
-        return RedfishDriver(node.name, node.bmc, self.locks, state_dir=self.state_dir, timeout=self.timeout,
-                             attempts=self.attempts, backoff=self.backoff)
-
-
-class RedfishDriver:
-    def __init__(self, node: str, bmc: Bmc, locks: BmcLocks, *, state_dir: Path | None = None,
-                 timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
-        self.node, self.bmc, self.locks = node, bmc, locks
-        self.state_dir = Path(state_dir) if state_dir else None
-        self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
-        self.label = bmc.label
-
+class RedfishDriver(BmcDriver):
     def validate(self) -> None:
-        if not Path(self.bmc.password_file).is_file():
-            raise InputError(f"node {self.node}: bmc.password_file {self.bmc.password_file} is not a readable file")
+        super().validate()
         if isinstance(self.bmc.verify, str) and not Path(self.bmc.verify).is_file():
             raise InputError(f"node {self.node}: bmc.verify {self.bmc.verify} is not a readable CA bundle file")
 
@@ -157,13 +135,7 @@ class RedfishDriver:
 
     # -- the one chokepoint for every BMC call ------------------------------------------------
     def _run(self, op, once: str | None = None):
-        call = retry(
-            retry=retry_if_exception(lambda e: isinstance(e, PowerError) and e.retryable),
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=self.backoff, max=10),
-            reraise=True,
-        )(self._once)
-        return call(op, once)
+        return self._retrying(self._once, op, once)
 
     def _once(self, op, once: str | None):
         password = read_secret(Path(self.bmc.password_file), None, f"node {self.node}: bmc.password_file")
@@ -197,6 +169,10 @@ class RedfishDriver:
             names = ", ".join(m.rstrip("/").rsplit("/", 1)[-1] for m in members) or "none"
             raise _Refused(f"{len(members)} Redfish systems ({names}): set bmc.system to the one to drive")
         return conn.get_system(members[0])
+
+
+class RedfishFactory(Factory):
+    driver = RedfishDriver
 
 
 class _Refused(Exception):
