@@ -75,26 +75,15 @@ class RedfishDriver(BmcDriver):
 
     @staticmethod
     def _cd(system):
-        for manager in system.managers:
-            try:
-                members = manager.virtual_media.get_members()
-            except sx.MissingAttributeError:
-                continue
-            for media in members:
-                if {_val(t) for t in media.media_types or ()} & {"CD", "DVD"}:
-                    return media
+        for media in _virtual_media(system):
+            if {_val(t) for t in media.media_types or ()} & {"CD", "DVD"}:
+                return media
         raise _Refused("the BMC offers no CD/DVD virtual media")
 
     def check(self) -> dict:
         """What `provision check` reports: power state, reset types, boot targets, virtual media."""
         def op(system) -> dict:
-            media = []
-            for manager in system.managers:
-                try:
-                    members = manager.virtual_media.get_members()
-                except sx.MissingAttributeError:
-                    continue
-                media += [(m.identity, sorted(_val(t) for t in m.media_types or ())) for m in members]
+            media = [(m.identity, sorted(_val(t) for t in m.media_types or ())) for m in _virtual_media(system)]
             return {"power": "on" if system.power_state in _ON else "off",
                     "reset": sorted(_val(v) for v in system.get_allowed_reset_system_values()),
                     "boot_targets": sorted(_val(v) for v in system.boot.allowed_values or ()),
@@ -177,6 +166,15 @@ class RedfishFactory(Factory):
 
 class _Refused(Exception):
     """A request this driver refuses or finds not held (becomes PowerRejected)."""
+
+
+def _virtual_media(system):
+    """Every virtual media device of the system's managers (a manager may have none)."""
+    for manager in system.managers:
+        try:
+            yield from manager.virtual_media.get_members()
+        except sx.MissingAttributeError:
+            continue
 
 
 def _val(value) -> str:

@@ -175,8 +175,9 @@ def netboot(ctx: Context, name: str) -> None:
 def _vmedia_boot(ctx: Context, node, data: dict, uefi: bool) -> None:
     """The build's ISO in the BMC's virtual CD, a one-time boot from it, then power: no DHCP."""
     name, build = node.name, ctx.store.active_build(node.name)
-    url = f"{ctx.cfg.server.public_url}/vmedia/{tokens.derive(ctx.key, build.nonce)}/boot.iso"
-    shown = url.replace(tokens.derive(ctx.key, build.nonce), "********")
+    token = tokens.derive(ctx.key, build.nonce)
+    url = f"{ctx.cfg.server.public_url}/vmedia/{token}/boot.iso"
+    shown = url.replace(token, "********")
     driver = ctx.power(node)
     if not data.get("netboot_done"):
         if ctx.bootcheck is not None:

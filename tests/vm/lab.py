@@ -17,6 +17,7 @@ stopped by PID and the namespace is removed afterwards, also on failure."""
 
 from __future__ import annotations
 
+import functools
 import os
 import selectors
 import shutil
@@ -66,27 +67,23 @@ def build_initramfs(out: Path) -> Path:
     return out
 
 
-_ACCEL: list[str] = []
-
-
+@functools.cache
 def accel() -> str:
     """"kvm" when /dev/kvm can run this kernel (it prints its banner on the serial console within
     20 s), else "tcg". Some hosts expose /dev/kvm that cannot: under nested virtualisation here, a
     KVM guest never reaches the kernel's first line and OVMF stops with "KVM internal error"."""
-    if not _ACCEL:
-        found = "tcg"
-        if os.access("/dev/kvm", os.R_OK | os.W_OK):
-            probe = subprocess.Popen(["qemu-system-x86_64", "-accel", "kvm", "-machine", "pc", "-m", "256",
-                                      "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
-                                      "-kernel", f"/boot/vmlinuz-{KVER[-1]}", "-append", "console=ttyS0 panic=-1"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-            try:
-                found = _banner(probe)
-            finally:
-                probe.kill()
-                probe.wait()
-        _ACCEL.append(found)
-    return _ACCEL[0]
+    found = "tcg"
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        probe = subprocess.Popen(["qemu-system-x86_64", "-accel", "kvm", "-machine", "pc", "-m", "256",
+                                  "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
+                                  "-kernel", f"/boot/vmlinuz-{KVER[-1]}", "-append", "console=ttyS0 panic=-1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            found = _banner(probe)
+        finally:
+            probe.kill()
+            probe.wait()
+    return found
 
 
 def _banner(probe: subprocess.Popen, timeout: float = 20.0) -> str:
