@@ -4,7 +4,8 @@ An import copies what the nodes fetch over HTTP and TFTP under `[paths] media`/N
 - always the installer's kernel and initrd (`images/pxeboot/vmlinuz`, `initrd.img`);
 - oVirt Node / RHVH (the ISO's own kickstart has a `liveimg --url=file:///run/install/repo/...`
   line): that live image, the installer's stage 2 (`images/install.img`), `.treeinfo`,
-  `.discinfo` and the ISO's kickstarts;
+  `.discinfo`, the ISO's kickstarts and its UEFI boot image (`images/efiboot.img`, which
+  virtual-media boot ISOs reuse);
 - Enterprise Linux (no `liveimg`): the whole tree, the repositories included.
 Every file is hashed while it is copied; `SHA256SUMS` (`sha256sum -c` format) lists them. The
 copy is made in a hidden directory and renamed into place, then registered in the store, so an
@@ -29,6 +30,7 @@ from .store import Media, Store
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 KERNEL, INITRD = "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"
 STAGE2 = ("images/install.img", ".treeinfo", ".discinfo")
+EFIBOOT = "images/efiboot.img"  # the ISO's own UEFI El Torito image: virtual-media boot ISOs reuse it
 REPO = "file:///run/install/repo/"
 LIVEIMG_RE = re.compile(r"^\s*liveimg\s.*?--url[= ]\s*['\"]?([^\s'\"]+)", re.M)
 
@@ -116,7 +118,7 @@ def import_iso(store: Store, media_root: Path, iso_path: Path, name: str,
             kind, wanted = "el", sorted(iso.files)
         else:
             kind = "ovirt-node"
-            wanted = sorted({KERNEL, INITRD, liveimg} | {f for f in STAGE2 if f in iso.files}
+            wanted = sorted({KERNEL, INITRD, liveimg} | {f for f in STAGE2 + (EFIBOOT,) if f in iso.files}
                             | {f for f in iso.files if "/" not in f and f.endswith(".ks")})
         Path(media_root).mkdir(parents=True, exist_ok=True)
         tmp = Path(media_root) / f".{name}.partial-{os.getpid()}"

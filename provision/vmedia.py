@@ -4,11 +4,13 @@ pycdlib writes an ISO 9660 image (Rock Ridge and Joliet names, volume label PROV
 - /images/pxeboot/vmlinuz and initrd.img: the node's media kernel and initrd (streamed from disk);
 - BIOS: /isolinux/isolinux.bin (El Torito, no emulation, boot info table), ldlinux.c32 and the
   node's rendered isolinux.cfg;
-- UEFI: /images/efiboot.img as the El Torito EFI entry (a FAT image with EFI/BOOT/BOOTX64.EFI;
-  the installer ISO's own images/efiboot.img is one) and the node's rendered /EFI/BOOT/grub.cfg,
-  which that GRUB reads from the CD.
+- UEFI: /images/efiboot.img as the El Torito EFI entry (a FAT image with EFI/BOOT/BOOTX64.EFI):
+  the media's own images/efiboot.img (`media import` copies the installer ISO's, whose shim and
+  GRUB match its kernel), else the one in [paths] bootfiles; and the node's rendered
+  /EFI/BOOT/grub.cfg, which that GRUB reads from the CD (its prefix is /EFI/BOOT on the boot
+  device, as on the installer ISO).
 Both boot configs carry the node's whole installer command line: static network (ip=, bond=,
-vlan=, ifname=, nameserver=) and inst.ks= with the build's token. The loaders come from
+vlan=, ifname=, nameserver=) and inst.ks= with the build's token. The BIOS loaders come from
 [paths] bootfiles; the ones the node's firmware needs must be there. The image is written once per
 build under state_dir/vmedia (0600: it holds the build token) and removed with the build."""
 
@@ -28,7 +30,7 @@ from .render.context import media_name
 from .store import Build, Store
 
 LABEL = "PROVISION"
-BIOS_FILES, UEFI_FILES = ("isolinux.bin", "ldlinux.c32"), ("efiboot.img",)
+BIOS_FILES = ("isolinux.bin", "ldlinux.c32")
 
 
 def iso_path(cfg: Config, build: Build) -> Path:
@@ -43,12 +45,16 @@ def ensure_iso(cfg: Config, store: Store, renderer: Renderer, build: Build) -> P
     node = store.get(build.node).node
     uefi = node.facts is not None and node.facts.firmware == "uefi"
     boot = Path(cfg.paths.bootfiles)
-    needed = UEFI_FILES if uefi else BIOS_FILES
-    missing = [f for f in needed if not (boot / f).is_file()]
-    if missing:
-        raise InputError(f"node {node.name}: a {'UEFI' if uefi else 'BIOS'} virtual-media ISO needs "
+    images = Path(cfg.paths.media) / media_name(node, cfg) / "images"
+    efiboot = next((p for p in (images / "efiboot.img", boot / "efiboot.img") if p.is_file()), None)
+    if uefi and efiboot is None:
+        raise InputError(f"node {node.name}: a UEFI virtual-media ISO needs efiboot.img in media "
+                         f"{media_name(node, cfg)!r} (images/efiboot.img) or in [paths] bootfiles ({boot})")
+    missing = [f for f in BIOS_FILES if not (boot / f).is_file()]
+    if not uefi and missing:
+        raise InputError(f"node {node.name}: a BIOS virtual-media ISO needs "
                          f"{', '.join(missing)} in [paths] bootfiles ({boot})")
-    pxe = Path(cfg.paths.media) / media_name(node, cfg) / "images" / "pxeboot"
+    pxe = images / "pxeboot"
     for f in ("vmlinuz", "initrd.img"):
         if not (pxe / f).is_file():
             raise InputError(f"node {node.name}: media {media_name(node, cfg)!r} has no images/pxeboot/{f} "
@@ -57,8 +63,7 @@ def ensure_iso(cfg: Config, store: Store, renderer: Renderer, build: Build) -> P
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        _write(tmp, pxe, boot, configs, bios=all((boot / f).is_file() for f in BIOS_FILES),
-               uefi=(boot / "efiboot.img").is_file())
+        _write(tmp, pxe, boot, configs, bios=not missing, efiboot=efiboot)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
@@ -71,7 +76,7 @@ def remove_iso(cfg: Config, build: Build) -> None:
     iso_path(cfg, build).unlink(missing_ok=True)
 
 
-def _write(out: Path, pxe: Path, boot: Path, configs: dict[str, bytes], *, bios: bool, uefi: bool) -> None:
+def _write(out: Path, pxe: Path, boot: Path, configs: dict[str, bytes], *, bios: bool, efiboot: Path | None) -> None:
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=LABEL)
     with contextlib.ExitStack() as files:
@@ -91,8 +96,8 @@ def _write(out: Path, pxe: Path, boot: Path, configs: dict[str, bytes], *, bios:
             add("/ISOLINUX/LDLINUX.C32;1", "/isolinux/ldlinux.c32", boot / "ldlinux.c32")
             iso.add_eltorito("/ISOLINUX/ISOLINUX.BIN;1", bootcatfile="/BOOT.CAT;1", boot_load_size=4,
                              boot_info_table=True)
-        if uefi:
-            add("/IMAGES/EFIBOOT.IMG;1", "/images/efiboot.img", boot / "efiboot.img")
+        if efiboot is not None:
+            add("/IMAGES/EFIBOOT.IMG;1", "/images/efiboot.img", efiboot)
             iso.add_eltorito("/IMAGES/EFIBOOT.IMG;1", bootcatfile="/BOOT.CAT;1", efi=True)
         iso.write(str(out))
     iso.close()

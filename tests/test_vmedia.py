@@ -94,6 +94,27 @@ def test_a_uefi_nodes_iso_carries_its_kernel_initrd_and_boot_configs(srv):
     assert requests.get(f"{server.http}/vmedia/{tokens.derive('x' * 32, 'n' * 16)}/boot.iso", timeout=30).status_code == 404
 
 
+def test_the_medias_own_efiboot_img_is_preferred_to_the_bootfiles_one(srv):
+    """The installer ISO's images/efiboot.img (copied by `media import`) has the shim and GRUB that
+    match the media's kernel: a UEFI ISO takes it; without either, the error names both places."""
+    server, boot = srv
+    media_efi = server.svc.cfg.paths.media / "rhvh" / "images" / "efiboot.img"
+    media_efi.write_bytes(b"\xeb\x3c\x90MEDIA" + bytes(2048 * 16 - 8))
+    _, token = server.svc.store.arm("rhvnode3", server.svc.key, 3600)
+    iso = _iso(requests.get(f"{server.http}/vmedia/{token}/boot.iso", timeout=30).content)
+    try:
+        assert _read(iso, "/images/efiboot.img") == media_efi.read_bytes()
+    finally:
+        iso.close()
+    media_efi.unlink()
+    (boot / "efiboot.img").unlink()
+    _, token = server.svc.store.arm("rhvnode5", server.svc.key, 3600)
+    missing = requests.get(f"{server.http}/vmedia/{token}/boot.iso", timeout=30)
+    assert missing.status_code == 400
+    assert ("a UEFI virtual-media ISO needs efiboot.img in media 'rhvh' (images/efiboot.img) or in [paths] bootfiles"
+            in missing.json()["error"])
+
+
 def test_a_bios_nodes_iso_needs_isolinux_and_boots_it(srv):
     server, boot = srv
     _, token = server.svc.store.arm("rhvnode4", server.svc.key, 3600)
