@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# the API models the fakes are checked against, for the tests only (needs libxml2-dev: system-deps)
+# the API models the fakes are checked against, and libvirt-python for the VM test's Redfish case,
+# for the tests only (they build against libxml2-dev and libvirt-dev: system-deps)
 $(TSTAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[dev,apimodels]'
+	$(BIN)/pip install -q -e '.[dev,apimodels,vmlab]'
 	$(BIN)/pip install -q --no-deps 'ipaclient>=4.12'
 	touch $(TSTAMP)
 
@@ -35,14 +36,21 @@ venv: $(STAMP)
 DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev \
                 dnsmasq:dnsmasq-base kea-dhcp4:kea-dhcp4-server dhcpd:isc-dhcp-server
 # the virtual machine of tests/test_vm.py (`make e2e`): QEMU with OVMF and iPXE ROMs, Debian's shim,
-# GRUB's EFI modules, pxelinux.0, isolinux.bin and their ldlinux.c32, a kernel, and dracut with its network modules (dhclient and arping for them)
+# GRUB's EFI modules, pxelinux.0, isolinux.bin and their ldlinux.c32, a kernel, and dracut with its network modules (dhclient and arping for them),
+# mkfs.vfat and mtools (a UEFI El Torito image); for its Redfish case libvirtd with its QEMU driver and
+# libvirt-dev (libvirt-python builds against it), installed without their recommends (all of QEMU's
+# architectures, lvm2, ...: LIBVIRT_PACKAGES)
 VM_COMMANDS := qemu-system-x86_64:qemu-system-x86 grub-mkimage:grub-efi-amd64-bin dracut:dracut \
-               dhclient:isc-dhcp-client arping:iputils-arping
+               dhclient:isc-dhcp-client arping:iputils-arping mkfs.vfat:dosfstools mcopy:mtools \
+               libvirtd:libvirt-daemon pkg-config:pkg-config
+LIBVIRT_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-dev
 VM_FILES := /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/shim/shimx64.efi.signed:shim-signed \
             /usr/lib/grub/x86_64-efi/efinet.mod:grub-efi-amd64-bin /usr/lib/ipxe/qemu/pxe-virtio.rom:ipxe-qemu \
             /usr/lib/PXELINUX/pxelinux.0:pxelinux /usr/lib/ISOLINUX/isolinux.bin:isolinux \
             /usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
-            /usr/lib/dracut/modules.d/35network-legacy/module-setup.sh:dracut-network
+            /usr/lib/dracut/modules.d/35network-legacy/module-setup.sh:dracut-network \
+            /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so:libvirt-daemon-driver-qemu \
+            /usr/lib/x86_64-linux-gnu/pkgconfig/libvirt.pc:libvirt-dev
 system-deps bench-deps:
 	@missing=""; \
 	for cmd in $(DEB_COMMANDS) $(VM_COMMANDS) $(if $(filter bench-deps,$@),wrk:wrk nginx:nginx-light); do \
@@ -54,7 +62,11 @@ system-deps bench-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	    norec=""; rest=""; \
+	    for p in $$missing; do case " $(LIBVIRT_PACKAGES) " in *" $$p "*) norec="$$norec $$p";; *) rest="$$rest $$p";; esac; done; \
+	    apt-get update -q && \
+	    { [ -z "$$rest" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$rest; } && \
+	    { [ -z "$$norec" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$norec; } || exit 1; \
 	  else \
 	    echo "missing Debian packages:$$missing (run make as root, or apt-get install them)"; exit 1; \
 	  fi; \

@@ -8,7 +8,10 @@ configured by `provision dhcp export` and boots from `provision serve`:
 - bond: SeaBIOS with iPXE on the second NIC; management is on VLAN 20 of a bond of NICs 2 and 3.
   DHCP sees iPXE and hands it our /boot/ipxe?mac= URL, whose script loads the kernel and
   initramfs over HTTP; dracut parses our bond=, vlan= and ip= and the installer stand-in fetches
-  its kickstart over bond0.20.
+  its kickstart over bond0.20;
+- iso and redfish: no DHCP server; the node's virtual-media ISO from a CD drive (BIOS over IPMI),
+  and a whole `provision rebuild` through Redfish (sushy-tools and libvirtd; UEFI, the ISO's El
+  Torito EFI image).
 The initramfs is built here by dracut with its network modules, so dracut itself parses our kernel
 command line; a hook standing in for Anaconda fetches the kickstart with the MAC headers, reports
 it and the live interfaces, calls back `installed` and powers off. The next boot of the same
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import re
 import subprocess
 import time
@@ -31,7 +35,20 @@ from pykickstart.version import RHEL8, RHEL9, makeVersion
 from provision import config as config_mod
 from provision import services
 
-from .vm.lab import CASES, ISO_CASE, MACS, NODE, NODE_IP, SERVER, VLAN_SERVER, VmLab, accel, build_initramfs
+from .vm import virt
+from .vm.lab import (
+    CASES,
+    ISO_CASE,
+    MACS,
+    NODE,
+    NODE_IP,
+    REDFISH_CASE,
+    SERVER,
+    VLAN_SERVER,
+    VmLab,
+    accel,
+    build_initramfs,
+)
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +56,7 @@ def initrd(tmp_path_factory):
     return build_initramfs(tmp_path_factory.mktemp("initramfs") / "initrd.img")
 
 
-@pytest.fixture(params=CASES + (ISO_CASE,))
+@pytest.fixture(params=CASES + (ISO_CASE, REDFISH_CASE))
 def lab(request, tmp_path, initrd):
     lab = VmLab(tmp_path, initrd, request.param)
     try:
@@ -111,6 +128,8 @@ def _network_line(lab, ks: str):
 def test_a_machine_reinstalls_itself_from_provision(lab):
     if lab.case == ISO_CASE:
         return _boots_its_iso(lab)
+    if lab.case == REDFISH_CASE:
+        return _rebuilds_through_redfish_virtual_media(lab)
     hops_expected = _hops(lab)
     config_hop = hops_expected[0 if lab.case == "bond" else 2][1]  # its per-MAC boot config
     grub_cfg = "/boot/grub/grub.cfg-01-" + lab.boot_mac.replace(":", "-")
@@ -232,3 +251,65 @@ def _boots_its_iso(lab):
                     ("kickstart fetched with the MAC headers", ks_at), ("installed callback accepted", t_installed)):
         print(f"  {t - t_power:7.1f}  {what}")
     assert iso_at <= t_power + 1 < ks_at + 1 and ks_at <= t_installed + 1
+
+
+def _rebuilds_through_redfish_virtual_media(lab):
+    """`provision rebuild` of a node whose BMC speaks Redfish (sushy-tools' emulator, its libvirt
+    driver, libvirtd running the machine) with `boot: vmedia`: the step has the BMC insert the
+    build's ISO (the emulator downloads it from serve), sets a one-time UEFI boot from Cd and powers
+    on; OVMF boots the ISO's El Torito EFI image, whose GRUB reads our grub.cfg from the CD; dracut
+    brings up the static address; the stand-in calls back; serve ejects the media on `installed`;
+    the rebuild ends `done`. No DHCP server runs in the namespace."""
+    started = time.time()
+    res = lab.provision("rebuild", NODE, "--yes", timeout=1200)
+    assert res.returncode == 0, res.stdout + res.stderr
+    svc = services.build(config_mod.load(lab.cfg), bootcheck=False)
+    try:
+        assert svc.store.node_state(NODE).state == "done"
+        events = [(e.ts.replace(tzinfo=UTC).timestamp(), e.message) for e in svc.store.events(NODE)]
+    finally:
+        svc.close()
+    messages = [m for _, m in events]
+    inserted = f"virtual media Cd: http://{SERVER}:8080/vmedia/********/boot.iso inserted"
+    assert inserted in messages, messages
+    assert "one-shot boot from virtual CD set (uefi=True); power on" in messages, messages
+    assert "virtual media ejected" in messages, messages
+    assert not list((lab.tmp / "var" / "vmedia").glob("*.iso"))  # the build's ISO was removed with the media
+    assert not (lab.tmp / "dhcp.log").exists()  # no DHCP server ran
+
+    # what the BMC did: OVMF started the virtual CD, whose GRUB loaded the kernel; the media is out
+    console = (lab.bmc_dir / "console.log").read_text(errors="replace")
+    assert re.search(r'BdsDxe: starting Boot\w+ "UEFI QEMU DVD-ROM', console), console[-2000:]
+    assert "Linux version" in console
+    domain = virt.domain_xml(lab.uri)
+    assert "device='cdrom'" not in domain and "/usr/share/OVMF/OVMF_CODE_4M.fd" in domain, domain
+    calls = (lab.tmp / "emulator.log").read_text()
+    for call in ("POST /redfish/v1/[^ ]+/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia",
+                 "PATCH /redfish/v1/Systems/" + virt.DOMAIN_UUID, "POST /redfish/v1/Systems/[^ ]+/Actions/ComputerSystem.Reset",
+                 "POST /redfish/v1/[^ ]+/VirtualMedia/Cd/Actions/VirtualMedia.EjectMedia"):
+        assert re.search(call, calls), call
+
+    # what the installer stand-in saw: the kickstart as served, the static address from ip=
+    ks = (lab.tmp / "sink" / "ks").read_text()
+    for net in _network_line(lab, ks):
+        assert (net.bootProto, net.ip, net.gateway) == ("static", NODE_IP, SERVER)
+    addrs = (lab.tmp / "sink" / "live").read_text().split("---\n")[0]
+    assert re.search(rf"^\d+: eno1\s+inet {re.escape(NODE_IP)}/24 ", addrs, re.M), addrs
+    engine = json.loads((lab.tmp / "fakes" / "engine.json").read_text())
+    (host,) = [h for h in engine["hosts"].values() if h["name"] == NODE]
+    assert host["status"] == "up", host  # registered again and activated
+
+    def at(pattern: str) -> float:
+        return next(t for t, m in events if re.search(pattern, m))
+
+    iso_at = _serve_lines(lab, rf"http GET /vmedia/\*+/boot\.iso from {re.escape(SERVER)}:")[0][0]
+    ks_at = _serve_lines(lab, rf"http GET /ks/\*+ from {re.escape(NODE_IP)}:")[0][0]
+    hops = [("rebuild started", started), ("ISO inserted (the BMC downloaded it from serve)", at("inserted$")),
+            ("one-time Cd boot set, power on", at("virtual CD set")), ("kickstart fetched with the MAC headers", ks_at),
+            ("installed: media ejected", at("^virtual media ejected$")), ("rebuild done", events[-1][0])]
+    print(f"\nredfish virtual-media rebuild (QEMU {accel()} under libvirtd), seconds after `provision rebuild`:")
+    for what, t in hops:
+        print(f"  {t - started:7.1f}  {what}")
+    print(f"  (the emulator fetched the ISO at {iso_at - started:.1f})")
+    times = [t for _, t in hops]
+    assert all(b >= a - 1 for a, b in itertools.pairwise(times)), hops

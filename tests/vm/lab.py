@@ -11,7 +11,12 @@ export` wrote, and a small HTTP sink where the installer stand-in reports. Three
   firmware asks untagged, so dnsmasq also has a pool for the native VLAN (the site's, not the
   export's), and dracut brings up bond0.20 from our bond=, vlan= and ip= arguments;
 - "iso": SeaBIOS booting the node's virtual-media ISO (/vmedia/<token>/boot.iso) from a CD drive,
-  with no DHCP server in the namespace: isolinux, then dracut with our static ip= arguments. An ipmi_sim BMC on loopback (outside the namespace) has a chassis_control program that
+  with no DHCP server in the namespace: isolinux, then dracut with our static ip= arguments;
+- "redfish": a whole `provision rebuild` of a node with `bmc.driver: redfish` and `boot: vmedia`,
+  against sushy-tools' emulator with its libvirt driver and libvirtd managing the machine (virt.py):
+  OVMF boots the build's ISO from the virtual CD through its UEFI El Torito image (GRUB), no DHCP
+  server in the namespace; the engine, IPA and Satellite are provision's file-backed fakes.
+In the other cases an ipmi_sim BMC on loopback (outside the namespace) has a chassis_control program that
 starts and stops `qemu-system-x86_64` in the namespace (chassis_qemu.sh). Every process is
 stopped by PID and the namespace is removed afterwards, also on failure."""
 
@@ -30,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from ..ipmisim import free_udp_port
+from . import virt
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -42,6 +48,9 @@ MACS = ["52:54:00:77:00:01", "52:54:00:77:00:02", "52:54:00:77:00:03"]
 NODE = "vmnode"
 CASES = ("uefi", "bios", "bond")
 ISO_CASE = "iso"  # BIOS, booting the node's virtual-media ISO from a CD, no DHCP server at all
+REDFISH_CASE = "redfish"  # UEFI, a rebuild through Redfish virtual media (sushy-tools + libvirt), no DHCP
+REDFISH_PORT = 8000
+ISO_GRUB_MODULES = "iso9660 part_gpt fat normal linux configfile search search_label echo all_video efi_gop gzio"
 GRUB_MODULES = "efinet tftp http net linux normal echo configfile efi_gop all_video gzio part_gpt fat"
 PXELINUX = (Path("/usr/lib/PXELINUX/pxelinux.0"), Path("/usr/lib/syslinux/modules/bios/ldlinux.c32"))
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
@@ -102,6 +111,10 @@ def _banner(probe: subprocess.Popen, timeout: float = 20.0) -> str:
 
 
 def inventory(password_file: Path, bmc_port: int, case: str) -> dict:
+    bmc = {"address": "127.0.0.1", "port": bmc_port, "username": "admin", "password_file": str(password_file)}
+    if case == REDFISH_CASE:  # the emulator, in the namespace: serve (the eject) and rebuild run there too
+        bmc = {"driver": "redfish", "address": f"http://{SERVER}:{REDFISH_PORT}", "system": virt.DOMAIN_UUID,
+               "username": "admin", "password_file": str(password_file), "boot": "vmedia"}
     if case == "bond":  # management on VLAN 20 of the bond; the plain NIC carries storage
         networks = [{"network": "ovirtmgmt", "interface": "bond0.20", "management": True,
                      "address": f"{VLAN_NODE_IP}/24", "gateway": VLAN_SERVER},
@@ -112,9 +125,9 @@ def inventory(password_file: Path, bmc_port: int, case: str) -> dict:
                     {"network": "storage", "interface": "bond0.20", "address": "198.51.100.13/24"}]
     return {"nodes": [{
         "name": NODE, "fqdn": f"{NODE}.lab.example.com", "cluster": "vmlab", "profile": "el",
-        "bmc": {"address": "127.0.0.1", "port": bmc_port, "username": "admin", "password_file": str(password_file)},
+        "bmc": bmc,
         "facts": {
-            "firmware": "uefi" if case == "uefi" else "bios",
+            "firmware": "uefi" if case in ("uefi", REDFISH_CASE) else "bios",
             "nics": [{"name": f"eno{i + 1}", "mac": m} for i, m in enumerate(MACS)],
             "bonds": [{"name": "bond0", "mode": "active-backup", "slaves": ["eno2", "eno3"],
                        "options": {"miimon": "100"}}],
@@ -129,9 +142,9 @@ class VmLab:
     """One of CASES (see the module's docstring)."""
 
     def __init__(self, tmp: Path, initrd: Path, case: str) -> None:
-        assert case in CASES + (ISO_CASE,), case
+        assert case in CASES + (ISO_CASE, REDFISH_CASE), case
         self.tmp, self.initrd, self.case = tmp, initrd, case
-        self.firmware = "uefi" if case == "uefi" else "bios"
+        self.firmware = "uefi" if case in ("uefi", REDFISH_CASE) else "bios"
         self.boot_nic = 1 if case == "bond" else 0  # the management network's first NIC
         self.boot_mac = MACS[self.boot_nic]
         self.node_ip = VLAN_NODE_IP if case == "bond" else NODE_IP  # where the installer's requests come from
@@ -150,7 +163,10 @@ class VmLab:
                   "ip link set vtrunk up && ip link set vtrunkp up")
         run("sh", "-c", script, ns=self.ns)
         self._files()
-        self._bmc()
+        if self.case == REDFISH_CASE:
+            self._redfish()
+        else:
+            self._bmc()
         if self.case == "bond":  # the host's address on VLAN 20: vl20, a tap fed by vlan.py
             self._spawn("vlan", [sys.executable, str(HERE / "vlan.py"), "vtrunkp", "20", "vl20", f"{VLAN_SERVER}/24"])
             deadline = time.monotonic() + 30
@@ -166,7 +182,7 @@ class VmLab:
         # "bond": the export reserves the management address on VLAN 20 and says the firmware asks
         # untagged; the site's native-VLAN pool (ours here) answers that request
         pool = [f"--dhcp-range={NATIVE_POOL[0]},{NATIVE_POOL[1]},255.255.255.0,1h"] if self.case == "bond" else []
-        if self.case != ISO_CASE:  # the ISO case has no DHCP server at all
+        if self.case not in (ISO_CASE, REDFISH_CASE):  # the virtual-media cases have no DHCP server at all
             self._spawn("dnsmasq", ["dnsmasq", "--no-daemon", "--port=0", "--interface=br0", "--bind-interfaces",
                                     f"--conf-file={self.tmp / 'dnsmasq.conf'}", "--log-dhcp", *pool,
                                     f"--log-facility={self.tmp / 'dhcp.log'}",
@@ -189,11 +205,14 @@ class VmLab:
             shutil.copy(f, boot / f.name)
         shutil.copy(f"/boot/vmlinuz-{KVER[-1]}", pxe / "vmlinuz")
         shutil.copy(self.initrd, pxe / "initrd.img")
+        if self.case == REDFISH_CASE:  # the media's own UEFI El Torito image, as `media import` copies it
+            self._efiboot(pxe.parent / "efiboot.img")
         for f in (boot / "shimx64.efi", boot / "grubx64.efi", pxe / "vmlinuz", pxe / "initrd.img"):
             f.chmod(0o644)
         (t / "bmc.pw").write_text("password\n")
         self.bmc_port = free_udp_port()
         (t / "nodes.yaml").write_text(yaml.safe_dump(inventory(t / "bmc.pw", self.bmc_port, self.case)))
+        enroll = " provision.enroll=1" if self.case == REDFISH_CASE else ""  # a whole rebuild waits for it
         self.cfg.write_text(f"""[server]
 http_bind = "{SERVER}:8080"
 tftp_bind = "{SERVER}:69"
@@ -210,8 +229,10 @@ templates = "{REPO}"
 [defaults]
 el_media = "vm"
 grub_fetch = "{'http' if self.case == 'uefi' else 'tftp'}"
-kernel_args = "console=ttyS0 provision.sink=http://{SERVER}:8099 provision.ip={self.node_ip}"
-""")
+kernel_args = "console=ttyS0 provision.sink=http://{SERVER}:8099 provision.ip={self.node_ip}{enroll}"
+""" + (f"""[integrations]
+fake_dir = "{t}/fakes"
+""" if self.case == REDFISH_CASE else ""))
 
     def _bmc(self) -> None:
         d = self.bmc_dir
@@ -269,16 +290,46 @@ set_working_mc 0x20
                                             str(d / "state"), "-n"], stdout=open(d / "sim.log", "w"),
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
 
+    def _efiboot(self, out: Path) -> None:
+        """A FAT image with GRUB as EFI/BOOT/BOOTX64.EFI whose prefix is /EFI/BOOT on the device it
+        booted from, as the installer ISO's images/efiboot.img has (there shim, then GRUB): booted
+        from the CD's El Torito entry, GRUB reads /EFI/BOOT/grub.cfg from the ISO 9660 volume."""
+        efi = self.tmp / "BOOTX64.EFI"
+        run("grub-mkimage", "-O", "x86_64-efi", "-o", str(efi), "-p", "/EFI/BOOT", *ISO_GRUB_MODULES.split())
+        run("mkfs.vfat", "-C", "-n", "EFIBOOT", str(out), "4096")
+        run("mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT")
+        run("mcopy", "-i", str(out), str(efi), "::/EFI/BOOT/BOOTX64.EFI")
+        out.chmod(0o644)
+
+    def _redfish(self) -> None:
+        """libvirtd and the machine, then sushy-tools' emulator on them, all in the namespace; the
+        engine knows the host, as before a reinstall (IPA and Satellite do not need to)."""
+        from provision.integrations.fakestate import FakeState
+
+        d = self.bmc_dir
+        d.mkdir()
+        self.libvirtd, self.uri = virt.start_libvirtd(d / "libvirt", self.ns)
+        self.procs.append(self.libvirtd)
+        virt.define_machine(self.uri, d, kvm=accel() == "kvm", macs=MACS, console=d / "console.log")
+        cfg = virt.emulator_config(d, self.uri, SERVER, REDFISH_PORT, "password")
+        self._spawn("emulator", virt.emulator_command(cfg))
+        with FakeState(self.tmp / "fakes" / "engine.json").edit() as state:
+            state["hosts"] = {f"id-{NODE}": {"id": f"id-{NODE}", "name": NODE, "status": "up", "cluster": "vmlab",
+                                             "address": f"{NODE}.lab.example.com"}}
+        self._wait_http(f"http://{SERVER}:{REDFISH_PORT}/redfish/v1/", "the Redfish emulator", "emulator.log")
+
     def _spawn(self, name: str, cmd: list[str]) -> None:
         log = open(self.tmp / f"{name}.log", "a")
         self.procs.append(subprocess.Popen(["ip", "netns", "exec", self.ns] + cmd, stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
 
-    def _wait_http(self, url: str, timeout: float = 60) -> None:
+    def _wait_http(self, url: str, what: str = "provision serve", log: str = "serve.log", timeout: float = 60) -> None:
+        """Until `url` answers 2xx, or, for the emulator (basic auth everywhere), answers at all."""
         deadline = time.monotonic() + timeout
-        while subprocess.run(["ip", "netns", "exec", self.ns, "curl", "-sf", "-o", "/dev/null", url]).returncode:
+        flags = "-sf" if log == "serve.log" else "-s"
+        while subprocess.run(["ip", "netns", "exec", self.ns, "curl", flags, "-o", "/dev/null", url]).returncode:
             if time.monotonic() > deadline:
-                raise RuntimeError("provision serve did not come up:\n" + (self.tmp / "serve.log").read_text())
+                raise RuntimeError(f"{what} did not come up:\n" + (self.tmp / log).read_text())
             time.sleep(0.2)
 
     def fetch(self, path: str) -> str:
@@ -289,7 +340,14 @@ set_working_mc 0x20
         """Save a URL of provision's to `dest`, as a BMC fetching virtual media would."""
         run("curl", "-sf", "-o", str(dest), f"http://{SERVER}:8080{path}", ns=self.ns)
 
+    def provision(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
+        """`provision ARGS` run in the namespace, as an operator on the lab network would."""
+        return subprocess.run(["ip", "netns", "exec", self.ns, sys.executable, "-m", "provision", "--config",
+                               str(self.cfg), *args], capture_output=True, text=True, timeout=timeout)
+
     def vm_running(self) -> bool:
+        if self.case == REDFISH_CASE:
+            return virt.is_running(self.uri)
         pid = self.bmc_dir / "qemu.pid"
         try:
             os.kill(int(pid.read_text()), 0)
