@@ -73,6 +73,11 @@ class ServerConfig(_Section):
     tftp_retries: int = Field(default=5, ge=1, le=20)
     # processes that send big files (loaders, kernels): the kernel's UDP send is most of a transfer's cost
     tftp_pumps: int = Field(default=2, ge=0, le=64)
+    # the conductor: rebuilds submitted to the API (POST /api/v1/rebuilds) run in this process;
+    # its hold on a run is a lease in the database, renewed every third of run_lease seconds and
+    # taken over by another (or a restarted) serve once it expired
+    conductor: bool = True
+    run_lease: float = Field(default=30.0, ge=1, le=3600)
     # networks a collector upload may come from besides the node's own addresses (e.g. a NAT gateway)
     collect_sources: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list, max_length=64)
 

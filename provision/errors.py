@@ -11,3 +11,7 @@ class InputError(ProvisionError):
 
 class NotFound(InputError):
     """A named object (node, snapshot) does not exist."""
+
+
+class Conflict(InputError):
+    """The request is valid but the object's state does not allow it now (HTTP 409)."""

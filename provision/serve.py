@@ -17,6 +17,7 @@ from .tftp.engine import TftpService
 from .tftp.files import FileResolver
 from .web import create_app
 from .web.front import Front
+from .workflow.conductor import Conductor
 
 log = logging.getLogger("provision.serve")
 
@@ -64,14 +65,22 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
                   connection_limit=s.http_connection_limit, media_root=cfg.paths.media,
                   access_log=s.access_log)
     app.extensions["provision"]["front"] = front
+    conductor = None
+    if s.conductor:
+        conductor = Conductor(svc.workflow, lease=s.run_lease, poll=cfg.defaults.poll_interval)
+        app.extensions["provision"]["conductor"] = conductor
     svc.bootcache.start()
     tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, svc.bootcache, svc.metrics)
     tftp.start_pumps(s.tftp_pumps)
     threading.Thread(target=tftp.serve_forever, name="tftp", daemon=True).start()
     threading.Thread(target=front.serve_forever, name="http-front", daemon=True).start()
+    if conductor is not None:
+        conductor.start()
 
     def stop(signum, _frame):
         log.info("signal %s: stopping", signum)
+        if conductor is not None:
+            conductor.stop()  # its runs go back to the queue for the next serve
         front.stop()
         tftp.stop()
         tftp.stop_pumps()  # now: the loop thread is a daemon and may not reach its own cleanup

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -68,7 +69,8 @@ class Lab:
         for name, value in (("engine", "engine-secret"), ("ipa", "ipa-secret"), ("sat", "sat-secret"), ("bmc", "password")):
             (tmp / f"{name}.pw").write_text(value + "\n")
         self.http_port, self.tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
-        self.cfg = write_config(tmp, self.http_port, self.tftp_port, extra=f"""
+        # run_lease: a serve killed while it holds a submitted run loses it after 2 s (the conductor)
+        self.cfg = write_config(tmp, self.http_port, self.tftp_port, server_extra="run_lease = 2", extra=f"""
 [engine]
 url = "{self.ovirt.url}/ovirt-engine"
 password_file = "{tmp}/engine.pw"
@@ -108,19 +110,27 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
             self.ovirt.hosts[self.old_ids[n]]["_net"] = engine_json(facts)
             # after the reinstall the host reports its NICs again; rhvnode5's come back under EL9 names
             self.ovirt.reinstalled[n] = engine_json(facts.renamed(RENAMED if n == "rhvnode5" else {}))
-        self.serve = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(self.cfg), "serve"],
-                                      stdout=open(tmp / "serve.log", "w"), stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.http_port}"
-        deadline = time.monotonic() + 30
-        while not self._up():
-            assert self.serve.poll() is None and time.monotonic() < deadline, (tmp / "serve.log").read_text()
-            time.sleep(0.1)
+        self.start_serve()
         self.stop = threading.Event()
         self.installer_log: list[str] = []
         self.otps: dict[str, str] = {}
         self.threads = [threading.Thread(target=self.install, args=(i, n), daemon=True) for i, n in enumerate(NAMES)]
         for t in self.threads:
             t.start()
+
+    def start_serve(self) -> None:
+        self.serve = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(self.cfg), "serve"],
+                                      stdout=open(self.tmp / "serve.log", "a"), stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        deadline = time.monotonic() + 30
+        while not self._up():
+            assert self.serve.poll() is None and time.monotonic() < deadline, (self.tmp / "serve.log").read_text()
+            time.sleep(0.1)
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        token = (self.tmp / "admin.token").read_text().strip()
+        return requests.request(method, f"{self.url}/api/v1{path}", headers={"Authorization": f"Bearer {token}"},
+                                timeout=30, **kw)
 
     def _up(self) -> bool:
         try:
@@ -148,10 +158,10 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
             m = re.search(r"inst\.ks=(\S+)", grub) if "set default=install" in grub else None
             if not m:
                 continue
-            path = m.group(1).split(str(self.http_port), 1)[1]
+            path = urlsplit(m.group(1)).path  # whichever serve rendered it: the path is the same
             status, ks = self._call("GET", path, ip, {"X-RHN-Provisioning-MAC-0": f"eth0 {mac.replace('-', ':')}"})
             assert status == 200 and f"--device={mac.replace('-', ':')}" in ks
-            cb = re.search(r'"(http://[^"]+/api/v1/callback/[^/"]+)/installed"', ks).group(1).split(str(self.http_port), 1)[1]
+            cb = urlsplit(re.search(r'"(http://[^"]+/api/v1/callback/[^/"]+)/installed"', ks).group(1)).path
             status, body = self._call("POST", cb + "/installed", ip)
             assert status == 200, body
             reply = json.loads(body)
@@ -165,7 +175,7 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
             return
 
     def _call(self, method: str, path: str, ip: str, headers: dict | None = None) -> tuple[int, str]:
-        for _ in range(50):
+        for _ in range(600):  # a serve may be down for a restart
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10, source_address=(ip, 0))
                 conn.request(method, path, headers=headers or {})
@@ -308,6 +318,74 @@ def test_on_postgresql_two_servers_and_two_runners_act_once_per_node(lab_pg):
         assert sorted(done) == NAMES, outs  # each node done by exactly one runner
         assert_all_done_one_cycle_each(lab)
         assert second.poll() is None, (lab.tmp / "serve2.log").read_text()
+    finally:
+        second.terminate()
+        second.wait(10)
+
+
+def _submit(lab) -> int:
+    r = lab.api("POST", "/rebuilds", json={"nodes": NAMES, "max_parallel": 3, "canary": 0})
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def _wait_run(lab, run_id: int, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while not (run := lab.svc.store.rebuild(run_id)).finished:
+        assert time.monotonic() < deadline, (run, {n: lab.svc.store.node_state(n) for n in NAMES})
+        time.sleep(0.2)
+    return run
+
+
+def test_serve_killed_mid_batch_resumes_the_submitted_run_when_it_starts_again(lab):
+    """A rebuild submitted to the API runs in `serve`. SIGKILL it once a node is installing; a new
+    `serve` takes the run over when the lease expires and every node ends done with one power
+    cycle each."""
+    run_id = _submit(lab)
+    deadline = time.monotonic() + 120
+    while not any(lab.svc.store.node_state(n).state == S.INSTALLING for n in NAMES):
+        assert lab.serve.poll() is None and time.monotonic() < deadline, (lab.tmp / "serve.log").read_text()
+        time.sleep(0.005)
+    killed_owner = lab.svc.store.rebuild(run_id).owner
+    assert killed_owner.split(":")[1] == str(lab.serve.pid)
+    os.kill(lab.serve.pid, signal.SIGKILL)
+    lab.serve.wait()
+    lab.start_serve()
+    run = _wait_run(lab, run_id)
+    assert run.status == "done" and sorted(run.summary["done"]) == NAMES, run
+    assert_all_done_one_cycle_each(lab)
+    log = (lab.tmp / "serve.log").read_text()
+    assert f"rebuild {run_id}: resuming" in log, log[-3000:]  # the new serve, from the nodes' states
+
+
+def test_on_postgresql_the_other_serve_takes_over_when_the_lease_holder_is_killed(lab_pg):
+    """Two `serve` processes on one PostgreSQL database: the run is held by one; SIGKILL it and
+    the other takes the run over when its lease expires; every node done, one power cycle each."""
+    lab = lab_pg
+    cfg2 = lab.tmp / "second.toml"
+    port2, tftp2 = free_port(), free_port(socket.SOCK_DGRAM)
+    cfg2.write_text(lab.cfg.read_text().replace(f"127.0.0.1:{lab.http_port}", f"127.0.0.1:{port2}")
+                    .replace(f"127.0.0.1:{lab.tftp_port}", f"127.0.0.1:{tftp2}"))
+    second = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(cfg2), "serve"],
+                              stdout=open(lab.tmp / "serve2.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        run_id = _submit(lab)
+        deadline = time.monotonic() + 120
+        while not (any(lab.svc.store.node_state(n).state == S.INSTALLING for n in NAMES)
+                   and lab.svc.store.rebuild(run_id).owner):
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.005)
+        holder = int(lab.svc.store.rebuild(run_id).owner.split(":")[1])
+        survivor = second if holder == lab.serve.pid else lab.serve
+        assert holder in (lab.serve.pid, second.pid) and survivor.pid != holder
+        os.kill(holder, signal.SIGKILL)
+        if holder == lab.serve.pid:  # the nodes (installer threads) now reach the survivor
+            lab.serve.wait()
+            lab.http_port, lab.tftp_port = port2, tftp2
+        run = _wait_run(lab, run_id)
+        assert run.status == "done" and sorted(run.summary["done"]) == NAMES, run
+        assert_all_done_one_cycle_each(lab)
+        assert survivor.poll() is None
     finally:
         second.terminate()
         second.wait(10)

@@ -18,21 +18,21 @@ from provision.workflow.batch import Batch
 from provision.workflow.machine import advance
 
 from .conftest import write_config
-from .workflow_helpers import NAMES, FakeInstaller, import_nodes, loopback_inventory, mgmt_ip, seed_fakes
+from .workflow_helpers import (
+    NAMES,
+    FakeInstaller,
+    build_wf,
+    cycled,
+    import_nodes,
+    loopback_inventory,
+    mgmt_ip,
+    seed_fakes,
+)
 
 
 @pytest.fixture
 def wf(tmp_path):
-    cfg = write_config(tmp_path, extra='\n[defaults]\npoll_interval = 0.02\n'
-                                       'step_timeouts = {drain = 5, installing = 30, enroll = 30, register = 5}\n')
-    states = {k: FakeState() for k in ("engine", "ipa", "sat")}
-    seed_fakes(states["engine"], states["ipa"], states["sat"])
-    power = FakePowerFactory()
-    svc = services.build(config_mod.load(cfg), power=power, bootcheck=False, engine=FakeEngine(states["engine"], poll=0.01),
-                         ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
-    (tmp_path / "bmc.pw").write_text("password\n")
-    import_nodes(svc.store, loopback_inventory(pw_file=str(tmp_path / "bmc.pw")))
-    svc.fakes, svc.power = states, power
+    svc = build_wf(tmp_path)
     yield svc
     svc.close()
 
@@ -79,10 +79,6 @@ def test_a_vmedia_node_boots_its_iso_and_ejects_it_when_installed(wf, tmp_path):
     events = [e.message for e in wf.store.events("rhvnode3")]
     assert any(m.startswith("virtual media Cd: http://127.0.0.1:8080/vmedia/********/boot.iso inserted") for m in events)
     assert "virtual media ejected" in events
-
-
-def cycled(wf):
-    return lambda name: name in wf.power.bmcs and wf.power.bmcs[name].cycles() >= 1
 
 
 def run_batch(wf, names=NAMES, fail=None, **kw):

@@ -79,3 +79,34 @@ class FakeInstaller(threading.Thread):
                     assert self.handle(self.ctx, token, "enrolled", mgmt_ip(i), b"").status == 200
                     pending.discard(name)
             time.sleep(0.02)
+
+
+def build_wf(tmp_path):
+    """Services on in-memory fakes (engine, IPA, Satellite, DNS, BMCs) with the example inventory
+    on loopback addresses: the workflow in process. The caller closes it."""
+    from provision import config as config_mod
+    from provision import services
+    from provision.integrations.dns import FakeDns
+    from provision.integrations.engine import FakeEngine
+    from provision.integrations.fakestate import FakeState
+    from provision.integrations.ipa import FakeIpa
+    from provision.integrations.satellite import FakeSatellite
+    from provision.power.fake import FakePowerFactory
+
+    from .conftest import write_config
+
+    cfg = write_config(tmp_path, extra='\n[defaults]\npoll_interval = 0.02\n'
+                                       'step_timeouts = {drain = 5, installing = 30, enroll = 30, register = 5}\n')
+    states = {k: FakeState() for k in ("engine", "ipa", "sat")}
+    seed_fakes(states["engine"], states["ipa"], states["sat"])
+    power = FakePowerFactory()
+    svc = services.build(config_mod.load(cfg), power=power, bootcheck=False, engine=FakeEngine(states["engine"], poll=0.01),
+                         ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
+    (tmp_path / "bmc.pw").write_text("password\n")
+    import_nodes(svc.store, loopback_inventory(pw_file=str(tmp_path / "bmc.pw")))
+    svc.fakes, svc.power = states, power
+    return svc
+
+
+def cycled(wf):
+    return lambda name: name in wf.power.bmcs and wf.power.bmcs[name].cycles() >= 1

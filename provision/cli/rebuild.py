@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from pathlib import Path
 
 import click
 
 from ..errors import InputError
-from ..render.checks import foreign_vgs
-from ..workflow import states as S
+from ..workflow import submit
 from ..workflow.batch import Batch
-from ..workflow.steps import plan_lines
 from .common import svc, table
 
 
@@ -58,52 +55,6 @@ class Progress:
             self.live.__exit__(*exc)
 
 
-def _select(store, names: tuple[str, ...], cluster: str | None, resume: bool) -> list[str]:
-    if names and cluster:
-        raise InputError("give node names or --cluster, not both")
-    if cluster:
-        selected = [r.node.name for r in store.list_nodes(cluster)]
-        if not selected:
-            raise InputError(f"--cluster: no nodes in cluster {cluster!r}")
-        return selected
-    if names:
-        for n in names:
-            store.get(n)  # NotFound -> exit 2
-        return list(dict.fromkeys(names))
-    if resume:
-        active = [r.node.name for r in store.list_nodes() if r.state in S.ACTIVE]
-        queued = [n for run in store.rebuilds() if run.status != "done" for n in run.nodes
-                  if store.node_state(n).state in (S.READY,)]
-        return list(dict.fromkeys(active + queued))
-    raise InputError("name the nodes to rebuild, or give --cluster (or --resume)")
-
-
-def _check_rebuildable(svc_, names: list[str], resume: bool, accept_foreign_vg: bool = False) -> None:
-    """Refuse before any action (exit 2): no facts, unidentified install disk, no BMC secret,
-    or a node already part-way through a rebuild without --resume."""
-    problems = []
-    for n in names:
-        rec = svc_.store.get(n)
-        if rec.node.facts is None:
-            problems.append(f"node {n}: no facts snapshot; capture or import facts first")
-            continue
-        disk = rec.node.facts.install_disk
-        if rec.node.facts.missing():
-            problems.append(f"node {n}: facts snapshot #{rec.snapshot_id} is partial, missing "
-                            f"{' and '.join(rec.node.facts.missing())}; capture --from node or --from file first")
-        elif disk.wwn is None and disk.serial is None:
-            problems.append(f"node {n}: install disk {disk.id} is not identified by WWN or serial")
-        if not accept_foreign_vg:
-            problems += [f"node {n}: {p}; wipe that disk first or use --accept-foreign-vg"
-                         for p in foreign_vgs(rec.node, rec.node.facts)]
-        if not Path(rec.node.bmc.password_file).is_file():
-            problems.append(f"node {n}: bmc.password_file {rec.node.bmc.password_file} is not a readable file")
-        if rec.state in S.ACTIVE and not resume:
-            problems.append(f"node {n}: already in a rebuild (state {rec.state}); use --resume")
-    if problems:
-        raise InputError("\n".join(problems))
-
-
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--cluster", help="every node of this cluster")
@@ -125,18 +76,16 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
             accept_foreign_vg, as_json) -> None:
     """Wipe and reinstall nodes, then bring them back with the networks they had."""
     s = svc(ctx)
-    selected = _select(s.store, names, cluster, resume)
+    selected = submit.select(s.store, names, cluster, resume)
     if not selected:
         click.echo("nothing to resume")
         return
-    _check_rebuildable(s, selected, resume, accept_foreign_vg)
-    last = next((r for r in reversed(s.store.rebuilds()) if r.status != "done"), None) if resume else None
+    submit.check_rebuildable(s.store, selected, resume, accept_foreign_vg)
+    last = next((r for r in reversed(s.store.rebuilds(runner="cli")) if r.status != "done"), None) if resume else None
     opts = dict(last.options) if last else {}
     max_parallel = max_parallel or opts.get("max_parallel", 1)
     min_up = min_up if min_up is not None else opts.get("min_up")
-    canary = canary if canary is not None else (0 if resume else opts.get("canary", min(1, len(selected))))
-    if canary > len(selected):
-        raise InputError(f"--canary {canary}: only {len(selected)} node(s) selected")
+    canary = submit.default_canary(canary if canary is not None else (0 if resume else opts.get("canary")), selected)
     if dry_run:
         _print_plan(s, selected, max_parallel, min_up, canary, as_json)
         return
@@ -169,21 +118,13 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
 
 
 def _print_plan(s, names, max_parallel, min_up, canary, as_json) -> None:
-    waves = [[n] for n in names[:canary]]
-    rest = names[canary:]
-    waves += [rest[i:i + max_parallel] for i in range(0, len(rest), max_parallel)]
-    plan = []
-    for w, wave in enumerate(waves, 1):
-        for n in wave:
-            rec = s.store.get(n)
-            plan.append({"wave": w, "node": n, "canary": names.index(n) < canary,
-                         "calls": [{"step": st, "call": c} for st, c in plan_lines(rec.node, rec.snapshot_id)]})
+    p = submit.plan(s.store, names, max_parallel, min_up, canary)
     if as_json:
-        click.echo(json.dumps({"max_parallel": max_parallel, "min_up": min_up, "canary": canary, "plan": plan}))
+        click.echo(json.dumps(p))
         return
-    click.echo(f"plan: {len(names)} node(s), {len(waves)} wave(s), at most {max_parallel} in flight"
+    click.echo(f"plan: {len(names)} node(s), {p['waves']} wave(s), at most {max_parallel} in flight"
                + (f", keep {min_up} Up per cluster" if min_up is not None else "") + " (dry run: nothing touched)")
-    for entry in plan:
+    for entry in p["plan"]:
         click.echo(f"\nwave {entry['wave']}: {entry['node']}" + (" (canary, alone)" if entry["canary"] else ""))
         for c in entry["calls"]:
             click.echo(f"  {c['step']:<10} {c['call']}")

@@ -99,3 +99,12 @@ class GenerationsMixin:
             with self.engine.begin() as conn:
                 conn.execute(text("ALTER TABLE nodes ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"))
                 conn.execute(text("CREATE INDEX IF NOT EXISTS ix_nodes_generation ON nodes (generation)"))
+        cols = {c["name"] for c in inspect(self.engine).get_columns("rebuilds")}
+        added = [("runner", "VARCHAR(16) NOT NULL DEFAULT 'cli'"), ("owner", "VARCHAR(128)"),
+                 ("lease_until", "TIMESTAMP"), ("control", "VARCHAR(16) NOT NULL DEFAULT 'run'"),
+                 ("finished_at", "TIMESTAMP"), ("summary", "JSON")]
+        missing = [(c, t) for c, t in added if c not in cols]
+        if missing:  # runs stored before the conductor: all were CLI runs
+            with self.engine.begin() as conn:
+                for col, typ in missing:
+                    conn.execute(text(f"ALTER TABLE rebuilds ADD COLUMN {col} {typ}"))

@@ -94,7 +94,11 @@ class LogRow(Base):
 
 
 class RebuildRow(Base):
-    """One `provision rebuild` run: its nodes in order and its options, for --resume."""
+    """One rebuild run: its nodes in order and its options. runner "cli": run by a `provision
+    rebuild` process (resumed with --resume). runner "service": submitted to the API and run by
+    the `serve` process holding its lease (owner, lease_until), which renews it while it runs; an
+    expired lease is taken over by another (or a restarted) `serve`. control: what the operator
+    asked ("run", "pause", "abort"); summary: the outcome, when it ended."""
 
     __tablename__ = "rebuilds"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -102,6 +106,12 @@ class RebuildRow(Base):
     nodes: Mapped[list] = mapped_column(JSON)
     options: Mapped[dict] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="running")
+    runner: Mapped[str] = mapped_column(String(16), default="cli")
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    control: Mapped[str] = mapped_column(String(16), default="run")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class MetaRow(Base):

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, insert, select, update
 
 from .. import tokens
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from .clock import utcnow
 from .models import CollectRow, EventRow, LogRow, NodeRow, RebuildRow
 
@@ -34,7 +34,24 @@ class Rebuild:
     nodes: list[str]
     options: dict
     status: str
+    runner: str = "cli"
+    owner: str | None = None
+    lease_until: datetime | None = None
+    control: str = "run"
+    finished_at: datetime | None = None
+    summary: dict | None = None
 
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+FINISHED = ("done", "failed", "stopped", "aborted")  # a run in one of these never runs again
+
+
+def _rebuild(r: RebuildRow) -> Rebuild:
+    return Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status, r.runner or "cli", r.owner,
+                   r.lease_until, r.control or "run", r.finished_at, dict(r.summary) if r.summary else None)
 
 
 class RunsMixin:
@@ -130,23 +147,120 @@ class RunsMixin:
             return s.get(NodeRow, row.node_id).name
 
     # -- rebuild runs -----------------------------------------------------------------------
-    def create_rebuild(self, nodes: list[str], options: dict) -> Rebuild:
+    def create_rebuild(self, nodes: list[str], options: dict, runner: str = "cli") -> Rebuild:
+        """A run: "cli" runs now in the calling process; "service" is queued for a `serve`."""
         with self._writing() as s:
-            r = RebuildRow(created_at=utcnow(), nodes=list(nodes), options=dict(options), status="running")
+            r = RebuildRow(created_at=utcnow(), nodes=list(nodes), options=dict(options), runner=runner,
+                           status="running" if runner == "cli" else "queued", control="run")
             s.add(r)
             s.flush()
-            return Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status)
+            return _rebuild(r)
 
-    def rebuilds(self, status: str | None = None) -> list[Rebuild]:
+    def rebuilds(self, status: str | None = None, runner: str | None = None) -> list[Rebuild]:
         with self._session() as s:
             q = select(RebuildRow).order_by(RebuildRow.id)
             if status:
                 q = q.where(RebuildRow.status == status)
-            return [Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status) for r in s.scalars(q)]
+            if runner:
+                q = q.where(RebuildRow.runner == runner)
+            return [_rebuild(r) for r in s.scalars(q)]
 
-    def set_rebuild_status(self, rebuild_id: int, status: str) -> None:
+    def rebuild(self, rebuild_id: int) -> Rebuild:
+        with self._session() as s:
+            r = s.get(RebuildRow, rebuild_id)
+            if r is None:
+                raise NotFound(f"rebuild {rebuild_id} does not exist")
+            return _rebuild(r)
+
+    def set_rebuild_status(self, rebuild_id: int, status: str, summary: dict | None = None) -> None:
         with self._writing() as s:
-            s.get(RebuildRow, rebuild_id).status = status
+            r = s.get(RebuildRow, rebuild_id)
+            r.status = status
+            if status in FINISHED:
+                r.finished_at, r.summary = utcnow(), summary
+
+    # -- the conductor's leases (runner "service") -------------------------------------------
+    def claim_rebuild(self, owner: str, lease_seconds: float) -> Rebuild | None:
+        """Take the oldest service run that is queued, or running under an expired lease (its
+        `serve` died), for `owner`: one compare-and-set, so two `serve` processes never both get it."""
+        now = utcnow()
+        with self._writing() as s:
+            conn = s.connection()
+            for r in conn.execute(select(RebuildRow.id, RebuildRow.status, RebuildRow.lease_until)
+                                  .where(RebuildRow.runner == "service", RebuildRow.status.in_(("queued", "running")))
+                                  .order_by(RebuildRow.id)).all():
+                if r.status == "running" and r.lease_until is not None and r.lease_until > now:
+                    continue  # held
+                took = conn.execute(update(RebuildRow)
+                                    .where(RebuildRow.id == r.id, RebuildRow.status == r.status,
+                                           RebuildRow.lease_until.is_(None) if r.lease_until is None
+                                           else RebuildRow.lease_until == r.lease_until)
+                                    .values(status="running", owner=owner,
+                                            lease_until=now + timedelta(seconds=lease_seconds))).rowcount
+                if took:
+                    return _rebuild(s.get(RebuildRow, r.id))
+        return None
+
+    def renew_lease(self, rebuild_id: int, owner: str, lease_seconds: float) -> str | None:
+        """Extend `owner`'s lease on a run it holds; the run's control ("run", "pause", "abort"),
+        or None when the lease was lost (expired and taken over)."""
+        with self._writing() as s:
+            conn = s.connection()
+            took = conn.execute(update(RebuildRow)
+                                .where(RebuildRow.id == rebuild_id, RebuildRow.owner == owner,
+                                       RebuildRow.status == "running")
+                                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))).rowcount
+            if not took:
+                return None
+            return conn.execute(select(RebuildRow.control).where(RebuildRow.id == rebuild_id)).scalar()
+
+    def release_rebuild(self, rebuild_id: int, owner: str, status: str, summary: dict | None = None) -> bool:
+        """The holder ends its hold: `status` "paused" or "queued" (someone may take it again now)
+        or a finished one; False if it no longer held the run."""
+        now = utcnow()
+        values: dict = {"status": status, "owner": None, "lease_until": None}
+        if status in FINISHED:
+            values.update(finished_at=now, summary=summary)
+        with self._writing() as s:
+            return bool(s.connection().execute(update(RebuildRow).where(RebuildRow.id == rebuild_id,
+                                                                        RebuildRow.owner == owner)
+                                               .values(**values)).rowcount)
+
+    def control_rebuild(self, rebuild_id: int, action: str) -> Rebuild:
+        """An operator's abort, pause or continue of a service run. Abort and pause are carried out
+        by the holder at its next heartbeat; a paused or queued run is aborted here at once;
+        continue queues a paused run again."""
+        with self._writing() as s:
+            r = s.get(RebuildRow, rebuild_id, with_for_update=True)
+            if r is None:
+                raise NotFound(f"rebuild {rebuild_id} does not exist")
+            if r.runner != "service":
+                raise Conflict(f"rebuild {rebuild_id} runs in a `provision rebuild` process: stop it there")
+            if r.status in FINISHED:
+                raise Conflict(f"rebuild {rebuild_id} has ended ({r.status})")
+            if action == "continue":
+                r.control = "run"
+                if r.status == "paused":
+                    r.status = "queued"
+            elif action == "pause":
+                r.control = "pause"
+            elif action == "abort":
+                r.control = "abort"
+                if r.status in ("queued", "paused"):
+                    r.status, r.finished_at = "aborted", utcnow()
+                    r.summary = {"done": [], "failed": [], "pending": list(r.nodes), "error": "aborted before it ran"}
+            else:
+                raise ValueError(action)
+            s.flush()
+            return _rebuild(r)
+
+    def busy_nodes(self) -> dict[str, int]:
+        """Nodes named by a service run that has not ended: node -> run id."""
+        out: dict[str, int] = {}
+        for run in self.rebuilds(runner="service"):
+            if not run.finished:
+                out.update({n: run.id for n in run.nodes if n not in out})
+        return out
 
 
 def _merge(old: dict | None, new: dict) -> dict:

@@ -7,12 +7,12 @@ import logging
 from flask import Flask, jsonify, request
 
 from ..config import Config
-from ..errors import InputError, NotFound, ProvisionError
+from ..errors import Conflict, InputError, NotFound, ProvisionError
 from ..metrics import Metrics
 from ..render import Renderer
 from ..render.cache import BootCache
 from ..store import Store
-from . import api, boot, callbacks, collect, events, kickstart, openapi, ops, ui, vmedia
+from . import api, boot, callbacks, collect, events, kickstart, openapi, ops, rebuilds, ui, vmedia
 from .httphead import loggable_path
 
 access_log = logging.getLogger("provision.http")
@@ -34,8 +34,8 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
         # each event stream holds one of the server's threads: at most half of them
         "event_streams": events.Streams(max(1, cfg.server.threads // 2)),
     }
-    for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, events.bp, openapi.bp, ui.bp,
-               ops.bp):
+    for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
+               ui.bp, ops.bp):
         app.register_blueprint(bp)
 
     @app.after_request
@@ -50,6 +50,10 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
     @app.errorhandler(NotFound)
     def _not_found(exc):
         return jsonify(error=str(exc)), 404
+
+    @app.errorhandler(Conflict)
+    def _conflict(exc):
+        return jsonify(error=str(exc)), 409
 
     @app.errorhandler(InputError)
     def _bad_input(exc):

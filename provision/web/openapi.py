@@ -1,5 +1,6 @@
-"""GET /api/v1/openapi.json: openapi.yaml beside this module, with the Bmc and Facts schemas
-generated from the pydantic models the server validates with (so they cannot drift)."""
+"""GET /api/v1/openapi.json: openapi.yaml beside this module, with the Bmc, Facts and
+RebuildRequest schemas generated from the pydantic models the server validates with (so they
+cannot drift)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from .. import __version__
 from ..domain import Bmc, Facts
+from ..workflow.submit import RebuildRequest
 
 bp = Blueprint("openapi", __name__)
 
@@ -20,7 +22,7 @@ bp = Blueprint("openapi", __name__)
 def document() -> dict:
     doc = yaml.safe_load((Path(__file__).with_name("openapi.yaml")).read_text())
     doc["info"]["version"] = __version__
-    _, schemas = models_json_schema([(Bmc, "serialization"), (Facts, "serialization")],
+    _, schemas = models_json_schema([(Bmc, "serialization"), (Facts, "serialization"), (RebuildRequest, "validation")],
                                     ref_template="#/components/schemas/{model}")
     doc["components"]["schemas"].update(schemas["$defs"])
     return doc

@@ -1,7 +1,9 @@
 """A rolling batch: canaries first and alone, then at most `max_parallel` nodes in flight,
 never leaving fewer than `min_up` hosts Up in a cluster; hosted-engine hosts one at a time and
 never leaving fewer than `[defaults] hosted_engine_min_up` hosted-engine hosts Up; the first
-failure stops new nodes from starting while the ones in flight finish their current step."""
+failure stops new nodes from starting while the ones in flight finish their current step.
+`stop` (abort) does the same from outside; `hold` (pause) starts no new node and lets the ones in
+flight finish their rebuild, then the batch returns with the rest pending."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class Batch:
         self.retry_failed = retry_failed or set()
         self.on_change = on_change or (lambda *_: None)
         self.stop = threading.Event()
+        self.hold = threading.Event()
         self.in_flight: dict[str, Future] = {}
         self.result = BatchResult()
 
@@ -55,12 +58,17 @@ class Batch:
         canaries, rest = queue[: self.canary], queue[self.canary:]
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="rebuild") as pool:
             for i, name in enumerate(canaries):
-                if self.stop.is_set():
+                if self.stop.is_set() or self.hold.is_set():
                     rest = canaries[i:] + rest
                     break
                 self._start(pool, name)
                 self._reap(wait_all=True)
             while rest and not self.stop.is_set():
+                if self.hold.is_set():  # paused: drain, start nothing
+                    if not self.in_flight:
+                        break
+                    self._reap(wait_all=False)
+                    continue
                 if len(self.in_flight) < self.max_parallel:
                     startable, blocked = self._first_startable(rest)
                     if startable is not None:
@@ -92,7 +100,7 @@ class Batch:
         drives the node: with many nodes in flight a write waits its turn, and waiting here held up
         every start behind it (a 500-node batch spent most of its time starting nodes)."""
         st = self.ctx.store.node_state(name)
-        if st.state in S.ACTIVE and not self.resume:
+        if st.state in S.ACTIVE and not self.resume and st.rebuild_id != self.rebuild_id:
             self.result.elsewhere.append(name)  # moved on by another runner since we looked: theirs
             self.on_change(name, st.state, "in a rebuild started by another runner")
             return
