@@ -196,3 +196,32 @@ def test_a_cli_run_cannot_be_controlled_through_the_api(wf):
     with pytest.raises(Exception, match="runs in a `provision rebuild` process"):
         wf.store.control_rebuild(run.id, "abort")
     assert wf.store.rebuild(run.id).status == "running" and wf.store.rebuild(run.id).control == "run"
+
+
+def test_the_cli_submits_and_waits_for_the_runs_result(wf, tmp_path):
+    """`provision rebuild --wait` submits to the service (here a conductor in this process, on the
+    same database) and exits with the run's result: 1 when a node failed; `--detach` returns at
+    once with the run's id."""
+    from click.testing import CliRunner
+
+    from provision.cli import main
+
+    cfg = str(tmp_path / "provision.toml")
+    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle, fail={"rhvnode4"})
+    installer.start()
+    conductor = _conductor(wf)
+    try:
+        res = CliRunner().invoke(main, ["--config", cfg, "rebuild", "rhvnode3", "rhvnode4", "--canary", "0",
+                                        "--max-parallel", "2", "--yes", "--wait"])
+        detached = CliRunner().invoke(main, ["--config", cfg, "rebuild", "rhvnode5", "--yes", "--detach"])
+        run5 = int(detached.stdout.strip())
+        _until("the detached run to end", _finished(wf.store, run5))
+    finally:
+        conductor.stop()
+        installer.stop.set()
+    assert res.exit_code == 1, res.output
+    assert "failed: done: 1, failed: 1, not finished: 0" in res.output
+    assert "rhvnode4: failed in installing: the node reported a failure" in res.output
+    assert "rhvnode3: " not in res.output.split("submitted")[1].split("failed: done")[0]  # --wait: no progress lines
+    assert detached.exit_code == 0 and wf.store.rebuild(run5).status == "done"
+    assert f"Follow it: provision watch {run5}" in detached.output

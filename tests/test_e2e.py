@@ -255,6 +255,7 @@ def assert_all_done_one_cycle_each(lab: Lab) -> None:
 
 
 def test_three_nodes_rebuild_end_to_end(lab):
+    """`provision rebuild` submits the batch to the service and follows it to the end."""
     proc = lab.rebuild(*NAMES, "--max-parallel", "2", "--yes", "--json")
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
@@ -272,7 +273,7 @@ def test_three_nodes_rebuild_end_to_end(lab):
 
 @pytest.mark.parametrize("boundary", list(S.STEPS))
 def test_kill_minus_9_at_each_step_then_resume(lab, boundary):
-    proc = lab.rebuild(*NAMES, "--max-parallel", "3", "--yes", "--json")
+    proc = lab.rebuild(*NAMES, "--max-parallel", "3", "--yes", "--json", "--local")  # the batch in that process
     deadline = time.monotonic() + 120
     while not any(lab.svc.store.node_state(n).state == boundary for n in NAMES):
         assert proc.poll() is None, proc.stdout.read()
@@ -308,7 +309,8 @@ def test_on_postgresql_two_servers_and_two_runners_act_once_per_node(lab_pg):
     second = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(cfg2), "serve"],
                               stdout=open(lab.tmp / "serve2.log", "w"), stderr=subprocess.STDOUT)
     try:
-        runners = [lab.rebuild(*NAMES, "--max-parallel", "3", "--canary", "0", "--yes", "--json") for _ in range(2)]
+        runners = [lab.rebuild(*NAMES, "--max-parallel", "3", "--canary", "0", "--yes", "--json", "--local")
+                   for _ in range(2)]
         outs = [r.communicate(timeout=300)[0] for r in runners]
         codes = sorted(r.returncode for r in runners)
         reasons = {n: lab.svc.store.node_state(n).fail_reason for n in NAMES}
@@ -335,6 +337,32 @@ def _wait_run(lab, run_id: int, timeout: float = 300):
         assert time.monotonic() < deadline, (run, {n: lab.svc.store.node_state(n) for n in NAMES})
         time.sleep(0.2)
     return run
+
+
+def test_ctrl_c_detaches_the_cli_and_watch_reattaches_without_changing_the_outcome(lab):
+    proc = lab.rebuild(*NAMES, "--max-parallel", "2", "--canary", "1", "--yes")
+    deadline = time.monotonic() + 120
+    while not any(lab.svc.store.node_state(n).state == S.INSTALLING for n in NAMES):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    (run,) = lab.svc.store.rebuilds()
+    assert f"detached from rebuild {run.id}; it goes on in the service. Re-attach: provision watch {run.id}" in out
+    assert not lab.svc.store.rebuild(run.id).finished  # the service goes on without the CLI
+    watch = subprocess.run([sys.executable, "-m", "provision", "--config", str(lab.cfg), "watch", "--json"],
+                           capture_output=True, text=True, timeout=300)
+    assert watch.returncode == 0, watch.stdout + watch.stderr
+    final = json.loads(watch.stdout.strip().splitlines()[-1])
+    assert final["status"] == "done" and sorted(final["summary"]["done"]) == NAMES
+    lines = [json.loads(x) for x in watch.stdout.strip().splitlines()[:-1]]
+    assert {(x["node"], x["state"]) for x in lines} >= {(n, "done") for n in NAMES}
+    assert_all_done_one_cycle_each(lab)
+    listed = subprocess.run([sys.executable, "-m", "provision", "--config", str(lab.cfg), "runs", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    row = json.loads(listed.stdout)[0]
+    assert (row["id"], row["status"], row["runner"], row["done"], row["failed"]) == (run.id, "done", "service", 3, 0)
 
 
 def test_serve_killed_mid_batch_resumes_the_submitted_run_when_it_starts_again(lab):

@@ -15,7 +15,7 @@ from .dhcp import dhcp
 from .facts import facts
 from .media import media
 from .nodes import node, render
-from .rebuild import rebuild, status
+from .rebuild import rebuild, runs, status, watch
 
 
 @click.group(cls=Cli)
@@ -52,5 +52,5 @@ def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> N
 
 
 
-for command in (node, facts, render, check, rebuild, status, dhcp, media):
+for command in (node, facts, render, check, rebuild, watch, runs, status, dhcp, media):
     main.add_command(command)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 
 import click
 
 from ..errors import InputError
+from ..workflow import states as S
 from ..workflow import submit
 from ..workflow.batch import Batch
 from .common import svc, table
@@ -40,6 +42,8 @@ class Progress:
             self.states[name] = (state, detail or "")
             if self.mode == "json":
                 click.echo(json.dumps({"node": name, "state": state, "detail": detail}))
+            elif self.mode == "none":
+                pass
             elif self.mode == "plain":
                 click.echo(f"{name}: {state}" + (f" ({detail})" if detail else ""))
             elif self.live:
@@ -64,7 +68,11 @@ class Progress:
               help="rebuild the first K nodes alone first (default 1; --canary 0 starts the batch at once)")
 @click.option("--dry-run", is_flag=True, help="print the plan; touch nothing")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
-@click.option("--resume", is_flag=True, help="continue nodes part-way through a rebuild; retry named failed nodes")
+@click.option("--resume", is_flag=True,
+              help="continue a --local batch part-way through (nodes, retry named failed nodes); implies --local")
+@click.option("--local", is_flag=True, help="run the batch in this process, not in the service")
+@click.option("--detach", is_flag=True, help="submit to the service and return at once (print the run's id)")
+@click.option("--wait", is_flag=True, help="follow without the live display; the exit code is the run's result")
 @click.option("--accept-drift", is_flag=True, help="rebuild even if the engine's view drifted from the snapshot")
 @click.option("--allow-gluster", is_flag=True,
               help="rebuild hosts of gluster-enabled clusters (their bricks are NOT recovered)")
@@ -72,10 +80,17 @@ class Progress:
               help="rebuild even if a kept disk holds a volume group named like the one the install creates")
 @click.option("--json", "as_json", is_flag=True, help="progress as JSON lines")
 @click.pass_context
-def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, resume, accept_drift, allow_gluster,
-            accept_foreign_vg, as_json) -> None:
-    """Wipe and reinstall nodes, then bring them back with the networks they had."""
+def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, resume, local, detach, wait, accept_drift,
+            allow_gluster, accept_foreign_vg, as_json) -> None:
+    """Wipe and reinstall nodes, then bring them back with the networks they had.
+
+    The batch is submitted to the service (a `provision serve` runs it, and goes on if this
+    command ends) and followed here: Ctrl-C detaches, `provision watch ID` re-attaches. Exit 0
+    when every node is done, 1 otherwise. --local runs it in this process instead."""
     s = svc(ctx)
+    local = local or resume
+    if local and detach:
+        raise InputError("--detach: a --local batch runs in this process; submit it to the service instead")
     selected = submit.select(s.store, names, cluster, resume)
     if not selected:
         click.echo("nothing to resume")
@@ -93,28 +108,123 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
         if not sys.stdin.isatty():
             raise InputError("refusing to rebuild without --yes when not on a terminal")
         click.confirm(f"Wipe and reinstall {len(selected)} node(s): {', '.join(selected)}?", abort=True)
+    mode = "none" if wait and not as_json else ("json" if as_json else ("rich" if sys.stdout.isatty() else "plain"))
+    if not local:
+        options = {"max_parallel": max_parallel, "min_up": min_up, "canary": canary, "accept_drift": accept_drift,
+                   "allow_gluster": allow_gluster}
+        run = s.store.create_rebuild(selected, options, runner="service")
+        if detach:
+            click.echo(run.id)
+            click.echo(f"rebuild {run.id} submitted; the service runs it. Follow it: provision watch {run.id}", err=True)
+            return
+        click.echo(f"rebuild {run.id} submitted; following it (Ctrl-C detaches, the run goes on)", err=True)
+        ctx.exit(follow(s, run.id, mode, as_json))
     run = last or s.store.create_rebuild(selected, {"max_parallel": max_parallel, "min_up": min_up, "canary": canary})
-    mode = "json" if as_json else ("rich" if sys.stdout.isatty() else "plain")
     retry = {n for n in names} if resume else set()
     with Progress(selected, mode) as progress:
         result = Batch(s.workflow, selected, rebuild_id=run.id, max_parallel=max_parallel, min_up=min_up,
                        canary=canary, retry_failed=retry, accept_drift=accept_drift, allow_gluster=allow_gluster, resume=resume,
                        on_change=progress).run()
-    s.store.set_rebuild_status(run.id, "done" if result.ok else ("failed" if result.failed else "stopped"))
+    status_ = "done" if result.ok else ("failed" if result.failed else "stopped")
     summary = {"done": result.done, "failed": result.failed, "pending": result.pending, "error": result.error,
                "peak_in_flight": result.peak_in_flight, "elsewhere": result.elsewhere}
-    if as_json:
-        click.echo(json.dumps({"summary": summary}))
-    else:
-        click.echo(f"done: {len(result.done)}, failed: {len(result.failed)}, not finished: {len(result.pending)}"
-                   + (f", started by another runner: {', '.join(result.elsewhere)}" if result.elsewhere else ""))
-        for n in result.failed:
-            st = s.store.node_state(n)
-            click.echo(f"  {n}: failed in {st.failed_step}: {st.fail_reason}", err=True)
-        if result.error:
-            click.echo(f"  stopped: {result.error}", err=True)
+    s.store.set_rebuild_status(run.id, status_, summary)
+    _print_summary(s, summary, as_json)
     if not result.ok:
         ctx.exit(1)
+
+
+def _print_summary(s, summary: dict, as_json: bool, status_: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps({"summary": summary} | ({"status": status_} if status_ else {})))
+        return
+    elsewhere = summary.get("elsewhere") or []
+    click.echo((f"{status_}: " if status_ else "") + f"done: {len(summary.get('done', []))}, "
+               f"failed: {len(summary.get('failed', []))}, not finished: {len(summary.get('pending', []))}"
+               + (f", started by another runner: {', '.join(elsewhere)}" if elsewhere else ""))
+    for n in summary.get("failed", []):
+        st = s.store.node_state(n)
+        click.echo(f"  {n}: failed in {st.failed_step}: {st.fail_reason}", err=True)
+    if summary.get("error"):
+        click.echo(f"  stopped: {summary['error']}", err=True)
+
+
+def follow(s, run_id: int, mode: str, as_json: bool) -> int:
+    """Show a run's nodes as they move, from the store (the run may be in any `serve`), until it
+    ends: 0 if every node is done, 1 otherwise; 130 when Ctrl-C detaches (the run goes on)."""
+    store, poll = s.store, min(1.0, s.cfg.defaults.poll_interval)
+    run = store.rebuild(run_id)
+    shown: dict[str, tuple[str, str | None]] = {}
+    started, warned, said = time.monotonic(), False, None
+    try:
+        with Progress(run.nodes, mode) as progress:
+            while True:
+                run = store.rebuild(run_id)
+                for n in run.nodes:
+                    st = store.node_state(n)
+                    mine = st.rebuild_id == run_id
+                    now = (st.state if mine else "queued", st.fail_reason if mine and st.state == S.FAILED else None)
+                    if shown.get(n, ("queued", None)) != now:
+                        progress(n, *now)
+                    shown[n] = now
+                if run.finished:
+                    break
+                note = {"paused": "paused: no node starts until the run is continued",
+                        "queued": None}.get(run.status)
+                if run.control in ("pause", "abort") and run.status == "running":
+                    note = f"{run.control} asked: the nodes in flight finish, nothing new starts"
+                if note and note != said and mode != "json":
+                    click.echo(f"rebuild {run_id}: {note}", err=True)
+                said = note or said
+                if run.status == "queued" and not warned and time.monotonic() - started > max(10.0, 3 * poll):
+                    click.echo(f"rebuild {run_id}: no `provision serve` has taken it yet; is one running "
+                               "on this database?", err=True)
+                    warned = True
+                time.sleep(poll)
+    except KeyboardInterrupt:
+        click.echo(f"\ndetached from rebuild {run_id}; it goes on in the service. Re-attach: provision watch {run_id}",
+                   err=True)
+        return 130
+    _print_summary(s, run.summary or {}, as_json, run.status)
+    return 0 if run.status == "done" else 1
+
+
+@click.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--wait", is_flag=True, help="no live display; the exit code is the run's result")
+@click.option("--json", "as_json", is_flag=True, help="progress as JSON lines")
+@click.pass_context
+def watch(ctx, run_id, wait, as_json) -> None:
+    """Follow a rebuild run (default: the newest one not finished, else the newest). Ctrl-C
+    detaches; exit 0 when every node is done, 1 otherwise."""
+    s = svc(ctx)
+    runs = s.store.rebuilds()
+    if run_id is None:
+        if not runs:
+            raise InputError("no rebuild runs yet")
+        run_id = next((r.id for r in reversed(runs) if not r.finished), runs[-1].id)
+    s.store.rebuild(run_id)  # NotFound -> exit 2
+    mode = "none" if wait and not as_json else ("json" if as_json else ("rich" if sys.stdout.isatty() else "plain"))
+    ctx.exit(follow(s, run_id, mode, as_json))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def runs(ctx, as_json) -> None:
+    """Rebuild runs, newest first: status, who runs them, their nodes."""
+    s = svc(ctx)
+    rows = []
+    for r in reversed(s.store.rebuilds()):
+        states = [s.store.node_state(n) for n in r.nodes]
+        counts = {k: sum(1 for st in states if st.rebuild_id == r.id and st.state == k) for k in (S.DONE, S.FAILED)}
+        rows.append({"id": r.id, "status": r.status, "runner": r.runner, "control": r.control, "nodes": len(r.nodes),
+                     "done": counts[S.DONE], "failed": counts[S.FAILED],
+                     "created": r.created_at.isoformat(timespec="seconds"), "owner": r.owner or ""})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        table(rows, ["id", "status", "runner", "control", "nodes", "done", "failed", "created", "owner"])
 
 
 def _print_plan(s, names, max_parallel, min_up, canary, as_json) -> None:
