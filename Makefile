@@ -7,7 +7,8 @@ TSTAMP := $(VENV)/.installed-apimodels
 # Debian packages the tests use: ipmi_sim (BMC), tftp-hpa + curl (TFTP clients), tftpd-hpa (bench peer),
 # dash (the strict POSIX shell every rendered script is run under), postgresql (the store tests and
 # an e2e rebuild also run on a real PostgreSQL server the tests start themselves), dnsmasq-base,
-# kea-dhcp4-server and isc-dhcp-server (their checkers read `provision dhcp export`), and the VM
+# kea-dhcp4-server and isc-dhcp-server (their checkers read `provision dhcp export`), chromium and
+# chromium-driver (the web console's browser test, through selenium), and the VM
 # test's packages (VM_COMMANDS, VM_FILES below); for `make bench`
 # also wrk (HTTP load) and nginx-light (the HTTP peer)
 DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql dnsmasq-base kea-dhcp4-server isc-dhcp-server \
@@ -34,7 +35,8 @@ venv: $(STAMP)
 # Installs missing Debian packages when run as root; otherwise says what is missing.
 # `make bench` also needs its load generator and HTTP peer: wrk and nginx.
 DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev \
-                dnsmasq:dnsmasq-base kea-dhcp4:kea-dhcp4-server dhcpd:isc-dhcp-server
+                dnsmasq:dnsmasq-base kea-dhcp4:kea-dhcp4-server dhcpd:isc-dhcp-server \
+                chromium:chromium chromedriver:chromium-driver
 # the virtual machine of tests/test_vm.py (`make e2e`): QEMU with OVMF and iPXE ROMs, Debian's shim,
 # GRUB's EFI modules, pxelinux.0, isolinux.bin and their ldlinux.c32, a kernel, and dracut with its network modules (dhclient and arping for them),
 # mkfs.vfat and mtools (a UEFI El Torito image); for its Redfish case libvirtd with its QEMU driver and

@@ -148,3 +148,12 @@ def start_server(tmp_path: Path, extra: str = "", tftp_host: str = "127.0.0.1", 
             proc.kill()
         svc.close()
         log.close()
+
+
+def ui_login(session, base: str, token: str, nxt: str = "/", **kw):
+    """Log in to the console as a browser does: the login page's CSRF token, then the form."""
+    import re
+
+    page = session.get(base + "/login", timeout=10).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return session.post(base + "/login", data={"token": token, "next": nxt, "csrf_token": csrf}, timeout=10, **kw)

@@ -112,6 +112,7 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
             self.ovirt.reinstalled[n] = engine_json(facts.renamed(RENAMED if n == "rhvnode5" else {}))
         self.start_serve()
         self.stop = threading.Event()
+        self.hold: set[str] = set()  # nodes whose installer waits (they stay in `installing`)
         self.installer_log: list[str] = []
         self.otps: dict[str, str] = {}
         self.threads = [threading.Thread(target=self.install, args=(i, n), daemon=True) for i, n in enumerate(NAMES)]
@@ -151,7 +152,7 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
         bmc = self.bmcs[name]
         while not self.stop.is_set():
             time.sleep(0.1)
-            if "set power 1" not in bmc.sets():
+            if "set power 1" not in bmc.sets() or name in self.hold:
                 continue
             grub = subprocess.run(["curl", "-sS", "--interface", ip, f"tftp://127.0.0.1:{self.tftp_port}/grub.cfg-01-{mac}"],
                                   capture_output=True, text=True).stdout

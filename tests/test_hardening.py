@@ -5,6 +5,7 @@ refuse, and says plainly when it cannot start."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import struct
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from . import rawtftp
-from .conftest import EXAMPLE, free_port, run_cli, start_server, write_config
+from .conftest import EXAMPLE, free_port, run_cli, start_server, ui_login, write_config
 
 
 def _wait_until(cond, timeout: float, what: str) -> None:
@@ -302,7 +303,7 @@ def test_a_big_installer_log_is_accepted_truncated_and_marked(tmp_path):
 @pytest.mark.parametrize("nxt", ["/\t/evil.com", "//evil.com", "/\\evil.com", "https://evil.com", "/a\r\nSet-Cookie: x=1"])
 def test_login_never_redirects_off_site(server, nxt):
     s = requests.Session()
-    res = s.post(server.http + "/login", data={"token": server.token, "next": nxt}, allow_redirects=False, timeout=10)
+    res = ui_login(s, server.http, server.token, nxt, allow_redirects=False)
     assert res.status_code == 302 and res.headers["Location"] in ("/", f"{server.http}/"), res.headers["Location"]
 
 
@@ -311,11 +312,13 @@ def test_ui_sessions_end_with_logout_and_with_a_new_admin_token(tmp_path):
     srv = next(gen)
     try:
         s = requests.Session()
-        assert s.post(srv.http + "/login", data={"token": srv.token, "next": "/"}, timeout=10).status_code == 200
+        assert ui_login(s, srv.http, srv.token).status_code == 200
         assert s.get(srv.http + "/", allow_redirects=False, timeout=10).status_code == 200
-        s.post(srv.http + "/logout", timeout=10)
+        assert s.post(srv.http + "/logout", timeout=10).status_code == 400  # a form without its CSRF token
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', s.get(srv.http + "/", timeout=10).text).group(1)
+        s.post(srv.http + "/logout", data={"csrf_token": csrf}, timeout=10)
         assert s.get(srv.http + "/", allow_redirects=False, timeout=10).status_code == 302
-        s.post(srv.http + "/login", data={"token": srv.token, "next": "/"}, timeout=10)
+        ui_login(s, srv.http, srv.token)
         cookie = s.cookies.get("session")
         assert "Secure" not in str(s.cookies)  # http public_url
     finally:
@@ -340,6 +343,7 @@ def test_secure_cookie_behind_https(cfg_path):
     cfg.server.public_url = "https://provision.lab.example.com"
     svc = services.build(cfg)
     app = create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32)
+    app.config["WTF_CSRF_ENABLED"] = False  # the cookie's flags are the point here
     res = app.test_client().post("/login", data={"token": "t" * 20, "next": "/"})
     assert "Secure" in res.headers["Set-Cookie"] and "HttpOnly" in res.headers["Set-Cookie"]
     svc.close()

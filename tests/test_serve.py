@@ -14,7 +14,7 @@ import requests
 from provision.domain import load_yaml, parse_nodes
 
 from . import rawtftp
-from .conftest import EXAMPLE
+from .conftest import EXAMPLE, ui_login
 
 MAC3 = "0c:c4:7a:3b:03:01"
 MAC3_DASH = MAC3.replace(":", "-")
@@ -241,12 +241,24 @@ def test_ui_login_and_node_page(srv):
     s = requests.Session()
     r = s.get(srv.http + "/", allow_redirects=False, timeout=5)
     assert r.status_code == 302 and "/login" in r.headers["Location"]
-    assert s.post(srv.http + "/login", data={"token": "wrong"}, timeout=5).status_code == 401
-    r = s.post(srv.http + "/login", data={"token": srv.token, "next": "/"}, timeout=5)
+    assert s.post(srv.http + "/login", data={"token": srv.token}, timeout=5).status_code == 400  # no CSRF token
+    assert ui_login(s, srv.http, "wrong").status_code == 401
+    r = ui_login(s, srv.http, srv.token)
     assert r.status_code == 200 and "rhvnode4.lab.example.com" in r.text
     page = s.get(srv.http + "/nodes/rhvnode3", timeout=5).text
-    assert "INSTALL (wiped)" in page and "kept, never touched" in page
+    assert "INSTALL: wiped" in page and "kept, never touched" in page
     assert "autopart --type=thinp" in page and "inst.ks=http://127.0.0.1" in page
+    assert "pykickstart RHEL 8 and 9:" in page and '<span class="ok">valid</span>' in page
+    # a second snapshot whose NICs came back under other names: the history shows the change, by MAC
+    facts = srv.svc.store.snapshot("rhvnode3").facts
+    second = srv.svc.store.add_snapshot("rhvnode3", facts.renamed({"eno2": "enp2s0f0"}), "engine")
+    page = s.get(srv.http + "/nodes/rhvnode3", timeout=5).text
+    history = page[page.index('id="snapshots"'):page.index("What the node gets")]
+    assert f"<td>{second.id}</td>" in history and "eno2" in history and "enp2s0f0" in history, history
+    # the console's live updates: the event stream takes its session (an EventSource sends no header)
+    with s.get(srv.http + "/api/v1/events", stream=True, timeout=5) as live:
+        assert live.status_code == 200 and live.headers["Content-Type"].startswith("text/event-stream")
+    assert requests.get(srv.http + "/api/v1/events", timeout=5).status_code == 401
 
 
 def test_healthz_and_metrics(srv, tmp_path):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..config import Config
 from ..errors import Conflict, InputError, NotFound, ProvisionError
@@ -37,6 +38,18 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
     for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
                ui.bp, ops.bp):
         app.register_blueprint(bp)
+    # the console's forms carry a CSRF token bound to the session (no time limit: a run page stays
+    # open for hours); the API (bearer token) and the nodes' callbacks are not cookie-authenticated
+    app.config.update(WTF_CSRF_TIME_LIMIT=None)
+    csrf = CSRFProtect(app)
+    for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
+               ops.bp):
+        csrf.exempt(bp)
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc):
+        return render_template("error.html", title="Not done",
+                               error=f"{exc.description} Reload the page and try again."), 400
 
     @app.after_request
     def _count(resp):

@@ -44,3 +44,14 @@ def ui_auth(view):
             return redirect(url_for("ui.login", next=request.path))
         return view(*args, **kwargs)
     return wrapped
+
+
+def api_or_ui_auth(view):
+    """A read-only view for both: the bearer token (API clients) or a console session (the
+    console's EventSource cannot send an Authorization header)."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not (token_ok(bearer()) or session.get("admin") == fingerprint()):
+            return jsonify(error="missing or wrong bearer token"), 401, {"WWW-Authenticate": "Bearer"}
+        return view(*args, **kwargs)
+    return wrapped

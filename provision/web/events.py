@@ -16,7 +16,7 @@ import time
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
-from .auth import api_auth
+from .auth import api_or_ui_auth
 from .deps import svc
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
@@ -53,7 +53,7 @@ def _start() -> int:
 
 
 @bp.get("/events")
-@api_auth
+@api_or_ui_auth
 def events():
     after = _start()
     if after < 0:

@@ -1,51 +1,44 @@
-"""Minimal web console: node list and a per-node page with masked previews."""
+"""The web console: the fleet, a node's facts, history, previews and events, rebuild runs with
+live progress, and starting a rebuild (the dry-run plan first, then the node names typed back).
+Server-rendered templates (templates/), a little plain JavaScript (static/console.js) for live
+updates. Every form that changes something carries a CSRF token (Flask-WTF)."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
-from flask import Blueprint, redirect, render_template_string, request, session
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, session, url_for
 
-from ..errors import ProvisionError
-from ..render import KINDS
+from ..capture.diff import diff
+from ..errors import InputError, NotFound, ProvisionError
+from ..render import KINDS, check_kickstart
+from ..store import utcnow
+from ..workflow import states as S
+from ..workflow import submit
 from .auth import fingerprint, token_ok, ui_auth
 from .deps import svc
+from .rebuilds import run_json
 
-bp = Blueprint("ui", __name__)
-
-_BASE = """<!doctype html><html><head><meta charset="utf-8"><title>provision{% if title %} — {{ title }}{% endif %}</title>
-<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}
-pre{background:#f4f4f4;padding:1em;overflow-x:auto}.err{color:#a00}</style></head><body>
-<h1><a href="{{ url_for('ui.index') }}">provision</a>{% if title %} — {{ title }}{% endif %}</h1>
-{% if session.get('admin') %}<form method="post" action="{{ url_for('ui.logout') }}"><button>Log out</button></form>{% endif %}
-{{ body|safe }}</body></html>"""
-
-_LOGIN = """<form method="post"><label>Admin token <input type="password" name="token" autofocus></label>
-<input type="hidden" name="next" value="{{ next }}"><button>Log in</button></form>
-{% if error %}<p class="err">{{ error }}</p>{% endif %}"""
-
-_INDEX = """<table><tr><th>node</th><th>fqdn</th><th>cluster</th><th>profile</th><th>state</th><th>boot</th></tr>
-{% for r, armed in rows %}<tr><td><a href="{{ url_for('ui.node', name=r.node.name) }}">{{ r.node.name }}</a></td>
-<td>{{ r.node.fqdn }}</td><td>{{ r.node.cluster }}</td><td>{{ r.node.profile }}</td><td>{{ r.state }}</td>
-<td>{{ 'install' if armed else 'local' }}</td></tr>{% endfor %}</table>"""
-
-_NODE = """<p>{{ rec.node.fqdn }} · cluster {{ rec.node.cluster }} · profile {{ rec.node.profile }} · state {{ rec.state }}
-· facts snapshot {{ rec.snapshot_id }}</p>
-{% if facts %}<h2>Disks</h2><ul>{% for d in facts.disks %}<li>{{ d.by_id }} — {{ 'INSTALL (wiped)' if d.install else 'kept, never touched' }}</li>{% endfor %}</ul>{% endif %}
-{% for kind, text, error in previews %}<h2>{{ kind }}</h2>{% if error %}<p class="err">{{ error }}</p>{% else %}<pre>{{ text }}</pre>{% endif %}{% endfor %}"""
-
-
-def page(title: str, body_template: str, **ctx) -> str:
-    body = render_template_string(body_template, **ctx)
-    return render_template_string(_BASE, title=title, body=body)
-
+bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/console")
 
 _LOCAL_PATH = re.compile(r"^/(?:[A-Za-z0-9_.~-]+(?:/[A-Za-z0-9_.~-]+)*/?)?$")  # /a/b: never //host, \t, CR
+MARKS = {S.DONE: "✔", S.FAILED: "✘"}
 
 
 def _safe_next(value: str | None) -> str:
     """Only a plain local path is a redirect target after login (no open redirect)."""
     return value if value and _LOCAL_PATH.match(value) else "/"
+
+
+def _age(ts: datetime | None) -> str:
+    if ts is None:
+        return "none"
+    seconds = max(0, int((utcnow() - ts).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -58,7 +51,7 @@ def login():
             session["admin"] = fingerprint()
             return redirect(nxt)
         error = "wrong token"
-    return page("log in", _LOGIN, next=nxt, error=error), (401 if error else 200)
+    return render_template("login.html", title="log in", next=nxt, error=error), (401 if error else 200)
 
 
 @bp.post("/logout")
@@ -71,18 +64,143 @@ def logout():
 @ui_auth
 def index():
     store = svc("store")
-    rows = [(r, store.active_build(r.node.name) is not None) for r in store.list_nodes()]
-    return page("", _INDEX, rows=rows)
+    q, cluster, state = (request.args.get(k, "").strip() for k in ("q", "cluster", "state"))
+    recs = store.list_nodes()
+    rows, runs = [], {}
+    for rec in recs:
+        n, st = rec.node, store.node_state(rec.node.name)
+        if cluster and n.cluster != cluster or state and st.state != state:
+            continue
+        if q and q.lower() not in f"{n.name} {n.fqdn}".lower():
+            continue
+        if st.rebuild_id is not None and st.rebuild_id not in runs:
+            try:
+                runs[st.rebuild_id] = store.rebuild(st.rebuild_id)
+            except NotFound:
+                runs[st.rebuild_id] = None
+        run = runs.get(st.rebuild_id)
+        snap = store.snapshots(n.name)[-1] if rec.snapshot_id is not None else None
+        rows.append({"name": n.name, "fqdn": n.fqdn, "cluster": n.cluster, "state": st.state,
+                     "mark": MARKS.get(st.state, ""), "reason": st.fail_reason if st.state == S.FAILED else "",
+                     "run": run, "run_when": run.created_at.strftime("%Y-%m-%d %H:%M") if run else "",
+                     "facts_age": _age(snap.created_at if snap else None),
+                     "boots": "install" if store.active_build(n.name) is not None else "local disk"})
+    return render_template("fleet.html", title="Fleet", rows=rows, q=q, cluster=cluster, state=state,
+                           clusters=sorted({r.node.cluster for r in recs}), states=[S.READY, *S.STEPS, S.DONE, S.FAILED])
 
 
 @bp.get("/nodes/<name>")
 @ui_auth
 def node(name: str):
-    rec = svc("store").get(name)
+    store = svc("store")
+    rec = store.get(name)
+    snaps = store.snapshots(name)
+    history = [(s, diff(snaps[i - 1].facts, s.facts) if i else None) for i, s in enumerate(snaps)]
     previews = []
     for kind in KINDS:
         try:
-            previews.append((kind, svc("renderer").render(name, kind, install=True).text, None))
+            text = svc("renderer").render(name, kind, install=True, show_secrets=False).text
+            previews.append((kind, text, None, check_kickstart(text) if kind == "kickstart" else None))
         except ProvisionError as exc:
-            previews.append((kind, "", str(exc)))
-    return page(name, _NODE, rec=rec, facts=rec.node.facts, previews=previews)
+            previews.append((kind, "", str(exc), None))
+    return render_template("node.html", title=name, rec=rec, facts=rec.node.facts, history=list(reversed(history)),
+                           previews=previews, events=list(reversed(store.events(name))))
+
+
+@bp.get("/runs")
+@ui_auth
+def runs():
+    return render_template("runs.html", title="Rebuild runs", runs=list(reversed(svc("store").rebuilds())))
+
+
+@bp.get("/runs/<int:run_id>")
+@ui_auth
+def run(run_id: int):
+    store = svc("store")
+    r = store.rebuild(run_id)
+    canary, width = int(r.options.get("canary") or 0), int(r.options.get("max_parallel") or 1)
+    nodes = []
+    for i, name in enumerate(r.nodes):
+        st = store.node_state(name)
+        mine = st.rebuild_id == r.id
+        shown = st.state if mine else "queued"
+        wave = i + 1 if i < canary else canary + (i - canary) // width + 1  # as the plan shows them
+        nodes.append({"name": name, "role": f"wave {wave}" + (" (canary, alone)" if i < canary else ""),
+                      "shown": f"{MARKS[shown]} {shown}" if shown in MARKS else shown,
+                      "since": st.step_started_at.isoformat(timespec="seconds") if mine and st.step_started_at else "",
+                      "reason": st.fail_reason if mine and st.state == S.FAILED else ""})
+    return render_template("run.html", title=f"Rebuild #{r.id}", run=r, nodes=nodes)
+
+
+@bp.get("/runs/<int:run_id>.json")
+@ui_auth
+def run_json_view(run_id: int):
+    store = svc("store")
+    return jsonify(run_json(store.rebuild(run_id), store))
+
+
+@bp.post("/runs/<int:run_id>/<action>")
+@ui_auth
+def control(run_id: int, action: str):
+    if action not in ("abort", "pause", "continue"):
+        abort(404)
+    svc("store").control_rebuild(run_id, action)
+    _wake()
+    return redirect(url_for("ui.run", run_id=run_id))
+
+
+def _request_from_form() -> submit.RebuildRequest:
+    f = request.form
+    body = {"nodes": f.getlist("nodes"), "max_parallel": f.get("max_parallel") or 1,
+            "canary": f.get("canary") or None, "min_up": f.get("min_up") or None,
+            "accept_drift": f.get("accept_drift") == "1", "allow_gluster": f.get("allow_gluster") == "1"}
+    if not body["nodes"]:
+        raise InputError("tick at least one node to rebuild")
+    return submit.RebuildRequest.parse(body)
+
+
+def _prepare():
+    req = _request_from_form()
+    store = svc("store")
+    names = submit.select(store, req.nodes, None)
+    submit.check_rebuildable(store, names, False, req.accept_foreign_vg)
+    canary = submit.default_canary(req.canary, names)
+    options = {"max_parallel": req.max_parallel, "canary": canary, "min_up": req.min_up,
+               "accept_drift": req.accept_drift, "allow_gluster": req.allow_gluster}
+    return store, names, options
+
+
+@bp.post("/rebuild/plan")
+@ui_auth
+def plan():
+    store, names, o = _prepare()
+    p = submit.plan(store, names, o["max_parallel"], o["min_up"], o["canary"])
+    return render_template("plan.html", title="Plan a rebuild", names=names, plan=p, options=o, error=None)
+
+
+@bp.post("/rebuild/start")
+@ui_auth
+def start():
+    store, names, o = _prepare()
+    typed = request.form.get("typed", "").replace(",", " ").split()
+    if sorted(typed) != sorted(names):
+        p = submit.plan(store, names, o["max_parallel"], o["min_up"], o["canary"])
+        error = (f"the names typed ({' '.join(typed) or 'none'}) are not the nodes to wipe ({' '.join(names)}); "
+                 "nothing was started")
+        return render_template("plan.html", title="Plan a rebuild", names=names, plan=p, options=o, error=error), 400
+    run = store.create_rebuild(names, o, runner="service")
+    _wake()
+    return redirect(url_for("ui.run", run_id=run.id))
+
+
+@bp.errorhandler(InputError)
+def _bad_input(exc):
+    """A refused plan or start: the page says why (naming the node and field), nothing started."""
+    code = 404 if isinstance(exc, NotFound) else 409 if type(exc).__name__ == "Conflict" else 400
+    return render_template("error.html", title="Not done", error=str(exc)), code
+
+
+def _wake() -> None:
+    conductor = current_app.extensions["provision"].get("conductor")
+    if conductor is not None:
+        conductor.wake()

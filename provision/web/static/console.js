@@ -1,0 +1,77 @@
+// The console's live parts, plain JavaScript, no build step.
+// Fleet: filter the table as you type (the form filters on the server without JavaScript).
+// Run page: the run's JSON is fetched again whenever the server's event stream reports a
+// transition (Server-Sent Events, /api/v1/events), and every 5 s in case the stream is away.
+(function () {
+  "use strict";
+  var q = document.getElementById("q");
+  if (q) {
+    q.addEventListener("input", function () {
+      var needle = q.value.toLowerCase();
+      document.querySelectorAll("#fleet tbody tr").forEach(function (tr) {
+        tr.hidden = needle !== "" && tr.dataset.text.toLowerCase().indexOf(needle) < 0;
+      });
+    });
+  }
+
+  var run = document.getElementById("run");
+  if (!run) return;
+  var MARK = {done: "✔", failed: "✘", queued: "…"};
+
+  function cell(tr, cls, text) {
+    var td = tr.querySelector("." + cls);
+    if (td && td.textContent !== text) td.textContent = text;
+  }
+
+  function show(data) {
+    document.getElementById("status").textContent = data.status;
+    var finished = ["done", "failed", "stopped", "aborted"].indexOf(data.status) >= 0;
+    document.getElementById("control").textContent =
+      data.control !== "run" && !finished ? "(" + data.control + " asked)" : "";
+    var counts = {queued: 0, "in flight": 0, done: 0, failed: 0};
+    data.nodes.forEach(function (n) {
+      var shown = n.in_this_run ? n.state : "queued";
+      var bucket = shown === "done" || shown === "failed" || shown === "queued" ? shown : "in flight";
+      counts[bucket] += 1;
+      var tr = run.querySelector('tr[data-node="' + n.name + '"]');
+      if (!tr) return;
+      var span = tr.querySelector(".st span");
+      var label = (MARK[shown] ? MARK[shown] + " " : "") + shown;
+      if (span.textContent !== label) {
+        span.textContent = label;
+        span.className = "state state-" + shown;
+      }
+      cell(tr, "since", n.in_this_run && n.since ? n.since.slice(0, 19) : "");
+      cell(tr, "reason", n.in_this_run && n.reason ? n.reason : "");
+    });
+    document.getElementById("counts").textContent = Object.keys(counts).map(function (k) {
+      return counts[k] + " " + k;
+    }).join(" · ");
+    if (data.summary && data.summary.error) {
+      document.getElementById("summary").textContent = "Stopped: " + data.summary.error;
+    }
+    document.querySelectorAll(".actions button").forEach(function (b) { b.disabled = finished; });
+    if (finished && source) { source.close(); source = null; }
+  }
+
+  var pending = false;
+  function refresh() {
+    if (pending) return;
+    pending = true;
+    fetch(run.dataset.json, {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) { if (data) show(data); })
+      .catch(function () {})
+      .then(function () { pending = false; });
+  }
+
+  var source = null;
+  if (window.EventSource) {
+    source = new EventSource(run.dataset.events);
+    ["transition", "callback", "netboot"].forEach(function (kind) {
+      source.addEventListener(kind, refresh);
+    });
+  }
+  refresh();
+  setInterval(refresh, 5000);
+})();
