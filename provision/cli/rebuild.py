@@ -108,7 +108,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
         if not sys.stdin.isatty():
             raise InputError("refusing to rebuild without --yes when not on a terminal")
         click.confirm(f"Wipe and reinstall {len(selected)} node(s): {', '.join(selected)}?", abort=True)
-    mode = "none" if wait and not as_json else ("json" if as_json else ("rich" if sys.stdout.isatty() else "plain"))
+    mode = _mode(wait, as_json)
     if not local:
         options = {"max_parallel": max_parallel, "min_up": min_up, "canary": canary, "accept_drift": accept_drift,
                    "allow_gluster": allow_gluster}
@@ -132,6 +132,13 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     _print_summary(s, summary, as_json)
     if not result.ok:
         ctx.exit(1)
+
+
+def _mode(wait: bool, as_json: bool) -> str:
+    """How progress is shown: JSON lines, nothing but the end (--wait), a live table, or lines."""
+    if as_json:
+        return "json"
+    return "none" if wait else ("rich" if sys.stdout.isatty() else "plain")
 
 
 def _print_summary(s, summary: dict, as_json: bool, status_: str | None = None) -> None:
@@ -204,8 +211,7 @@ def watch(ctx, run_id, wait, as_json) -> None:
             raise InputError("no rebuild runs yet")
         run_id = next((r.id for r in reversed(runs) if not r.finished), runs[-1].id)
     s.store.rebuild(run_id)  # NotFound -> exit 2
-    mode = "none" if wait and not as_json else ("json" if as_json else ("rich" if sys.stdout.isatty() else "plain"))
-    ctx.exit(follow(s, run_id, mode, as_json))
+    ctx.exit(follow(s, run_id, _mode(wait, as_json), as_json))
 
 
 @click.command()

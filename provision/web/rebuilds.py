@@ -29,7 +29,8 @@ def run_json(run, store, nodes: bool = True) -> dict:
     return body
 
 
-def _wake() -> None:
+def wake_conductor() -> None:
+    """A run was submitted or continued: this process's conductor looks now, not at its next tick."""
     conductor = current_app.extensions["provision"].get("conductor")
     if conductor is not None:
         conductor.wake()
@@ -48,7 +49,7 @@ def create():
     options = {"max_parallel": req.max_parallel, "min_up": req.min_up, "canary": canary,
                "accept_drift": req.accept_drift, "allow_gluster": req.allow_gluster}
     run = store.create_rebuild(selected, options, runner="service")
-    _wake()
+    wake_conductor()
     return jsonify(run_json(run, store)), 202, {"Location": f"/api/v1/rebuilds/{run.id}"}
 
 
@@ -69,7 +70,7 @@ def show(run_id: int):
 def _control(run_id: int, action: str):
     store = svc("store")
     run = store.control_rebuild(run_id, action)
-    _wake()
+    wake_conductor()
     return jsonify(run_json(run, store)), 202
 
 

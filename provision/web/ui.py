@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
 
 from ..capture.diff import diff
 from ..errors import InputError, NotFound, ProvisionError
@@ -18,7 +18,7 @@ from ..workflow import states as S
 from ..workflow import submit
 from .auth import fingerprint, token_ok, ui_auth
 from .deps import svc
-from .rebuilds import run_json
+from .rebuilds import run_json, wake_conductor
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/console")
 
@@ -145,7 +145,7 @@ def control(run_id: int, action: str):
     if action not in ("abort", "pause", "continue"):
         abort(404)
     svc("store").control_rebuild(run_id, action)
-    _wake()
+    wake_conductor()
     return redirect(url_for("ui.run", run_id=run_id))
 
 
@@ -189,7 +189,7 @@ def start():
                  "nothing was started")
         return render_template("plan.html", title="Plan a rebuild", names=names, plan=p, options=o, error=error), 400
     run = store.create_rebuild(names, o, runner="service")
-    _wake()
+    wake_conductor()
     return redirect(url_for("ui.run", run_id=run.id))
 
 
@@ -198,9 +198,3 @@ def _bad_input(exc):
     """A refused plan or start: the page says why (naming the node and field), nothing started."""
     code = 404 if isinstance(exc, NotFound) else 409 if type(exc).__name__ == "Conflict" else 400
     return render_template("error.html", title="Not done", error=str(exc)), code
-
-
-def _wake() -> None:
-    conductor = current_app.extensions["provision"].get("conductor")
-    if conductor is not None:
-        conductor.wake()
