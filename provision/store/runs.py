@@ -184,12 +184,20 @@ class RunsMixin:
         """Take the oldest service run that is queued, or running under an expired lease (its
         `serve` died), for `owner`: one compare-and-set, so two `serve` processes never both get it."""
         now = utcnow()
+        query = (select(RebuildRow.id, RebuildRow.status, RebuildRow.lease_until)
+                 .where(RebuildRow.runner == "service", RebuildRow.status.in_(("queued", "running")))
+                 .order_by(RebuildRow.id))
+
+        def free(r) -> bool:
+            return r.status == "queued" or r.lease_until is None or r.lease_until <= now
+
+        with self.engine.connect() as conn:  # every conductor asks every few seconds: a read first,
+            if not any(free(r) for r in conn.execute(query)):  # the write lock only when there is one
+                return None
         with self._writing() as s:
             conn = s.connection()
-            for r in conn.execute(select(RebuildRow.id, RebuildRow.status, RebuildRow.lease_until)
-                                  .where(RebuildRow.runner == "service", RebuildRow.status.in_(("queued", "running")))
-                                  .order_by(RebuildRow.id)).all():
-                if r.status == "running" and r.lease_until is not None and r.lease_until > now:
+            for r in conn.execute(query).all():
+                if not free(r):
                     continue  # held
                 took = conn.execute(update(RebuildRow)
                                     .where(RebuildRow.id == r.id, RebuildRow.status == r.status,
