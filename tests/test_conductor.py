@@ -41,11 +41,12 @@ def test_a_lease_is_held_by_one_owner_and_taken_over_when_it_expires(wf):
     store = wf.store
     run = store.create_rebuild(NAMES, {"max_parallel": 1}, runner="service")
     cli_run = store.create_rebuild(["rhvnode3"], {})  # a `provision rebuild` process's run: never claimed
-    assert store.claim_rebuild("a", 0.5).id == run.id
-    assert store.claim_rebuild("b", 0.5) is None  # held by a
-    assert store.renew_lease(run.id, "a", 0.5) == "run"
-    assert store.renew_lease(run.id, "b", 0.5) is None
-    time.sleep(0.6)  # a stops renewing (killed): its lease runs out
+    assert store.claim_rebuild("a", 60).id == run.id
+    assert store.claim_rebuild("b", 60) is None  # held by a
+    assert store.renew_lease(run.id, "a", 60) == "run"
+    assert store.renew_lease(run.id, "b", 60) is None
+    assert store.renew_lease(run.id, "a", 0.2) == "run"  # a's last renewal; then it is killed
+    time.sleep(0.3)  # its lease runs out
     taken = store.claim_rebuild("b", 5)
     assert taken.id == run.id and taken.owner == "b" and taken.status == "running"
     assert store.renew_lease(run.id, "a", 5) is None  # a learns it lost the run
@@ -115,7 +116,7 @@ def test_a_second_conductor_takes_over_a_run_whose_holder_stopped_renewing(wf):
     """The holder's process is stuck (no heartbeat): its lease runs out, the other conductor takes
     the run and resumes its nodes from their states; the first learns it lost the run and stops."""
     run = wf.store.create_rebuild(NAMES[:2], {"max_parallel": 2, "canary": 0}, runner="service")
-    first = _conductor(wf, lease=1.0, owner="first")
+    first = _conductor(wf, lease=3.0, owner="first")
     _until("both nodes to wait for their installer",
            lambda: all(wf.store.node_state(n).state == S.INSTALLING for n in NAMES[:2]))
     first._stop.set()  # it does nothing more, as if its process were killed: no renewals, no steps
