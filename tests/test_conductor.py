@@ -192,6 +192,20 @@ def test_the_rebuild_api_validates_submits_and_controls(wf):
     assert [r["id"] for r in listed] == [run_id] and "nodes" not in listed[0]
 
 
+def test_a_run_naming_a_node_gone_from_the_inventory_fails_and_says_why(wf):
+    from sqlalchemy import text
+
+    run = wf.store.create_rebuild(["rhvnode3"], {}, runner="service")
+    with wf.store.engine.begin() as conn:  # as if its inventory entry had been replaced meanwhile
+        conn.execute(text("UPDATE rebuilds SET nodes = :n WHERE id = :id"), {"n": '["ghost"]', "id": run.id})
+    conductor = _conductor(wf)
+    try:
+        ended = _until("the run to end", _finished(wf.store, run.id))
+    finally:
+        conductor.stop()
+    assert ended.status == "failed" and "ghost" in ended.summary["error"] and ended.owner is None, ended
+
+
 def test_a_cli_run_cannot_be_controlled_through_the_api(wf):
     run = wf.store.create_rebuild(["rhvnode3"], {})
     with pytest.raises(Exception, match="runs in a `provision rebuild` process"):

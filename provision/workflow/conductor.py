@@ -21,6 +21,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
+from ..errors import ProvisionError
 from . import states as S
 from .batch import Batch, BatchResult
 from .context import Context
@@ -96,7 +97,13 @@ class Conductor:
             return
         run = store.claim_rebuild(self.owner, self.lease)
         if run is not None:
-            self._start(run)
+            try:
+                self._start(run)
+            except ProvisionError as exc:  # e.g. a node removed from the inventory since it was submitted
+                log.error("rebuild %s: cannot start: %s", run.id, exc)
+                self.held.pop(run.id, None)
+                store.release_rebuild(run.id, self.owner, "failed",
+                                      {"done": [], "failed": [], "pending": list(run.nodes), "error": str(exc)})
 
     def _start(self, run) -> None:
         store, o = self.ctx.store, run.options
