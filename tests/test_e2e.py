@@ -411,7 +411,8 @@ def test_on_postgresql_the_other_serve_takes_over_when_the_lease_holder_is_kille
             lab.serve.wait()
             lab.http_port, lab.tftp_port = port2, tftp2
         run = _wait_run(lab, run_id)
-        assert run.status == "done" and sorted(run.summary["done"]) == NAMES, run
+        assert run.status == "done" and sorted(run.summary["done"]) == NAMES, (
+            run, {n: (lab.svc.store.node_state(n), [e.message for e in lab.svc.store.events(n)][-8:]) for n in NAMES})
         assert_all_done_one_cycle_each(lab)
         assert survivor.poll() is None
     finally:

@@ -117,8 +117,8 @@ def test_virtual_media_insert_and_eject(bmc, tmp_path):
         assert d.insert_media(url) == "Cd"
         media = dict(d.check()["virtual_media"])
         assert "CD" in media["Cd"] or "DVD" in media["Cd"]
-        d.eject_media()
-        d.eject_media()  # nothing inserted: nothing to do
+        assert d.eject_media() is True
+        assert d.eject_media() is False  # nothing inserted: nothing to do, and says so
     finally:
         server.shutdown()
 

@@ -281,13 +281,15 @@ def _rebuilds_through_redfish_virtual_media(lab):
     console = (lab.bmc_dir / "console.log").read_text(errors="replace")
     assert re.search(r'BdsDxe: starting Boot\w+ "UEFI QEMU DVD-ROM', console), console[-2000:]
     assert "Linux version" in console
-    domain = virt.domain_xml(lab.uri)
-    assert "device='cdrom'" not in domain and "/usr/share/OVMF/OVMF_CODE_4M.fd" in domain, domain
     calls = (lab.tmp / "emulator.log").read_text()
+    actions = [line for line in calls.splitlines() if re.search(r"POST|PATCH|ERROR|Traceback", line)]
     for call in ("POST /redfish/v1/[^ ]+/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia",
                  "PATCH /redfish/v1/Systems/" + virt.DOMAIN_UUID, "POST /redfish/v1/Systems/[^ ]+/Actions/ComputerSystem.Reset",
                  "POST /redfish/v1/[^ ]+/VirtualMedia/Cd/Actions/VirtualMedia.EjectMedia"):
-        assert re.search(call, calls), call
+        assert re.search(call, calls), (call, actions)
+    domain = virt.domain_xml(lab.uri)
+    assert "/usr/share/OVMF/OVMF_CODE_4M.fd" in domain, domain
+    assert "device='cdrom'" not in domain, (actions, [m for _, m in events], domain)
 
     # what the installer stand-in saw: the kickstart as served, the static address from ip=
     ks = (lab.tmp / "sink" / "ks").read_text()

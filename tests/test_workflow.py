@@ -383,6 +383,38 @@ def test_the_otp_goes_out_in_exactly_one_installed_reply(wf):
     assert [c["verb"] for c in wf.fakes["ipa"].read()["calls"]].count("host_add") == 1
 
 
+def test_installed_again_after_a_server_died_mid_enrollment_gets_its_enrollment(wf):
+    """The serve that took `installed` was killed after the node moved to `enroll` and before its
+    reply was sealed (its IPA host half made); the node, whose request failed, asks again: it gets
+    a one-time password that IPA holds, not "already enrolled" with nothing to enroll with."""
+    from provision import tokens as tok
+
+    name = "rhvnode3"
+    advance(wf.store, name, "start", expect=S.READY, rebuild_id=1)
+    for step in S.STEPS[: S.STEPS.index(S.INSTALLING)]:
+        advance(wf.store, name, "ok", expect=step)
+    build, _ = wf.store.arm(name, wf.key, 3600)
+    token = tok.derive(wf.key, build.nonce)
+    sat = wf.workflow.satellite
+    real_command = sat.registration_command
+
+    def killed(*_a, **_k):
+        raise SystemExit("serve killed")  # after host_add, before the reply is sealed
+
+    sat.registration_command = killed
+    with pytest.raises(SystemExit):
+        callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
+    sat.registration_command = real_command
+    assert wf.store.node_state(name).state == S.ENROLL and "enroll_reply" not in wf.store.node_state(name).data
+    again = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
+    assert again.status == 200 and again.body["ipa_otp"], again.body
+    fqdn = f"{name}.lab.example.com"
+    assert wf.fakes["ipa"].read()["hosts"][fqdn]["otp"] == again.body["ipa_otp"]
+    verbs = [c["verb"] for c in wf.fakes["ipa"].read()["calls"] if c.get("fqdn") == fqdn]
+    assert verbs.count("host_add") == 2 and "host_del" in verbs[verbs.index("host_add"):]  # the half-made host went
+    assert callbacks.handle(wf.workflow, token, "enrolled", mgmt_ip(0), b"").status == 200
+
+
 def test_arm_replaces_an_engine_key_file_left_empty_by_a_killed_run(wf):
     """kill -9 while the engine key was being written left an empty engine.pub; the resumed arm
     step trusted it and every render of the node failed (HTTP 400). Now it is fetched again."""

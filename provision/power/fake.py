@@ -71,9 +71,10 @@ class FakeDriver:
         self.bmc.media = url
         return "Cd"
 
-    def eject_media(self) -> None:
+    def eject_media(self) -> bool:
         self._call("eject-media")
-        self.bmc.media = None
+        was, self.bmc.media = self.bmc.media, None
+        return was is not None
 
     def boot_from(self, device: str, uefi: bool, once: str | None = None) -> str:
         if once is not None and once in self.bmc.done_keys:

@@ -66,12 +66,15 @@ class RedfishDriver(BmcDriver):
             return media.identity
         return self._run(op)
 
-    def eject_media(self) -> None:
-        def op(system) -> None:
+    def eject_media(self) -> bool:
+        """Take the media out of the CD; False when the BMC says nothing is inserted (already out)."""
+        def op(system) -> bool:
             media = self._cd(system)
-            if media.inserted:
-                media.eject_media()
-        self._run(op)
+            if not media.inserted:
+                return False
+            media.eject_media()
+            return True
+        return self._run(op)
 
     @staticmethod
     def _cd(system):

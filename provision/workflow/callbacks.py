@@ -67,6 +67,12 @@ def _installed(ctx: Context, name: str, build, state: str) -> Reply:
         reply = ctx.unseal(data["enroll_reply"])
         return Reply(200, dict(reply, ipa_otp="", satellite_command="",
                                note="already installed: the one-time password was handed out in the first reply"))
+    if state == S.ENROLL and "enroll_reply" not in data:
+        # the server that took the first `installed` stopped (killed, or its host went away) after
+        # the node moved on and before its enrollment was sealed: the node asks again and gets it
+        # now (enroll_server_side clears the half-made IPA host; a fresh one-time password)
+        ctx.store.add_event(name, "callback", "installed again: the first reply was never completed; enrolling now")
+        return _enroll(ctx, name)
     if state in (S.ENROLL, S.REGISTER, S.DONE):
         return Reply(200, {"status": "ok", "note": "already enrolled"})
     if state not in (S.NETBOOT, S.INSTALLING):
@@ -76,6 +82,10 @@ def _installed(ctx: Context, name: str, build, state: str) -> Reply:
     ctx.store.add_event(name, "callback", "installed: boot configs back to local boot")
     if ctx.store.node_state(name).data.get("vmedia"):
         _eject(ctx, name, build)
+    return _enroll(ctx, name)
+
+
+def _enroll(ctx: Context, name: str) -> Reply:
     try:
         reply = enroll_server_side(ctx, name)
     except ProvisionError as exc:
@@ -88,8 +98,9 @@ def _eject(ctx: Context, name: str, build) -> None:
     """The installed system boots from its disk: take the ISO out of the virtual CD (the served
     URL already refuses it: the build no longer boots the install) and delete it."""
     try:
-        ctx.power(ctx.store.get(name).node).eject_media()
-        ctx.store.add_event(name, "callback", "virtual media ejected")
+        ejected = ctx.power(ctx.store.get(name).node).eject_media()
+        ctx.store.add_event(name, "callback", "virtual media ejected" if ejected
+                            else "virtual media: the BMC shows nothing inserted any more")
     except PowerError as exc:  # the node installed; the CD is not needed, and says so
         ctx.store.add_event(name, "callback", f"virtual media not ejected: {exc}")
     remove_iso(ctx.cfg, build)

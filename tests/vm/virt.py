@@ -159,13 +159,16 @@ def is_running(uri: str) -> bool:
 
 def emulator_config(tmp: Path, uri: str, listen: str, port: int, password: str) -> Path:
     """sushy-tools' configuration: its libvirt driver on our daemon, OVMF without Secure Boot for
-    a UEFI override, basic auth from a bcrypt htpasswd file."""
+    a UEFI override, basic auth from a bcrypt htpasswd file, and its virtual-media state in this
+    lab's directory (its default, /tmp/sushy-emulator, is shared by every emulator on the machine:
+    two runs at once saw each other's CD as ejected)."""
     (tmp / "htpasswd").write_text(f"admin:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}\n")
     cfg = tmp / "emulator.conf"
     cfg.write_text(f"""SUSHY_EMULATOR_LISTEN_IP = '{listen}'
 SUSHY_EMULATOR_LISTEN_PORT = {port}
 SUSHY_EMULATOR_LIBVIRT_URI = '{uri}'
 SUSHY_EMULATOR_AUTH_FILE = '{tmp / "htpasswd"}'
+SUSHY_EMULATOR_STATE_DIR = '{tmp / "emulator-state"}'
 SUSHY_EMULATOR_BOOT_LOADER_MAP = {{'UEFI': {{'x86_64': '{OVMF_CODE}'}}, 'Legacy': {{'x86_64': None}}}}
 SUSHY_EMULATOR_SECURE_BOOT_DISABLED_NVRAM = '{OVMF_VARS}'
 SUSHY_EMULATOR_SECURE_BOOT_ENABLED_NVRAM = '{OVMF_VARS}'
