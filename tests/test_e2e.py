@@ -114,6 +114,7 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
         self.stop = threading.Event()
         self.hold: set[str] = set()  # nodes whose installer waits (they stay in `installing`)
         self.installer_log: list[str] = []
+        self.installer_errors: dict[str, str] = {}  # a node's installer that stopped on an unexpected answer
         self.otps: dict[str, str] = {}
         self.threads = [threading.Thread(target=self.install, args=(i, n), daemon=True) for i, n in enumerate(NAMES)]
         for t in self.threads:
@@ -145,6 +146,13 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
 
     # -- the node's side ---------------------------------------------------------------------
     def install(self, i: int, name: str) -> None:
+        try:
+            self._install(i, name)
+        except BaseException as exc:
+            self.installer_errors[name] = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _install(self, i: int, name: str) -> None:
         """Wait for the BMC power cycle and an install config over TFTP; fetch the kickstart;
         report installed and enrolled from the node's address."""
         ip = mgmt_ip(i)
@@ -154,7 +162,10 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
             time.sleep(0.1)
             if "set power 1" not in bmc.sets() or name in self.hold:
                 continue
-            grub = subprocess.run(["curl", "-sS", "--interface", ip, f"tftp://127.0.0.1:{self.tftp_port}/grub.cfg-01-{mac}"],
+            # --max-time: a request sent to a serve that is then killed gets no answer and no ICMP
+            # error; without a limit curl waits for minutes (as firmware would retry, so do we)
+            grub = subprocess.run(["curl", "-sS", "--max-time", "5", "--interface", ip,
+                                   f"tftp://127.0.0.1:{self.tftp_port}/grub.cfg-01-{mac}"],
                                   capture_output=True, text=True).stdout
             m = re.search(r"inst\.ks=(\S+)", grub) if "set default=install" in grub else None
             if not m:
@@ -411,8 +422,8 @@ def test_on_postgresql_the_other_serve_takes_over_when_the_lease_holder_is_kille
             lab.serve.wait()
             lab.http_port, lab.tftp_port = port2, tftp2
         run = _wait_run(lab, run_id)
-        assert run.status == "done" and sorted(run.summary["done"]) == NAMES, (
-            run, {n: (lab.svc.store.node_state(n), [e.message for e in lab.svc.store.events(n)][-8:]) for n in NAMES})
+        why = {n: (st.state, st.failed_step, st.fail_reason) for n in NAMES if (st := lab.svc.store.node_state(n))}
+        assert run.status == "done" and sorted(run.summary["done"]) == NAMES, (why, lab.installer_errors, run.summary)
         assert_all_done_one_cycle_each(lab)
         assert survivor.poll() is None
     finally:
