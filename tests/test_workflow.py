@@ -366,15 +366,18 @@ def test_gluster_hosts_are_refused_unless_allowed_and_stop_gluster_on_deactivate
     assert deact["stop_gluster"] is True
 
 
-def test_the_otp_goes_out_in_exactly_one_installed_reply(wf):
-    from provision import tokens as tok
-
-    name = "rhvnode3"
+def _installing(wf, name: str) -> str:
+    """Move `name` through the steps to `installing` with an armed build; its build token."""
     advance(wf.store, name, "start", expect=S.READY, rebuild_id=1)
     for step in S.STEPS[: S.STEPS.index(S.INSTALLING)]:
         advance(wf.store, name, "ok", expect=step)
     build, _ = wf.store.arm(name, wf.key, 3600)
-    token = tok.derive(wf.key, build.nonce)
+    return tokens.derive(wf.key, build.nonce)
+
+
+def test_the_otp_goes_out_in_exactly_one_installed_reply(wf):
+    name = "rhvnode3"
+    token = _installing(wf, name)
     first = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
     assert first.status == 200 and first.body["ipa_otp"] and first.body["satellite_command"]
     again = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
@@ -387,14 +390,8 @@ def test_installed_again_after_a_server_died_mid_enrollment_gets_its_enrollment(
     """The serve that took `installed` was killed after the node moved to `enroll` and before its
     reply was sealed (its IPA host half made); the node, whose request failed, asks again: it gets
     a one-time password that IPA holds, not "already enrolled" with nothing to enroll with."""
-    from provision import tokens as tok
-
     name = "rhvnode3"
-    advance(wf.store, name, "start", expect=S.READY, rebuild_id=1)
-    for step in S.STEPS[: S.STEPS.index(S.INSTALLING)]:
-        advance(wf.store, name, "ok", expect=step)
-    build, _ = wf.store.arm(name, wf.key, 3600)
-    token = tok.derive(wf.key, build.nonce)
+    token = _installing(wf, name)
     sat = wf.workflow.satellite
     real_command = sat.registration_command
 
