@@ -79,7 +79,7 @@ def index():
             except NotFound:
                 runs[st.rebuild_id] = None
         run = runs.get(st.rebuild_id)
-        snap = store.snapshots(n.name)[-1] if rec.snapshot_id is not None else None
+        snap = store.snapshot(n.name, rec.snapshot_id) if rec.snapshot_id is not None else None
         rows.append({"name": n.name, "fqdn": n.fqdn, "cluster": n.cluster, "state": st.state,
                      "mark": MARKS.get(st.state, ""), "reason": st.fail_reason if st.state == S.FAILED else "",
                      "run": run, "run_when": run.created_at.strftime("%Y-%m-%d %H:%M") if run else "",
@@ -124,8 +124,8 @@ def run(run_id: int):
         st = store.node_state(name)
         mine = st.rebuild_id == r.id
         shown = st.state if mine else "queued"
-        wave = i + 1 if i < canary else canary + (i - canary) // width + 1  # as the plan shows them
-        nodes.append({"name": name, "role": f"wave {wave}" + (" (canary, alone)" if i < canary else ""),
+        nodes.append({"name": name, "role": f"wave {submit.wave_of(i, canary, width)}"
+                      + (" (canary, alone)" if i < canary else ""),
                       "shown": f"{MARKS[shown]} {shown}" if shown in MARKS else shown,
                       "since": st.step_started_at.isoformat(timespec="seconds") if mine and st.step_started_at else "",
                       "reason": st.fail_reason if mine and st.state == S.FAILED else ""})

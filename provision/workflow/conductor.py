@@ -107,13 +107,10 @@ class Conductor:
 
     def _start(self, run) -> None:
         store, o = self.ctx.store, run.options
-        names = []
-        for n in run.nodes:
-            st = store.node_state(n)
-            if st.rebuild_id == run.id and st.state == S.DONE:
-                continue  # finished by this run before a restart or a pause
-            names.append(n)
-        resumed = any(store.node_state(n).rebuild_id == run.id for n in names)
+        states = {n: store.node_state(n) for n in run.nodes}
+        # nodes this run finished before a restart or a pause are not started again
+        names = [n for n, st in states.items() if not (st.rebuild_id == run.id and st.state == S.DONE)]
+        resumed = any(states[n].rebuild_id == run.id for n in names)
         log.info("rebuild %s: %s %d node(s) as %s", run.id, "resuming" if resumed else "starting", len(names),
                  self.owner)
         batch = Batch(self.ctx, names, rebuild_id=run.id, max_parallel=o.get("max_parallel", 1),

@@ -97,18 +97,20 @@ def check_rebuildable(store, names: list[str], resume: bool, accept_foreign_vg: 
         raise InputError("\n".join(problems))
 
 
+def wave_of(index: int, canary: int, max_parallel: int) -> int:
+    """The wave of the batch's index-th node: canaries alone first, then max_parallel at a time."""
+    return index + 1 if index < canary else canary + (index - canary) // max_parallel + 1
+
+
 def plan(store, names: list[str], max_parallel: int, min_up: int | None, canary: int) -> dict:
     """The dry run: waves (canaries alone first) and, per node, every call it would make."""
-    waves = [[n] for n in names[:canary]]
-    rest = names[canary:]
-    waves += [rest[i:i + max_parallel] for i in range(0, len(rest), max_parallel)]
     entries = []
-    for w, wave in enumerate(waves, 1):
-        for n in wave:
-            rec = store.get(n)
-            entries.append({"wave": w, "node": n, "canary": names.index(n) < canary,
-                            "calls": [{"step": st, "call": c} for st, c in plan_lines(rec.node, rec.snapshot_id)]})
-    return {"max_parallel": max_parallel, "min_up": min_up, "canary": canary, "waves": len(waves), "plan": entries}
+    for i, n in enumerate(names):
+        rec = store.get(n)
+        entries.append({"wave": wave_of(i, canary, max_parallel), "node": n, "canary": i < canary,
+                        "calls": [{"step": st, "call": c} for st, c in plan_lines(rec.node, rec.snapshot_id)]})
+    waves = entries[-1]["wave"] if entries else 0
+    return {"max_parallel": max_parallel, "min_up": min_up, "canary": canary, "waves": waves, "plan": entries}
 
 
 def default_canary(canary: int | None, selected: list[str]) -> int:
