@@ -84,9 +84,12 @@ class FakeEngine:
 
     def cluster_hosts(self, cluster: str) -> list[Host]:
         with self.state.edit() as d:
+            self.state.record(d, "list_hosts", cluster=cluster)
             return [self._host(h) for h in d.get("hosts", {}).values() if h["cluster"] == cluster]
 
-    def _set(self, host_id: str, verb: str, status: str | None = None, **args) -> None:
+    def _set(self, host_id: str, verb: str, status: str | None = None, then=None, **args) -> None:
+        """One API call (one simulated round trip, recorded): `then(d, host)` is what the engine
+        does on its own as a result (VMs migrate away, ...)."""
         with self.state.edit() as d:
             self.state.record(d, verb, host_id=host_id, **args)
             h = d.get("hosts", {}).get(host_id)
@@ -95,11 +98,12 @@ class FakeEngine:
             if status:
                 h["status"] = status
             h.update({k: v for k, v in args.items() if k in ("fence_agent", "networks")})
+            if then is not None:
+                then(d, h)
 
     def deactivate(self, host_id: str, stop_gluster: bool = False) -> None:
-        self._set(host_id, "deactivate", "maintenance", stop_gluster=stop_gluster)
-        with self.state.edit() as d:  # VMs migrate away, the engine VM among them
-            d.get("vms", {}).pop(d["hosts"][host_id]["name"], None)
+        self._set(host_id, "deactivate", "maintenance", stop_gluster=stop_gluster,  # VMs migrate away, the
+                  then=lambda d, h: d.get("vms", {}).pop(h["name"], None))     # engine VM among them
 
     def host_vms(self, host_id: str) -> list[str]:
         with self.state.edit() as d:
@@ -107,14 +111,13 @@ class FakeEngine:
             return list(d.get("vms", {}).get(d.get("hosts", {}).get(host_id, {}).get("name"), []))
 
     def undeploy_hosted_engine(self, host_id: str) -> None:
-        self._set(host_id, "undeploy_hosted_engine", "maintenance")
-        with self.state.edit() as d:
-            d["hosts"][host_id]["hosted_engine"] = False
+        self._set(host_id, "undeploy_hosted_engine", "maintenance", then=lambda d, h: h.update(hosted_engine=False))
 
     def wait_status(self, host_id: str, wanted: set[str], timeout: float) -> Host:
         deadline = time.monotonic() + timeout
         while True:
             with self.state.edit() as d:
+                self.state.record(d, "get_host", host_id=host_id)  # each poll is a GET of the host
                 h = d.get("hosts", {}).get(host_id)
                 if h is None:
                     raise EngineError(f"host {host_id} not found")
