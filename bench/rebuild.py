@@ -92,12 +92,16 @@ poll_interval = 2.0
     makespan = time.perf_counter() - t0
     assert result.ok and len(result.done) == N, result
     # each node's own work: its simulated install + enroll, and every fake call it made
-    calls = {k: s.read()["calls"] for k, s in states.items()}
-    per_node_calls: dict[str, int] = {}
-    for n in data["nodes"]:
-        per_node_calls[n["name"]] = sum(
-            1 for cs in calls.values() for c in cs
-            if n["name"] in (c.get("name"), c.get("host_id")) or c.get("fqdn") == n["fqdn"])
+    # (each fake call is one simulated round trip of CALL seconds, recorded by the fake; a call
+    # names its node, its node's FQDN, or its engine host's id, old or new)
+    finals = {k: s.read() for k, s in states.items()}
+    owner = {n["name"]: n["name"] for n in data["nodes"]} | {n["fqdn"]: n["name"] for n in data["nodes"]}
+    owner |= {h["id"]: h["name"] for h in finals["engine"]["hosts"].values()}
+    per_node_calls = dict.fromkeys(names, 0)
+    for c in (c for f in finals.values() for c in f["calls"]):
+        node = next((owner[k] for k in (c.get("name"), c.get("host_id"), c.get("fqdn")) if k in owner), None)
+        if node is not None:
+            per_node_calls[node] += 1
     work = {n: install_time[n] + ENROLL + per_node_calls[n] * CALL + len(power.bmcs[n].calls) * BMC for n in names}
     durations = {}
     for n in names:
@@ -105,6 +109,8 @@ poll_interval = 2.0
         durations[n] = (ev[-1] - ev[0]).total_seconds()
     waves = math.ceil(N / PARALLEL)
     bound = waves * max(work.values())
+    # no schedule beats this one: every node's own work spread evenly over the slots
+    floor = max(max(work.values()), sum(work.values()) / PARALLEL)
     overhead = sum(durations[n] - work[n] for n in names) / N
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     svc.close()
@@ -112,6 +118,8 @@ poll_interval = 2.0
         Row(f"rebuild {N} simulated nodes, --max-parallel {PARALLEL}: makespan / lower bound",
             f"{makespan / bound:.2f}x ({makespan:.1f} s vs {bound:.1f} s)", target="<= 1.10x", ok=makespan / bound <= 1.10),
         Row(f"  lower bound: {waves} waves x slowest node's own work {max(work.values()):.2f} s", f"{bound:.1f} s"),
+        Row("  makespan / all nodes' own work spread evenly over the slots (a rolling batch can beat waves)",
+            f"{makespan / floor:.2f}x ({floor:.1f} s)"),
         Row("  orchestration overhead per node (its duration - its own work)", f"{overhead:.2f} s",
             target="< 0.2 s", ok=overhead < 0.2),
         Row("  peak in flight; peak RSS of the bench process", f"{result.peak_in_flight}; {peak_mb:.0f} MiB"),

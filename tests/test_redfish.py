@@ -212,7 +212,7 @@ def test_vmedia_netboot_step_puts_the_served_iso_in_the_bmcs_cd(bmc, tmp_path):
         store.import_nodes(parse_nodes({"nodes": [node]}))
         build, token = store.arm(node["name"], server.svc.key, 3600)
         store.update_data(node["name"], build_id=build.id)
-        steps.netboot(ctx, node["name"])
+        steps.netboot(ctx, store.node_state(node["name"]))
         cd = ctx.power(store.get(node["name"]).node)._run(lambda system: RedfishDriver._cd(system))
         assert cd.inserted and cd.image == f"{server.http}/vmedia/{token}/boot.iso"
         assert bmc.system("node1")["Boot"]["BootSourceOverrideTarget"] == "Cd"

@@ -41,8 +41,11 @@ def _macs(svc, name: str) -> list[str]:
 
 
 def _queries(store: Store) -> list[str]:
+    """Every statement the store runs through SQLAlchemy from now on, and "BEGIN" for every
+    transaction it begins (emitted on the driver's connection, so not a cursor event)."""
     seen: list[str] = []
     event.listen(store.engine, "before_cursor_execute", lambda *a, **k: seen.append(a[2]))
+    event.listen(store.engine, "begin", lambda *a, **k: seen.append("BEGIN"))
     return seen
 
 
@@ -89,6 +92,30 @@ def test_a_change_from_another_process_is_found_by_one_scan(tmp_path):
         assert cache.boot_config("grub", mac) != local
     finally:
         other.close()
+        svc.close()
+
+
+def test_a_state_move_renders_nothing_and_still_wakes_the_nodes_runner(tmp_path):
+    """Nothing a node is served depends on its state: a rebuild's ten moves per node used to
+    drop its four cached configs each time, and the refresher rendered them again."""
+    svc = _svc(tmp_path)
+    try:
+        cache = BootCache(svc.store, svc.renderer)
+        cache.step()
+        mac = _macs(svc, "rhvnode3")[0]
+        served = cache.boot_config("grub", mac)
+        renders, generation = cache.renders, svc.store.generation()
+        woken = svc.store.change_event("rhvnode3")
+        woken.clear()
+        assert advance(svc.store, "rhvnode3", "start", expect=S.READY, rebuild_id=1) == S.PREFLIGHT
+        assert woken.is_set()  # a runner waiting on this node wakes at once
+        cache.step()
+        queries = _queries(svc.store)
+        assert cache.boot_config("grub", mac) == served and queries == []  # still a dictionary hit
+        assert cache.renders == renders and svc.store.generation() == generation
+        svc.store.arm("rhvnode3", svc.key, 600)  # a build does change what it is served
+        assert svc.store.generation() == generation + 1 and b"inst.ks=" in cache.boot_config("grub", mac)
+    finally:
         svc.close()
 
 

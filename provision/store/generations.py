@@ -1,11 +1,13 @@
 """Change tracking: a store-wide generation counter, each node's generation of its last change,
 and in-process notification of committed changes.
 
-Every write that may change what a node is served (inventory entry, facts, builds, state) takes
-the next generation and stamps it on the nodes it touched (`_bump`). Readers in any process find
-what changed since a generation they saw with one indexed query (`changed_since`); readers in
-the writer's own process are also told right after the commit (`subscribe`), so a runner waiting
-for a callback wakes on it instead of polling, and the boot-config cache drops a node at once."""
+Every write that may change what a node is served (inventory entry, facts, builds) takes the
+next generation and stamps it on the nodes it touched (`_bump`). A move of the node's state alone
+does not: nothing rendered depends on it. Readers in any process find what changed since a
+generation they saw with one indexed query (`changed_since`); the boot-config cache in the
+writer's own process is also told right after the commit (`subscribe`) and drops the node at
+once, and a runner waiting for a callback wakes on any change of its node, state moves included
+(`change_event`)."""
 
 from __future__ import annotations
 
@@ -54,13 +56,16 @@ class GenerationsMixin:
         with self._events_lock:
             return self._node_events.setdefault(name, threading.Event())
 
-    def _notify(self, changed: dict[str, int]) -> None:
+    def _notify(self, changed: dict[str, int], moved: Iterable[str] = ()) -> None:
+        """Wake the waiters of the changed and `moved` (state only) nodes; tell the listeners
+        (caches of what nodes are served) of the changed ones."""
         with self._events_lock:
-            events = [self._node_events[n] for n in changed if n in self._node_events]
+            events = [self._node_events[n] for n in {*changed, *moved} if n in self._node_events]
         for ev in events:
             ev.set()
-        for listener in self._listeners:
-            listener(changed)
+        if changed:
+            for listener in self._listeners:
+                listener(changed)
 
     def node_generation(self, name: str) -> int:
         with self._session() as s:

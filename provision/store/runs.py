@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from .. import tokens
 from ..errors import Conflict, NotFound
@@ -25,6 +25,7 @@ class NodeState:
     fail_reason: str | None
     rebuild_id: int | None
     data: dict
+    generation: int = 0  # of what the node is served, as last read (store.get(name, generation))
 
 
 @dataclass(frozen=True)
@@ -55,54 +56,6 @@ def _rebuild(r: RebuildRow) -> Rebuild:
 
 
 class RunsMixin:
-    def node_state(self, name: str) -> NodeState:
-        """The most frequent read of a rebuild (every loop of every runner): plain columns, no ORM
-        entity, one indexed query."""
-        with self.engine.connect() as conn:
-            r = conn.execute(select(NodeRow.name, NodeRow.cluster, NodeRow.state, NodeRow.step_started_at,
-                                    NodeRow.failed_step, NodeRow.fail_reason, NodeRow.rebuild_id, NodeRow.data)
-                             .where(NodeRow.name == name)).first()
-        if r is None:
-            raise NotFound(f"node {name!r} is not in the inventory")
-        return NodeState(*r[:7], dict(r[7] or {}))
-
-    def compare_and_set_state(self, name: str, expected: str, new: str, message: str, *,
-                              failed_step: str | None = None, reason: str | None = None,
-                              rebuild_id: int | None = None, data: dict | None = None,
-                              replace_data: bool = False) -> bool:
-        """Move `name` from `expected` to `new` in one transaction with its event row; False (and
-        nothing written) when the node is no longer in `expected`."""
-        now = utcnow()
-        with self._writing() as s:  # plain statements, no ORM entities: every step of every node runs this
-            conn = s.connection()
-            r = conn.execute(select(NodeRow.id, NodeRow.state, NodeRow.data).where(NodeRow.name == name)
-                             .with_for_update()).first()  # the node row, then the counter (_bump's order)
-            if r is None:
-                raise NotFound(f"node {name!r} is not in the inventory")
-            if r.state != expected:
-                return False
-            values: dict = {"state": new, "step_started_at": now, "updated_at": now}
-            if new == "failed":
-                values.update(failed_step=failed_step, fail_reason=reason)
-            elif expected == "failed" or new == "preflight":
-                values.update(failed_step=None, fail_reason=None)
-            if rebuild_id is not None:
-                values["rebuild_id"] = rebuild_id
-            if data is not None:
-                values["data"] = _merge({} if replace_data else (r.data or {}), data)
-            values["generation"] = generation = self._next_generation(conn)
-            conn.execute(update(NodeRow).where(NodeRow.id == r.id).values(**values))
-            conn.execute(insert(EventRow).values(node_id=r.id, ts=now, kind="transition", message=message))
-            s.info.setdefault("changed", {})[name] = generation
-            return True
-
-    def update_data(self, name: str, **values) -> dict:
-        """Merge step data (None removes a key); returns the new data."""
-        with self._writing() as s:
-            r = self._row(s, name, lock=True)
-            r.data = _merge(r.data, values)
-            return dict(r.data)
-
     def events_since(self, after: int, limit: int = 500) -> list[tuple[int, datetime, str, str, str]]:
         """(id, ts, node, kind, message) of every node's events with an id above `after`, oldest
         first: what a live feed sends (one indexed range query; ids only grow)."""
@@ -271,7 +224,7 @@ class RunsMixin:
         return out
 
 
-def _merge(old: dict | None, new: dict) -> dict:
+def merge(old: dict | None, new: dict) -> dict:
     out = dict(old or {})
     for k, v in new.items():
         if v is None:

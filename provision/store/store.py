@@ -6,70 +6,25 @@ import contextlib
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, Text, bindparam, create_engine, event, insert, literal, make_url, select, update
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import tokens
 from ..domain import Facts, Node
 from ..errors import InputError, NotFound, ProvisionError
 from .addresses import AddressesMixin
 from .clock import utcnow
+from .combine import Combiner
 from .generations import GenerationsMixin
+from .hot import HotPathMixin
 from .imports import ImportMixin
 from .media import MediaMixin
 from .models import AddressRow, Base, BuildRow, EventRow, NodeRow, SnapshotRow
+from .records import Build, Event, NodeRecord, Snapshot
 from .runs import RunsMixin
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    id: int
-    node: str
-    created_at: datetime
-    source: str
-    facts: Facts
-
-
-@dataclass(frozen=True)
-class NodeRecord:
-    node: Node
-    state: str
-    snapshot_id: int | None
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class Build:
-    id: int
-    node: str
-    nonce: str
-    snapshot_id: int | None
-    created_at: datetime
-    expires_at: datetime
-    ks_fetched_at: datetime | None
-    ended_at: datetime | None
-    end_reason: str | None
-    boot_local_at: datetime | None = None
-
-    @property
-    def boots_install(self) -> bool:
-        """Per-MAC boot configs say 'install' (until the `installed` callback switches them)."""
-        return self.live() and self.boot_local_at is None
-
-    def live(self, now: datetime | None = None) -> bool:
-        return self.ended_at is None and (now or utcnow()) < self.expires_at
-
-
-@dataclass(frozen=True)
-class Event:
-    ts: datetime
-    kind: str
-    message: str
 
 
 def facts_json(facts: Facts) -> str:
@@ -87,7 +42,7 @@ def make_url_safe(url: str) -> str:
         return "(not a database URL)"
 
 
-class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin):
+class Store(HotPathMixin, ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin):
     def __init__(self, url: str) -> None:
         """Opens (creating if needed) the database; a path or server that cannot be used is a clean
         ProvisionError naming db_url (password masked), never a traceback. A SQLite file and its
@@ -113,21 +68,28 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin
         # timeout instead of failing on a stale snapshot) and row locks (FOR UPDATE) on PostgreSQL,
         # so a read-modify-write such as a state compare-and-set is atomic across threads and processes.
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_sessions = sessionmaker(self.engine.execution_options(provision_write=True),
-                                            expire_on_commit=False)
+        self._write_engine = self.engine.execution_options(provision_write=True)
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        # one-statement reads (hot.py): no BEGIN on SQLite, a statement is its own snapshot
+        self._reader = self.engine.execution_options(provision_read=True)
         # In-process writers queue on a lock rather than in SQLite's busy handler (which sleeps
         # in steps of up to 100 ms); BEGIN IMMEDIATE still orders writers across processes.
         self._write_lock = threading.Lock()
+        self._writer = None  # the connection the holder of _write_lock writes on (hot.py)
+        self._combiner = Combiner(self._write_lock, self._transaction)
+        self._records: dict[str, tuple[int, NodeRecord]] = {}  # node -> (generation, its record then)
         self._facts: dict[int, Facts] = {}  # snapshots are immutable: parsed facts by snapshot id
         self._init_changes()
         self._backfill_addresses()
 
     def close(self) -> None:
+        with self._combiner.exclusive():
+            self._close_writer()
         self.engine.dispose()
 
     @contextlib.contextmanager
     def _writing(self):
-        with self._write_lock:
+        with self._combiner.exclusive():
             with self._write_sessions.begin() as s:
                 yield s
                 changed = s.info.pop("changed", None)
@@ -141,10 +103,6 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin
             if cluster:
                 q = q.where(NodeRow.cluster == cluster)
             return [self._record(s, r) for r in s.scalars(q)]
-
-    def get(self, name: str) -> NodeRecord:
-        with self._session() as s:
-            return self._record(s, self._row(s, name))
 
     def set_state(self, name: str, state: str) -> None:
         with self._writing() as s:
@@ -167,19 +125,6 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin
             row = self._row(s, name)
             rows = s.scalars(select(SnapshotRow).where(SnapshotRow.node_id == row.id).order_by(SnapshotRow.id))
             return [self._snapshot(name, r) for r in rows]
-
-    def snapshot(self, name: str, snapshot_id: int | None = None) -> Snapshot:
-        """The named snapshot of `name`, or its latest; NotFound when there is none."""
-        with self._session() as s:
-            row = self._row(s, name)
-            if snapshot_id is None:
-                snap = self._latest(s, row.id)
-            else:
-                snap = s.get(SnapshotRow, snapshot_id)
-                snap = snap if snap is not None and snap.node_id == row.id else None
-            if snap is None:
-                raise NotFound(f"node {name!r}: no facts snapshot" + (f" {snapshot_id}" if snapshot_id else ""))
-            return self._snapshot(name, snap)
 
     def render_view(self, name: str, snapshot_id: int | None = None) -> tuple[NodeRecord, Snapshot, Build | None]:
         """Everything a render needs, in one session: the node, its facts snapshot (latest or
@@ -218,37 +163,6 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin
             return doomed
 
     # -- builds and tokens --------------------------------------------------------------------
-    def arm(self, name: str, key: str, ttl_seconds: int, snapshot_id: int | None = None) -> tuple[Build, str]:
-        """Start a build: a fresh nonce and the token derived from it with the server `key`
-        (only its digest is stored); ends any earlier build. Returns the build and its token."""
-        now = utcnow()
-        nonce = tokens.new_nonce()
-        token = tokens.derive(key, nonce)
-        with self._writing() as s:
-            row = self._row(s, name)
-            self._end_builds(s, row.id, now, "superseded")
-            build = BuildRow(node_id=row.id, nonce=nonce, token_digest=tokens.digest(token), snapshot_id=snapshot_id,
-                             created_at=now, expires_at=now + timedelta(seconds=ttl_seconds))
-            s.add(build)
-            s.flush()
-            self._bump(s, [row])
-            return self._build(name, build), token
-
-    def active_build(self, name: str) -> Build | None:
-        with self._session() as s:
-            row = self._row(s, name)
-            b = s.scalar(select(BuildRow).where(BuildRow.node_id == row.id, BuildRow.ended_at.is_(None))
-                         .order_by(BuildRow.id.desc()))
-            build = self._build(name, b) if b else None
-            return build if build and build.live() else None
-
-    def build_by_digest(self, digest: str) -> Build | None:
-        with self._session() as s:
-            b = s.scalar(select(BuildRow).where(BuildRow.token_digest == digest))
-            if b is None:
-                return None
-            return self._build(s.get(NodeRow, b.node_id).name, b)
-
     def mark_ks_fetched(self, build_id: int, event: str | None = None) -> None:
         """Record the first fetch, and the `event` message (kind ks-fetched) in the same transaction:
         a kickstart storm is one write per fetch, not two."""
@@ -287,27 +201,6 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin
                            bindparam("m", type_=Text)).where(BuildRow.id == bindparam("b"))), rows)
             return passed
 
-    def end_build(self, name: str, reason: str) -> None:
-        with self._writing() as s:
-            row = self._row(s, name)
-            self._end_builds(s, row.id, utcnow(), reason)
-            self._bump(s, [row])
-
-    def set_boot_local(self, build_id: int) -> bool:
-        """Switch a build's boot configs to local boot (the token stays valid). True if it changed."""
-        with self._writing() as s:
-            b = s.get(BuildRow, build_id)
-            if b.boot_local_at is not None:
-                return False
-            b.boot_local_at = utcnow()
-            self._bump(s, [s.get(NodeRow, b.node_id)])
-            return True
-
-    # -- events -------------------------------------------------------------------------------
-    def add_event(self, name: str, kind: str, message: str) -> None:
-        with self._writing() as s:
-            s.add(EventRow(node_id=self._row(s, name).id, ts=utcnow(), kind=kind, message=message))
-
     def events(self, name: str) -> list[Event]:
         with self._session() as s:
             row = self._row(s, name)
@@ -341,9 +234,13 @@ class Store(ImportMixin, RunsMixin, AddressesMixin, GenerationsMixin, MediaMixin
     def _parsed(self, r: SnapshotRow) -> Facts:
         facts = self._facts.get(r.id)
         if facts is None:
-            if len(self._facts) > 20000:
-                self._facts.clear()
-            facts = self._facts[r.id] = Facts.model_validate_json(r.data)
+            facts = self._parse_facts(r.id, r.data)
+        return facts
+
+    def _parse_facts(self, snapshot_id: int, text: str) -> Facts:
+        if len(self._facts) > 20000:
+            self._facts.clear()
+        facts = self._facts[snapshot_id] = Facts.model_validate_json(text)
         return facts
 
     def _snapshot(self, name: str, r: SnapshotRow) -> Snapshot:
@@ -384,4 +281,9 @@ def _sqlite_connect(dbapi_conn, _record) -> None:
 
 
 def _sqlite_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("provision_write") else "BEGIN")
+    options = conn.get_execution_options()
+    if options.get("provision_read"):  # one statement: autocommit, its own snapshot
+        return
+    # straight to the driver: through exec_driver_sql this one statement cost as much as the rest
+    # of a compare-and-set, and every write runs it
+    conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if options.get("provision_write") else "BEGIN")

@@ -41,6 +41,7 @@ class Batch:
         self.resume = resume  # False: a node found part-way through a rebuild belongs to another runner
         self.he_min_up = ctx.cfg.defaults.hosted_engine_min_up
         self._he: dict[str, bool] = {}
+        self._queued: dict = {}  # name -> NodeState as read when the batch began (queued nodes only)
         self.ctx, self.names, self.rebuild_id = ctx, list(names), rebuild_id
         self.max_parallel, self.min_up, self.canary = max(1, max_parallel), min_up, canary
         self.retry_failed = retry_failed or set()
@@ -52,9 +53,14 @@ class Batch:
 
     # -- scheduling -------------------------------------------------------------------------
     def run(self) -> BatchResult:
-        store = self.ctx.store
+        # every node's state in one read: the scheduler decides from it and reads no more; a node
+        # another runner moved meanwhile loses the compare-and-set of its start, and is theirs
+        self._queued = self.ctx.store.node_states(self.names)
+        missing = [n for n in self.names if n not in self._queued]
+        if missing:
+            self.ctx.store.node_state(missing[0])  # NotFound, naming it
         # nodes already part-way (a resumed run) go first: they are down already
-        queue = sorted(self.names, key=lambda n: store.node_state(n).state not in S.ACTIVE)
+        queue = sorted(self.names, key=lambda n: self._queued[n].state not in S.ACTIVE)
         canaries, rest = queue[: self.canary], queue[self.canary:]
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="rebuild") as pool:
             for i, name in enumerate(canaries):
@@ -99,7 +105,7 @@ class Batch:
         """Hand `name` to a worker. The worker, not this scheduling thread, records the start and
         drives the node: with many nodes in flight a write waits its turn, and waiting here held up
         every start behind it (a 500-node batch spent most of its time starting nodes)."""
-        st = self.ctx.store.node_state(name)
+        st = self._queued.pop(name)
         if st.state in S.ACTIVE and not self.resume and st.rebuild_id != self.rebuild_id:
             self.result.elsewhere.append(name)  # moved on by another runner since we looked: theirs
             self.on_change(name, st.state, "in a rebuild started by another runner")
@@ -150,39 +156,47 @@ class Batch:
 
     def _min_up_blocks(self, name: str) -> str | None:
         """Why starting `name` now would leave its cluster with too few hosts Up, or None."""
-        if self.min_up is None or self.ctx.store.node_state(name).state in S.ACTIVE:
+        queued = self._queued[name]
+        if self.min_up is None or queued.state in S.ACTIVE:
             return None
-        cluster = self.ctx.store.node_state(name).cluster
+        cluster = queued.cluster
         up = sum(1 for h in self.ctx.engine.cluster_hosts(cluster) if h.status == "up")
         # a node handed to a worker that has not recorded its start yet counts as going down too
-        going_down = sum(1 for n in self.in_flight
-                         if (st := self.ctx.store.node_state(n)).cluster == cluster
-                         and (st.state in S.STILL_UP or st.state in (S.READY, S.DONE)))
+        going_down = sum(1 for st in self.ctx.store.node_states(list(self.in_flight)).values()
+                         if st.cluster == cluster and (st.state in S.STILL_UP or st.state in (S.READY, S.DONE)))
         if up - going_down - 1 >= self.min_up:
             return None
         return (f"cluster {cluster}: {up} host(s) Up, {going_down} about to go down; rebuilding {name} "
                 f"would leave fewer than --min-up {self.min_up}")
 
     def _is_he(self, name: str) -> bool:
-        """A hosted-engine host: as recorded by its preflight, else as the engine says now."""
+        """A hosted-engine host: as recorded by its preflight, else as the engine says now (one
+        listing of its cluster answers for every queued node in it; a host not listed there is
+        looked up by name)."""
         if name not in self._he:
-            data = self.ctx.store.node_state(name).data
-            if "hosted_engine" in data:
-                self._he[name] = bool(data["hosted_engine"])
+            st = self._queued.get(name) or self.ctx.store.node_state(name)
+            if "hosted_engine" in st.data:
+                self._he[name] = bool(st.data["hosted_engine"])
             else:
-                host = self.ctx.engine.find_host(self.ctx.store.get(name).node.name)
-                self._he[name] = bool(host and host.hosted_engine)
+                listed = {h.name: h.hosted_engine for h in self.ctx.engine.cluster_hosts(st.cluster)}
+                for n, q in self._queued.items():
+                    if n not in self._he and n in listed and q.cluster == st.cluster and "hosted_engine" not in q.data:
+                        self._he[n] = bool(listed[n])
+                if name not in self._he:
+                    host = self.ctx.engine.find_host(name)
+                    self._he[name] = bool(host and host.hosted_engine)
         return self._he[name]
 
     def _he_blocks(self, name: str) -> str | None:
         """Why `name`, a hosted-engine host, cannot start now: another one is in flight, or it would
         leave fewer than hosted_engine_min_up hosted-engine hosts Up."""
-        if self.ctx.store.node_state(name).state in S.ACTIVE or not self._is_he(name):
+        queued = self._queued[name]
+        if queued.state in S.ACTIVE or not self._is_he(name):
             return None
         busy = [n for n in self.in_flight if self._is_he(n)]
         if busy:
             return f"hosted-engine hosts are rebuilt one at a time ({busy[0]} is in flight)"
-        cluster = self.ctx.store.node_state(name).cluster
+        cluster = queued.cluster
         up = [h.name for h in self.ctx.engine.cluster_hosts(cluster) if h.hosted_engine and h.status == "up"]
         if len(up) - 1 >= self.he_min_up:
             return None

@@ -18,7 +18,7 @@ from ..power.base import PowerError
 from ..vmedia import remove_iso
 from . import states as S
 from .context import Context
-from .machine import advance
+from .machine import advance, transition
 
 PHASES = ("installed", "enrolled", "failed")
 
@@ -45,7 +45,7 @@ def handle(ctx: Context, token: str, phase: str, remote_addr: str, body: bytes, 
     if phase == "failed":
         return _failed(ctx, name, state.state, body, len(body) if total is None else total)
     if phase == "installed":
-        return _installed(ctx, name, build, state.state)
+        return _installed(ctx, node, build, state)
     return _enrolled(ctx, name, state.state)
 
 
@@ -58,9 +58,9 @@ def _from_node(node, remote_addr: str) -> bool:
     return addr in known
 
 
-def _installed(ctx: Context, name: str, build, state: str) -> Reply:
+def _installed(ctx: Context, node, build, st) -> Reply:
     ctx.store.set_boot_local(build.id)  # reinstall-loop guard, before anything else
-    data = ctx.store.node_state(name).data
+    name, state, data = node.name, st.state, st.data
     if state in (S.ENROLL, S.REGISTER, S.DONE) and "enroll_reply" in data:
         # a replay: the same state, no second action, and not the secrets again (the OTP and the
         # registration command's token go out in exactly one reply)
@@ -72,24 +72,25 @@ def _installed(ctx: Context, name: str, build, state: str) -> Reply:
         # the node moved on and before its enrollment was sealed: the node asks again and gets it
         # now (enroll_server_side clears the half-made IPA host; a fresh one-time password)
         ctx.store.add_event(name, "callback", "installed again: the first reply was never completed; enrolling now")
-        return _enroll(ctx, name)
+        return _enroll(ctx, node, data)
     if state in (S.ENROLL, S.REGISTER, S.DONE):
         return Reply(200, {"status": "ok", "note": "already enrolled"})
     if state not in (S.NETBOOT, S.INSTALLING):
         return Reply(409, {"error": f"node is {state}, not installing"})
-    if advance(ctx.store, name, "installed", expect=state) is None:
-        return _installed(ctx, name, build, ctx.store.node_state(name).state)
-    ctx.store.add_event(name, "callback", "installed: boot configs back to local boot")
-    if ctx.store.node_state(name).data.get("vmedia"):
+    moved = transition(ctx.store, name, "installed", expect=state,
+                       events=[("callback", "installed: boot configs back to local boot")])
+    if moved is None:
+        return _installed(ctx, node, build, ctx.store.node_state(name))
+    if moved.data.get("vmedia"):
         _eject(ctx, name, build)
-    return _enroll(ctx, name)
+    return _enroll(ctx, node, moved.data)
 
 
-def _enroll(ctx: Context, name: str) -> Reply:
+def _enroll(ctx: Context, node, data: dict) -> Reply:
     try:
-        reply = enroll_server_side(ctx, name)
+        reply = enroll_server_side(ctx, node, data)
     except ProvisionError as exc:
-        advance(ctx.store, name, "fail", expect=S.ENROLL, reason=f"enroll: {exc}")
+        advance(ctx.store, node.name, "fail", expect=S.ENROLL, reason=f"enroll: {exc}")
         return Reply(502, {"error": "enrollment failed on the server; see provision status"})
     return Reply(200, reply)
 
@@ -106,12 +107,10 @@ def _eject(ctx: Context, name: str, build) -> None:
     remove_iso(ctx.cfg, build)
 
 
-def enroll_server_side(ctx: Context, name: str) -> dict:
+def enroll_server_side(ctx: Context, node, data: dict) -> dict:
     """IPA host_add with a fresh one-time password (IPv4 and IPv6 addresses) and the recorded
     memberships (host groups, netgroups, HBAC and sudo rules, managedby); a Satellite
     registration command. The reply is kept sealed until the node reports `enrolled`."""
-    node = ctx.store.get(name).node
-    data = ctx.store.node_state(name).data
     mgmt = node.facts.management
     ip = str(mgmt.address.ip) if mgmt.address else None
     ip6 = str(mgmt.address6.ip) if mgmt.address6 else None
@@ -127,7 +126,7 @@ def enroll_server_side(ctx: Context, name: str) -> dict:
              "ipa_domain": ipa.domain or "", "ipa_realm": ipa.realm or "",
              "satellite_command": ctx.satellite.registration_command(node.fqdn, data.get("satellite_placement")),
              "satellite_ca": _satellite_ca(ctx)}
-    ctx.store.update_data(name, enroll_reply=ctx.seal(reply))
+    ctx.store.update_data(node.name, enroll_reply=ctx.seal(reply))
     return reply
 
 

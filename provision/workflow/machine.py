@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from ..store import Store
+from ..store import NodeState, Store
 from .states import FAILED, InvalidTransition, next_state
 
 
-def advance(store: Store, name: str, event: str, *, expect: str | None = None, reason: str | None = None,
-            rebuild_id: int | None = None, data: dict | None = None) -> str | None:
-    """Apply `event` to node `name` and persist the move (state, timestamp, event log) atomically.
+def transition(store: Store, name: str, event: str, *, expect: str | None = None, reason: str | None = None,
+               rebuild_id: int | None = None, data: dict | None = None,
+               events: list[tuple[str, str]] = (), wake: bool = True) -> NodeState | None:
+    """Apply `event` to node `name` and persist the move (state, timestamp, step data, event log)
+    atomically; the node's new state, data included.
 
     `expect` pins the state the caller saw: if another actor (a callback, another runner) moved
-    the node meanwhile, nothing is written and None is returned. Raises InvalidTransition when
-    the table has no such move."""
+    the node meanwhile, nothing is written and None is returned. `events` ((kind, message) pairs)
+    go in with the move. `wake=False` when the caller is the node's runner (it knows the move).
+    Raises InvalidTransition when the table has no such move."""
     if expect is not None and event != "resume":  # the compare-and-set below checks `expect`
         state, failed_step = expect, None
     else:
@@ -22,11 +25,17 @@ def advance(store: Store, name: str, event: str, *, expect: str | None = None, r
             return None
     new = next_state(state, event, failed_step)
     message = f"{state} -> {new} ({event})" + (f": {reason}" if reason else "")
-    ok = store.compare_and_set_state(name, state, new, message,
-                                     failed_step=state if new == FAILED else None, reason=reason,
-                                     rebuild_id=rebuild_id, data=data if event != "start" else (data or {}),
-                                     replace_data=event == "start")  # a new rebuild starts with no step data
-    return new if ok else None
+    return store.compare_and_set_state(name, state, new, message,
+                                       failed_step=state if new == FAILED else None, reason=reason,
+                                       rebuild_id=rebuild_id, data=data if event != "start" else (data or {}),
+                                       replace_data=event == "start",  # a new rebuild starts with no step data
+                                       events=events, wake=wake)
 
 
-__all__ = ["InvalidTransition", "advance"]
+def advance(store: Store, name: str, event: str, **kwargs) -> str | None:
+    """`transition`, returning only the new state's name (None when nothing was written)."""
+    moved = transition(store, name, event, **kwargs)
+    return moved.state if moved else None
+
+
+__all__ = ["InvalidTransition", "advance", "transition"]

@@ -11,7 +11,7 @@ from ..store import utcnow
 from . import states as S
 from . import steps
 from .context import Context
-from .machine import advance
+from .machine import transition
 
 log = logging.getLogger("provision.workflow")
 
@@ -19,12 +19,18 @@ log = logging.getLogger("provision.workflow")
 def drive(ctx: Context, name: str, *, stop: threading.Event,
           on_change: Callable[[str, str, str | None], None] | None = None) -> str:
     """Run steps for `name` from whatever state it is in. Returns the state it stopped in.
-    With `stop` set, the node finishes the step it is in and goes no further."""
+    With `stop` set, the node finishes the step it is in and goes no further.
+
+    The node's state is read from the store only when this runner does not know it: at the start,
+    after a move someone else made first, and while waiting for a callback. A move of its own
+    returns the new state (step data included), so a step costs one write and no read."""
     notify = on_change or (lambda *_: None)
     changed = ctx.store.change_event(name)
+    st = None
     while True:
-        changed.clear()  # before the read: a change committed after it sets the event again
-        st = ctx.store.node_state(name)
+        if st is None:
+            changed.clear()  # before the read: a change committed after it sets the event again
+            st = ctx.store.node_state(name)
         if st.state in S.TERMINAL:
             return st.state
         if st.state in S.WAITING:
@@ -34,23 +40,31 @@ def drive(ctx: Context, name: str, *, stop: threading.Event,
             waited = (utcnow() - st.step_started_at).total_seconds() if st.step_started_at else 0
             if limit and waited > limit:
                 reason = f"no {S.WAITING[st.state]} callback within {limit:.0f} s"
-                if advance(ctx.store, name, "fail", expect=st.state, reason=reason):
+                changed.clear()
+                st = transition(ctx.store, name, "fail", expect=st.state, reason=reason, wake=False)
+                if st:
                     notify(name, S.FAILED, reason)
                 continue
             # a callback received in this process wakes us at once; one from another process (a
             # `serve` while this runner is the CLI) is seen on the next read of this one row
             changed.wait(min(ctx.poll, limit - waited) if limit else ctx.poll)
+            st = None
             continue
         if stop.is_set():
             return st.state
-        event, reason = "ok", None
+        event, reason, done = "ok", None, None
         try:
-            steps.RUN[st.state](ctx, name)
+            done = steps.RUN[st.state](ctx, st)
         except ProvisionError as exc:
             event, reason = "fail", str(exc)
         except Exception as exc:  # a bug must park the node, not kill the batch
             log.exception("step %s of node %s", st.state, name)
             event, reason = "fail", f"internal error in {st.state}: {type(exc).__name__}: {exc}"
-        new = advance(ctx.store, name, event, expect=st.state, reason=reason)
-        if new:
-            notify(name, new, reason)
+        done = done or steps.Done()
+        # our own move does not wake us (we get its result); a change anyone commits after it does,
+        # and one committed before it is in what it returns (or makes it fail: then we read)
+        changed.clear()
+        st = transition(ctx.store, name, event, expect=st.state, reason=reason,
+                        data=done.data or None, events=done.events, wake=False)
+        if st:
+            notify(name, st.state, reason)

@@ -1,11 +1,16 @@
 """The runner's steps. Each is idempotent: run twice, it does the work once (what was done is
 recorded in the node's step data before moving on), so a crash at any point can be resumed.
-A step returns normally when done and raises a ProvisionError to fail the node."""
+A step gets the node's state as the runner knows it (its step data, and the generation its
+record is read at), returns normally when done (a `Done`
+carries what to record with the move to the next step, in the same transaction) and raises a
+ProvisionError to fail the node. What must survive a crash in the middle of a step (what was
+deleted, that the BMC was told) is written at once, before the step goes on."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import tokens
@@ -15,7 +20,7 @@ from ..capture.engine import facts_from_engine
 from ..config import read_secret
 from ..errors import ProvisionError
 from ..integrations.engine import ENGINE_VM
-from ..store import utcnow
+from ..store import NodeState, utcnow
 from . import states as S
 from .bootprobe import boot_mac, probe_iso
 from .context import Context
@@ -26,15 +31,23 @@ class StepError(ProvisionError):
     pass
 
 
-def _node(ctx: Context, name: str):
-    rec = ctx.store.get(name)
+@dataclass
+class Done:
+    """What a finished step records with its move: step data to merge, and (kind, message) events."""
+    data: dict = field(default_factory=dict)
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _node(ctx: Context, st: NodeState):
+    rec = ctx.store.get(st.name, st.generation)
     if rec.node.facts is None:
-        raise StepError(f"node {name}: no facts snapshot; capture or import facts before a rebuild")
+        raise StepError(f"node {st.name}: no facts snapshot; capture or import facts before a rebuild")
     return rec.node
 
 
-def preflight(ctx: Context, name: str) -> None:
-    node = _node(ctx, name)
+def preflight(ctx: Context, st: NodeState) -> Done:
+    name, data = st.name, st.data
+    node = _node(ctx, st)
     facts = node.facts
     if facts.missing():
         raise StepError(f"node {name}: the facts snapshot is partial, missing {' and '.join(facts.missing())}")
@@ -46,7 +59,6 @@ def preflight(ctx: Context, name: str) -> None:
     host = ctx.engine.find_host(node.name)
     if host is None:
         raise StepError(f"node {name}: the engine does not know host {node.name}")
-    data = ctx.store.node_state(name).data
     if host.gluster and not data.get("allow_gluster"):
         raise StepError(f"node {name}: host {host.name} is in gluster-enabled cluster {node.cluster}: the gluster "
                         "bricks on it are not recovered by a reinstall (heal or replace them yourself); "
@@ -57,22 +69,21 @@ def preflight(ctx: Context, name: str) -> None:
         raise StepError(f"node {name}: DNS: " + "; ".join(problems))
     # what the host is besides its networks, recorded once (the host is removed later)
     keep = {} if "hosted_engine" in data else {"hosted_engine": host.hosted_engine, "gluster": host.gluster}
-    ctx.store.update_data(name, engine_host_id=host.id, **keep)
+    return Done({"engine_host_id": host.id, **keep})
 
 
-def capture(ctx: Context, name: str) -> None:
+def capture(ctx: Context, st: NodeState) -> Done:
     """Refresh the facts from the engine and compare them with the last snapshot: drift (MACs,
     bonds, network placement, IPs, disks) stops the node unless the run accepts drift. The
     snapshot the rebuild will use is pinned in the step data."""
-    rec = ctx.store.get(name)
+    name, data = st.name, st.data
+    rec = ctx.store.get(name, st.generation)
     if rec.snapshot_id is None:
         raise StepError(f"node {name}: no facts snapshot")
-    data = ctx.store.node_state(name).data
     raw = ctx.engine.host_network_json(data["engine_host_id"]) if data.get("engine_host_id") else None
     if raw is None:
-        ctx.store.add_event(name, "capture", f"the engine reported no NICs; using snapshot #{rec.snapshot_id}")
-        ctx.store.update_data(name, snapshot_id=rec.snapshot_id)
-        return
+        return Done({"snapshot_id": rec.snapshot_id},
+                    [("capture", f"the engine reported no NICs; using snapshot #{rec.snapshot_id}")])
     previous = ctx.store.snapshot(name, rec.snapshot_id).facts
     fresh = facts_from_engine(raw, previous)
     drifted = [c.text for c in diff(previous, fresh) if c.drift]
@@ -80,22 +91,23 @@ def capture(ctx: Context, name: str) -> None:
         raise StepError(f"node {name}: facts drifted since snapshot #{rec.snapshot_id} "
                         f"(check them, then --resume {name} --accept-drift): " + "; ".join(drifted))
     snapshot_id, _ = service.store(ctx, name, fresh, "engine")
-    ctx.store.update_data(name, snapshot_id=snapshot_id)
+    return Done({"snapshot_id": snapshot_id})
 
 
-def drain(ctx: Context, name: str) -> None:
-    node = _node(ctx, name)
+def drain(ctx: Context, st: NodeState) -> None:
+    name, data = st.name, st.data
+    node = _node(ctx, st)
     host = ctx.engine.find_host(node.name)
     if host is None:
         raise StepError(f"node {name}: host {node.name} vanished from the engine before it was drained")
     if host.status != "maintenance":  # a gluster host stops its gluster service on the way (bricks go offline)
-        ctx.engine.deactivate(host.id, stop_gluster=bool(ctx.store.node_state(name).data.get("gluster")))
+        ctx.engine.deactivate(host.id, stop_gluster=bool(data.get("gluster")))
     ctx.engine.wait_status(host.id, {"maintenance"}, ctx.timeout(S.DRAIN) or 1800)
 
 
-def retire(ctx: Context, name: str) -> None:
-    node = _node(ctx, name)
-    data = ctx.store.node_state(name).data
+def retire(ctx: Context, st: NodeState) -> Done:
+    name, data = st.name, st.data
+    node = _node(ctx, st)
     if "ipa_membership" not in data:  # recorded before anything is deleted, so a crash cannot lose it
         info = ctx.ipa.host_info(node.fqdn)
         mgmt = node.facts.management
@@ -122,14 +134,15 @@ def retire(ctx: Context, name: str) -> None:
     ctx.satellite.delete_host(node.fqdn)
     if ctx.ipa.host_info(node.fqdn) is not None:
         ctx.ipa.host_del(node.fqdn)
-    ctx.store.update_data(name, retired_at=utcnow().isoformat())
+    return Done({"retired_at": utcnow().isoformat()})
 
 
 def engine_key_path(ctx: Context) -> Path:
     return ctx.cfg.paths.state_dir / "engine.pub"
 
 
-def arm(ctx: Context, name: str) -> None:
+def arm(ctx: Context, st: NodeState) -> Done | None:
+    name, data = st.name, st.data
     path = engine_key_path(ctx)
     if ctx.cfg.defaults.ssh_key_file is None and not (path.is_file() and path.read_text().strip()):
         # the kickstart authorizes the engine's key for root, so host deploy can log in. Written
@@ -144,19 +157,18 @@ def arm(ctx: Context, name: str) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # a public key, as written before
         os.replace(tmp, path)
-    data = ctx.store.node_state(name).data
     build = ctx.store.active_build(name)
     if build is not None and build.id == data.get("build_id"):
-        return
+        return None
     build, _ = ctx.store.arm(name, ctx.key, ctx.cfg.defaults.build_token_ttl, data.get("snapshot_id"))
-    ctx.store.update_data(name, build_id=build.id)
+    return Done({"build_id": build.id})
 
 
-def netboot(ctx: Context, name: str) -> None:
+def netboot(ctx: Context, st: NodeState) -> None:
     """At most one power action per build: the driver keys the operation by the build, so a
     resumed step (after kill -9 anywhere) finds it done instead of power-cycling again."""
-    node = _node(ctx, name)
-    data = ctx.store.node_state(name).data
+    name, data = st.name, st.data
+    node = _node(ctx, st)
     build_id = data.get("build_id")
     uefi = node.facts.firmware == "uefi"
     if node.bmc.boot == "vmedia":
@@ -167,9 +179,9 @@ def netboot(ctx: Context, name: str) -> None:
         except ProvisionError as exc:
             raise StepError(f"{exc}; not power-cycling") from None
     action = ctx.power(node).netboot(uefi=uefi, once=f"{name}-build{build_id}")
-    ctx.store.update_data(name, netboot_done=action)
-    ctx.store.add_event(name, "netboot", "BMC already told to netboot for this build; not power-cycling again"
-                        if action == "already" else f"one-shot network boot set (uefi={uefi}); power {action}")
+    ctx.store.record_step(name, {"netboot_done": action}, [(
+        "netboot", "BMC already told to netboot for this build; not power-cycling again"
+        if action == "already" else f"one-shot network boot set (uefi={uefi}); power {action}")])
 
 
 def _vmedia_boot(ctx: Context, node, data: dict, uefi: bool) -> None:
@@ -188,14 +200,14 @@ def _vmedia_boot(ctx: Context, node, data: dict, uefi: bool) -> None:
         media = driver.insert_media(url)
         ctx.store.add_event(name, "netboot", f"virtual media {media}: {shown} inserted")
     action = driver.boot_from("cd", uefi=uefi, once=f"{name}-build{data.get('build_id')}")
-    ctx.store.update_data(name, netboot_done=action, vmedia=True)
-    ctx.store.add_event(name, "netboot", "BMC already told to boot the ISO for this build; not power-cycling again"
-                        if action == "already" else f"one-shot boot from virtual CD set (uefi={uefi}); power {action}")
+    ctx.store.record_step(name, {"netboot_done": action, "vmedia": True}, [(
+        "netboot", "BMC already told to boot the ISO for this build; not power-cycling again"
+        if action == "already" else f"one-shot boot from virtual CD set (uefi={uefi}); power {action}")])
 
 
-def register(ctx: Context, name: str) -> None:
-    node = _node(ctx, name)
-    data = ctx.store.node_state(name).data
+def register(ctx: Context, st: NodeState) -> None:
+    name, data = st.name, st.data
+    node = _node(ctx, st)
     if data.get("satellite_placement") and not data.get("satellite_restored"):
         if not ctx.satellite.restore_content(node.fqdn, data["satellite_placement"]):
             raise StepError(f"node {name}: Satellite does not know {node.fqdn} after it registered")
@@ -204,13 +216,14 @@ def register(ctx: Context, name: str) -> None:
     host = ctx.engine.find_host(node.name) or ctx.engine.add_host(node.name, node.fqdn, node.cluster,
                                                                   hosted_engine=bool(data.get("hosted_engine")))
     if data.get("fence_host") != host.id:
+        notes = []
         if node.bmc.driver == "redfish":  # the engine's fence agent is ipmilan, as the host had
-            ctx.store.add_event(name, "register", f"no fence agent added for the Redfish BMC {node.bmc.label}: "
-                                                  "add its agent in the engine")
+            notes.append(("register", f"no fence agent added for the Redfish BMC {node.bmc.label}: "
+                                      "add its agent in the engine"))
         else:
             password = read_secret(Path(node.bmc.password_file), None, f"node {name}: bmc.password_file")
             ctx.engine.add_fence_agent(host.id, node.bmc.address, node.bmc.port, node.bmc.username, password)
-        ctx.store.update_data(name, fence_host=host.id)
+        ctx.store.record_step(name, {"fence_host": host.id}, notes)
     timeout = ctx.timeout(S.REGISTER) or 3600
     status = ctx.engine.wait_status(host.id, {"maintenance", "up"}, timeout).status  # host deploy finished
     if data.get("networks_host") != host.id:
@@ -226,8 +239,8 @@ def register(ctx: Context, name: str) -> None:
                                     + ", ".join(f"{o} -> {n}" for o, n in sorted(renamed.items())))
             facts = facts.renamed(names)
         ctx.engine.setup_networks(host.id, facts)
-        ctx.store.update_data(name, networks_host=host.id)
-        ctx.store.add_event(name, "register", f"setupnetworks from facts snapshot #{data.get('snapshot_id')}")
+        ctx.store.record_step(name, {"networks_host": host.id},
+                              [("register", f"setupnetworks from facts snapshot #{data.get('snapshot_id')}")])
     if status != "up":
         ctx.engine.activate(host.id)
         ctx.engine.wait_status(host.id, {"up"}, timeout)
