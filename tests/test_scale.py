@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import struct
 import subprocess
 import threading
 from pathlib import Path
@@ -27,6 +28,7 @@ from provision.workflow import states as S
 from provision.workflow.machine import advance
 from provision.workflow.runner import drive
 
+from . import rawtftp
 from .conftest import EXAMPLE, write_config
 
 
@@ -202,8 +204,9 @@ def test_big_files_go_through_the_pumps_and_arrive_intact(tmp_path):
         assert all(hashlib.sha256(g).digest() == hashlib.sha256(data).digest() for g in got)
         assert _curl(port, "small.cfg") == b"tiny\n"
         pids = [p.pid for p in svc.pumps]
-        cpu = [sum(int(x) for x in open(f"/proc/{pid}/stat").read().split()[13:15]) for pid in pids]
-        assert sum(cpu) > 0  # the pumps did the sending
+        # utime, stime, then cutime, cstime: the children each pump forked for a transfer, reaped
+        cpu = [[int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:15]] for pid in pids]
+        assert sum(c[2] + c[3] for c in cpu) > 0, cpu  # the pumps' children did the sending
     finally:
         svc.stop()
         thread.join(30)
@@ -232,6 +235,56 @@ def test_a_dead_pump_is_noticed_and_the_main_loop_sends_instead(tmp_path):
         pump.proc.wait(30)
         assert _curl(port, "loader.efi", 1468) == data
         assert not pump.alive and svc.session_count == 0
+    finally:
+        svc.stop()
+        thread.join(30)
+
+
+def _until(what: str, check, timeout: float = 60.0) -> None:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if check():
+            done.set()
+            break
+        done.wait(0.02)
+    assert done.is_set(), what
+
+
+def test_a_transfer_in_a_pump_child_keeps_the_protocol(tmp_path):
+    """A big file goes to a pump, which forks a child that sends it in a blocking loop: without
+    an ACK the block comes again after the timeout; a duplicate ACK sends nothing; an ERROR from
+    the client ends it, and so do `retries` timeouts; each end is reported to the main loop."""
+    root = tmp_path / "boot"
+    root.mkdir()
+    data = os.urandom(100_000)  # 196 blocks of 512: a pump's
+    (root / "big.img").write_bytes(data)
+    svc = TftpService(FileResolver(root, tmp_path / "media", None), timeout=2.0, retries=2)
+    port = svc.bind("127.0.0.1", 0)
+    svc.start_pumps(1)
+    thread = threading.Thread(target=svc.serve_forever, daemon=True)
+    thread.start()
+    try:
+        op, payload, sock, addr = rawtftp.request(port, "big.img", timeout=10)
+        assert op == rawtftp.DATA and payload[:2] == b"\0\1" and payload[2:] == data[:512]
+        assert sock.recv(1024) == b"\0\3" + payload  # no ACK: block 1 again, one timeout later
+        assert svc.session_count == 1
+        sock.sendto(struct.pack("!HH", rawtftp.ACK, 1), addr)
+        block2 = sock.recv(1024)
+        assert block2 == b"\0\3\0\2" + data[512:1024]
+        sock.sendto(struct.pack("!HH", rawtftp.ACK, 1), addr)  # a duplicate: no resend for it
+        sock.settimeout(1.0)  # block 2 again only after the 2 s timeout
+        try:
+            early = sock.recv(1024)
+        except TimeoutError:
+            early = None
+        assert early is None, early
+        sock.sendto(struct.pack("!HH", rawtftp.ERROR, 0) + b"enough\0", addr)
+        _until("the child ends on the client's ERROR", lambda: svc.session_count == 0)
+        sock.close()
+        op, _, sock, addr = rawtftp.request(port, "big.img", timeout=10)
+        assert op == rawtftp.DATA and svc.session_count == 1
+        sock.close()  # the client is gone: two timeouts, then the child gives up
+        _until("the child gives up after its retries", lambda: svc.session_count == 0)
     finally:
         svc.stop()
         thread.join(30)

@@ -13,10 +13,11 @@ ends on an unexpected exception and uses select() (which fails past descriptor 1
 - at most `max_sessions` transfers at once: a further request gets ERROR 0 "server busy";
 - block numbers roll over past 65535 to 0 (as tftpd-hpa does), so files larger than
   65535 blocks still transfer;
-- a file of HANDOFF_BLOCKS blocks or more is handed, with its connected socket, to one of
-  `[server] tftp_pumps` pump processes (pump.py) that run the same engine: the kernel's UDP send
-  is most of a transfer's cost, and a single process cannot spread it over the cores as
-  tftpd-hpa's forks do. Resolution and every refusal stay in the main process.
+- a file of HANDOFF_BLOCKS blocks or more is handed, with its connected socket and open file, to
+  one of `[server] tftp_pumps` pump processes (pump.py), which forks a child per transfer that
+  sends it in a blocking loop (blocking.py), as tftpd-hpa does: one loop serving many big
+  transfers left clients waiting and cores idle. Resolution and every refusal stay in the main
+  process; a child has the socket and the file it was given, nothing else to open.
 `resolver(path, host, port)` returns a files.Source or None (not found / refused)."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import socket
 import struct
 import threading
@@ -33,8 +35,9 @@ from collections.abc import Callable
 from tftpy.TftpPacketFactory import TftpPacketFactory
 from tftpy.TftpPacketTypes import TftpPacketRRQ, TftpPacketWRQ
 
+from . import blocking
 from .pumps import HANDOFF, HANDOFF_BLOCKS, Pump
-from .transfer import ACK, ERROR, HEADER, OACK, RFC2348_MAX, Session, Source, error_packet
+from .transfer import ACK, ERROR, HEADER, OACK, RFC2348_MAX, Session, error_packet
 
 log = logging.getLogger("provision.tftp")
 
@@ -60,6 +63,7 @@ class TftpService:
         self.pumps: list[Pump] = []
         self._handlers: dict[int, Callable[[], None]] = {}
         self._control: socket.socket | None = None
+        self._children: dict[int, int] = {}  # a pump's transfers: pidfd -> child pid
         self._poll = select.epoll()
 
     def bind(self, host: str, port: int) -> int:
@@ -125,6 +129,11 @@ class TftpService:
             self.alive = False
             for fd in list(self.sessions):
                 self._end(fd)
+            for pidfd, pid in self._children.items():  # a pump that stops ends its transfers, as before
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+                os.close(pidfd)
+            self._children.clear()
             self._poll.close()
             if self.sock is not None:
                 self.sock.close()
@@ -180,9 +189,37 @@ class TftpService:
             blksize, timeout, size, first_len = HANDOFF.unpack_from(msg)
             first = msg[HANDOFF.size:HANDOFF.size + first_len]
             host, _, port = msg[HANDOFF.size + first_len:].decode(errors="replace").rpartition(":")
-            sock = socket.socket(fileno=fds[0])
-            sock.setblocking(False)
-            self._start(sock, (host, port), Source(fd=fds[1], size=size), blksize, timeout, first)
+            self._fork_transfer(socket.socket(fileno=fds[0]), fds[1], size, blksize, timeout, first)
+
+    def _fork_transfer(self, sock: socket.socket, fd: int, size: int, blksize: int, timeout: float,
+                       first: bytes) -> None:
+        """A pump's transfer, in a child process of its own; its end is reported when it exits
+        (its pidfd becomes readable in this loop). A pump is single-threaded, so forking is safe."""
+        pid = os.fork()
+        if pid == 0:  # the child: the transfer, then out without running anything of the pump's
+            code = 1
+            try:
+                self._poll.close()
+                self._control.close()
+                for other in self._children:  # the other transfers' pidfds
+                    os.close(other)
+                code = 0 if blocking.send_file(sock, fd, size, blksize, timeout, self.retries, first) else 1
+            finally:
+                os._exit(code)
+        sock.close()
+        os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        self._children[pidfd] = pid
+        self._handlers[pidfd] = lambda: self._reap(pidfd)
+        self._poll.register(pidfd, select.EPOLLIN)
+
+    def _reap(self, pidfd: int) -> None:
+        pid = self._children.pop(pidfd)
+        self._handlers.pop(pidfd, None)
+        self._poll.unregister(pidfd)
+        os.close(pidfd)
+        os.waitpid(pid, 0)
+        self._report_end()
 
     def _report_end(self) -> None:
         if self._control is not None:
