@@ -58,9 +58,8 @@ def send_file(sock: socket.socket, fd: int, size: int, blksize: int, timeout: fl
         raise _Gone
 
     try:
-        if first:
-            send(first)
-            _wait(recv, first, b"\0\4\0\0", exchange)
+        if first:  # the OACK, acknowledged by block 0
+            exchange(first, b"\0\4\0\0")
         last = size // blksize + 1  # a short (possibly empty) block ends the file
         per = max(1, CHUNK // blksize)
         block, headers, all_acks = 1, _DATA_HEADERS, _ACKS
@@ -95,14 +94,3 @@ def _recv(recv) -> bytes | None:
     except (BlockingIOError, TimeoutError):
         return None
 
-
-def _wait(recv, packet: bytes, ack: bytes, exchange) -> None:
-    while True:
-        data = _recv(recv)
-        if data is None:
-            exchange(packet, ack)
-            return
-        if data == ack:
-            return
-        if data[:2] == _ERROR:
-            raise _Gone
