@@ -283,7 +283,8 @@ class HotPathMixin:
             node = tx.cur.first(BUILD_NODE, {"id": build_id})
             if node is None:
                 raise NotFound(f"build {build_id} does not exist")
-            tx.cur.execute(LOCK_NODE, {"id": node.id})
+            if tx.conn.dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE already holds every row
+                tx.cur.execute(LOCK_NODE, {"id": node.id})
             if not tx.cur.execute(BOOT_LOCAL, {"b_id": build_id, "b_now": now}):
                 return False
             self._bump_core(tx, node.id, node.name)

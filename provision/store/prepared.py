@@ -93,11 +93,6 @@ class Cursor:
         self.execute(stmt, values)
         return _row(stmt.plan(self.dialect), self.cursor.fetchone())
 
-    def all(self, stmt: Prepared, values: dict | None = None) -> list[tuple]:
-        self.execute(stmt, values)
-        plan = stmt.plan(self.dialect)
-        return [_row(plan, r) for r in self.cursor.fetchall()]
-
     def scalar(self, stmt: Prepared, values: dict | None = None) -> Any:
         row = self.first(stmt, values)
         return row[0] if row is not None else None
