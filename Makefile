@@ -17,7 +17,7 @@ DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql dns
 
 .PHONY: run test e2e test-stress bench lint system-deps bench-deps venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py provision/tftp/_sendloop.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

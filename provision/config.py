@@ -73,6 +73,9 @@ class ServerConfig(_Section):
     tftp_retries: int = Field(default=5, ge=1, le=20)
     # processes that send big files (loaders, kernels): the kernel's UDP send is most of a transfer's cost
     tftp_pumps: int = Field(default=2, ge=0, le=64)
+    # the pumps' children send in C ("native", built when provision is installed; where it was not,
+    # serve logs it and uses the same loop in Python) or in Python ("python")
+    tftp_send_loop: Literal["native", "python"] = "native"
     # the conductor: rebuilds submitted to the API (POST /api/v1/rebuilds) run in this process;
     # its hold on a run is a lease in the database, renewed every third of run_lease seconds and
     # taken over by another (or a restarted) serve once it expired

@@ -13,6 +13,7 @@ import waitress
 
 from .errors import ProvisionError
 from .services import Services
+from .tftp import blocking
 from .tftp.engine import TftpService
 from .tftp.files import FileResolver
 from .web import create_app
@@ -39,7 +40,12 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
     cfg = svc.cfg
     s = cfg.server
     _raise_fd_limit(s.tftp_max_sessions + s.http_connection_limit + 256)
-    tftp = TftpService(None, max_sessions=s.tftp_max_sessions, timeout=s.tftp_timeout, retries=s.tftp_retries)
+    native = s.tftp_send_loop == "native"
+    if native and s.tftp_pumps and not blocking.native():
+        log.warning("tftp_send_loop = native, but the C send loop was not built when provision was installed "
+                    "(no C compiler?): big files are sent by the Python loop")
+    tftp = TftpService(None, max_sessions=s.tftp_max_sessions, timeout=s.tftp_timeout, retries=s.tftp_retries,
+                       native=native)
     thost, tport = split_bind(tftp_bind)
     try:
         tport = tftp.bind(thost, tport)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sqlite3
 import struct
 import subprocess
 import threading
 from pathlib import Path
 
+import pytest
 import yaml
 from sqlalchemy import event
 
@@ -24,6 +26,7 @@ from provision.render.cache import BootCache
 from provision.store import Store
 from provision.tftp.engine import TftpService
 from provision.tftp.files import FileResolver
+from provision.tftp.pumps import Pump
 from provision.workflow import states as S
 from provision.workflow.machine import advance
 from provision.workflow.runner import drive
@@ -167,10 +170,10 @@ def test_a_waiting_step_wakes_on_the_callback_not_on_a_poll(tmp_path):
 
 
 # -- the TFTP engine -----------------------------------------------------------------------------
-def _tftp(tmp_path: Path, pumps: int):
+def _tftp(tmp_path: Path, pumps: int, native: bool = True):
     root = tmp_path / "boot"
     root.mkdir()
-    svc = TftpService(FileResolver(root, tmp_path / "media", None), timeout=1.0, retries=10)
+    svc = TftpService(FileResolver(root, tmp_path / "media", None), timeout=1.0, retries=10, native=native)
     port = svc.bind("127.0.0.1", 0)
     svc.start_pumps(pumps)
     thread = threading.Thread(target=svc.serve_forever, daemon=True)
@@ -185,9 +188,13 @@ def _curl(port: int, name: str, blksize: int | None = None) -> bytes:
     return res.stdout
 
 
-def test_big_files_go_through_the_pumps_and_arrive_intact(tmp_path):
-    svc, thread, root, port = _tftp(tmp_path, pumps=2)
+@pytest.mark.parametrize("loop", ["native", "python"])  # [server] tftp_send_loop
+def test_big_files_go_through_the_pumps_and_arrive_intact(tmp_path, loop):
+    svc, thread, root, port = _tftp(tmp_path, pumps=2, native=loop == "native")
     try:
+        assert all(p.alive for p in svc.pumps)  # start_pumps returned once each pump said it is ready
+        # each pump was told which loop its children run
+        assert all(open(f"/proc/{p.pid}/cmdline").read().split("\0")[-2] == loop for p in svc.pumps)
         data = os.urandom(3 * 1024 * 1024 + 17)
         (root / "loader.efi").write_bytes(data)
         (root / "small.cfg").write_bytes(b"tiny\n")
@@ -223,6 +230,27 @@ def test_block_numbers_roll_over_past_65535(tmp_path):
     finally:
         svc.stop()
         thread.join(30)
+
+
+def test_a_pump_that_does_not_start_is_not_used(tmp_path):
+    """start_pumps waits for each pump's ready byte, so `serve` says it serves only once its
+    pumps can take transfers; one that never says it is ready is marked dead (big files then go
+    from the main loop) instead of holding transfers it will never run."""
+    silent, _theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ready, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    theirs.send(b"r")
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        mute, speaking = Pump(proc, silent), Pump(proc, ready)
+        mute.wait_ready(timeout=0.2)
+        speaking.wait_ready(timeout=30)
+        assert not mute.alive and speaking.alive
+        assert not speaking.control.getblocking()  # back to the main loop's non-blocking reads
+    finally:
+        proc.kill()
+        proc.wait()
+        for s in (silent, _theirs, ready, theirs):
+            s.close()
 
 
 def test_a_dead_pump_is_noticed_and_the_main_loop_sends_instead(tmp_path):

@@ -15,7 +15,7 @@ ends on an unexpected exception and uses select() (which fails past descriptor 1
   65535 blocks still transfer;
 - a file of HANDOFF_BLOCKS blocks or more is handed, with its connected socket and open file, to
   one of `[server] tftp_pumps` pump processes (pump.py), which forks a child per transfer that
-  sends it in a blocking loop (blocking.py), as tftpd-hpa does: one loop serving many big
+  sends it in a blocking loop (blocking.py, in C where it was built), as tftpd-hpa does: one loop serving many big
   transfers left clients waiting and cores idle. Resolution and every refusal stay in the main
   process; a child has the socket and the file it was given, nothing else to open.
 `resolver(path, host, port)` returns a files.Source or None (not found / refused)."""
@@ -49,8 +49,9 @@ class TftpService:
     whether the loop is running; `session_count` is what it and its pumps have open."""
 
     def __init__(self, resolver: Callable | None, *, timeout: float = 5.0, retries: int = 5,
-                 max_sessions: int = 512) -> None:
+                 max_sessions: int = 512, native: bool = True) -> None:
         self.resolver = resolver
+        self.native = native  # pumps' children send with the C loop when it is built
         self.timeout, self.retries, self.max_sessions = timeout, retries, max_sessions
         self.sessions: dict[int, Session] = {}  # by the session socket's descriptor
         self._peers: dict[tuple, int] = {}  # (host, port) -> its session's descriptor
@@ -101,6 +102,8 @@ class TftpService:
         """A pump process's loop: transfers arrive over `control` (descriptors passed with
         SCM_RIGHTS), each end is reported back on it."""
         self._control = control
+        blocking.prepare(self.native)
+        control.send(b"r")  # ready: the main process waits for this before it says it serves
         control.setblocking(False)
         self._handlers[control.fileno()] = self._on_handoff
         self._loop()
@@ -143,8 +146,9 @@ class TftpService:
     def start_pumps(self, count: int) -> None:
         """`count` pump processes for big transfers: the kernel's UDP send is most of a transfer's
         cost, and one process cannot spread it over the cores as tftpd-hpa's forks do."""
-        for _ in range(count):
-            pump = Pump.spawn(self.retries)
+        started = [Pump.spawn(self.retries, self.native) for _ in range(count)]
+        for pump in started:  # spawned together, so they start in parallel; each says when it is ready
+            pump.wait_ready()
             self.pumps.append(pump)
             self._handlers[pump.control.fileno()] = pump.on_report
 
@@ -203,7 +207,8 @@ class TftpService:
                 self._control.close()
                 for other in self._children:  # the other transfers' pidfds
                     os.close(other)
-                code = 0 if blocking.send_file(sock, fd, size, blksize, timeout, self.retries, first) else 1
+                code = 0 if blocking.send_file(sock, fd, size, blksize, timeout, self.retries, first,
+                                               self.native) else 1
             finally:
                 os._exit(code)
         sock.close()

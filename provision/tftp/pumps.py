@@ -12,6 +12,7 @@ import sys
 log = logging.getLogger("provision.tftp")
 HANDOFF = struct.Struct("!IdQH")  # blksize, timeout, size, length of the first packet (OACK or none)
 HANDOFF_BLOCKS = 64  # files of at least this many blocks go to a pump process
+READY_TIMEOUT = 30.0  # a pump's interpreter starts in about 0.1 s; this is for a machine under load
 
 
 class Pump:
@@ -22,13 +23,27 @@ class Pump:
         self.in_flight, self.alive = 0, True
 
     @classmethod
-    def spawn(cls, retries: int) -> Pump:
+    def spawn(cls, retries: int, native: bool = True) -> Pump:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        proc = subprocess.Popen([sys.executable, "-m", "provision.tftp.pump", str(theirs.fileno()), str(retries)],
+        proc = subprocess.Popen([sys.executable, "-m", "provision.tftp.pump", str(theirs.fileno()), str(retries),
+                                 "native" if native else "python"],
                                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         theirs.close()
-        mine.setblocking(False)
         return cls(proc, mine)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until the pump has started (it sends one byte): a server that says it serves must not
+        have its first transfers wait for its pumps' interpreters to start. A pump that does not
+        start in time is not used (big files then go from the main loop)."""
+        self.control.settimeout(timeout)
+        try:
+            ready = self.control.recv(16) == b"r"
+        except OSError:  # TimeoutError included
+            ready = False
+        self.control.setblocking(False)
+        if not ready:
+            log.error("tftp pump %s did not start (%s); big files go from the main loop", self.pid, self.proc.poll())
+            self.alive = False
 
     def on_report(self) -> None:
         try:
