@@ -243,6 +243,33 @@ def test_a_media_download_to_a_slow_reader_goes_on_while_others_are_answered(srv
     assert received[head_len:] == data
 
 
+def test_media_downloads_at_once_arrive_whole_and_their_connections_go_on(srv):
+    """The sender threads have the kernel copy each file; the connection then comes back to the
+    loop: a keep-alive one answers its next request, a `Connection: close` one is closed after it."""
+    (srv.root / "media" / "a.img").write_bytes(data := os.urandom(8 * 1024 * 1024 + 5))
+    results: list = [None] * 6
+
+    def download(i: int) -> None:
+        with requests.Session() as http:  # keep-alive: one connection for both requests
+            got = http.get(f"{srv.http}/media/a.img", timeout=60)
+            then = http.get(srv.http + GRUB, timeout=10)
+            results[i] = (got.status_code, got.content == data, then.status_code)
+
+    threads = [threading.Thread(target=download, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results == [(200, True, 200)] * len(results)
+    with socket.create_connection(("127.0.0.1", _port(srv)), timeout=60) as c:  # a pipelined request after
+        c.sendall(b"GET /media/a.img HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"  # a `close` one is
+                  b"GET " + GRUB.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")  # not answered
+        received = b""
+        while chunk := c.recv(1 << 20):  # ends: the front closes once the file is out
+            received += chunk
+    assert received[received.index(b"\r\n\r\n") + 4:] == data
+
+
 def test_the_recorder_commits_fetches_together_and_reports_a_failed_commit():
     calls, done = [], []
     entered, proceed = threading.Semaphore(0), threading.Semaphore(0)
