@@ -352,14 +352,17 @@ def _wait_run(lab, run_id: int, timeout: float = 300):
 
 
 def test_ctrl_c_detaches_the_cli_and_watch_reattaches_without_changing_the_outcome(lab):
+    held = NAMES[-1]  # its installer waits until released: the run cannot end before the Ctrl-C
+    lab.hold.add(held)
     proc = lab.rebuild(*NAMES, "--max-parallel", "2", "--canary", "1", "--yes")
     deadline = time.monotonic() + 120
-    while not any(lab.svc.store.node_state(n).state == S.INSTALLING for n in NAMES):
+    while lab.svc.store.node_state(held).state != S.INSTALLING:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)  # a node is installing: the run is not over, and goes on without the CLI
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
+    lab.hold.discard(held)
     (run,) = lab.svc.store.rebuilds()
     assert f"detached from rebuild {run.id}; it goes on in the service. Re-attach: provision watch {run.id}" in out
     watch = subprocess.run([sys.executable, "-m", "provision", "--config", str(lab.cfg), "watch", "--json"],

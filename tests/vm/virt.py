@@ -45,6 +45,7 @@ stdio_handler = "file"
 MOUNTS = ("run", "lib", "cache", "log")  # bound over /run/libvirt, /var/lib/libvirt, ...
 START = """set -e
 R={root}
+mkdir -p /etc/libvirt  # not every libvirt package set ships it (--no-install-recommends does not)
 mount --bind $R/etc /etc/libvirt
 mount --bind $R/passwd /etc/passwd
 mount --bind $R/group /etc/group
