@@ -141,8 +141,11 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
             return False
 
     def rebuild(self, *args: str) -> subprocess.Popen:
+        # SIGINT as on a terminal: a suite started in the background (`make test &`, some CI runners)
+        # ignores it, the CLI would inherit that, and a Ctrl-C test could not detach it
         return subprocess.Popen([sys.executable, "-m", "provision", "--config", str(self.cfg), "rebuild", *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     # -- the node's side ---------------------------------------------------------------------
     def install(self, i: int, name: str) -> None:
