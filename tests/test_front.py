@@ -18,8 +18,8 @@ from provision import config as config_mod
 from provision import services
 from provision.domain import load_yaml, parse_nodes
 from provision.web import create_app
-from provision.web.front import _Fetch, _Recorder
 from provision.web.httphead import byte_range, loggable_path, parse_head
+from provision.web.recorder import Fetch, Recorder
 
 from .conftest import EXAMPLE, start_server, write_config
 
@@ -283,9 +283,9 @@ def test_the_recorder_commits_fetches_together_and_reports_a_failed_commit():
                 raise OSError("disk gone")
             return [b != 3 for b, _, _ in fetches]  # the store's own check refuses build 3
 
-    rec = _Recorder(Store(), done.append)
+    rec = Recorder(Store(), done.append)
     rec.start()
-    fetch = partial(_Fetch, 0, None, macs=["m"], head_len=1, response=b"", keep=True)
+    fetch = partial(Fetch, 0, None, macs=["m"], head_len=1, response=b"", keep=True)
     rec.put(fetch(1, "a"))
     assert entered.acquire(timeout=30)  # the writer holds the first fetch's commit open
     for i in range(2, 6):

@@ -4,7 +4,7 @@ other connection to waitress.
 A `GET` of a per-MAC boot config that the cache answers (GRUB, pxelinux, iPXE) is answered here, in
 one epoll thread: no waitress, no Flask, no worker thread. So is an installer's kickstart fetch when
 the cache knows its build token and every MAC it sends is the node's own; the fetch is recorded
-first, many fetches to one commit (`_Recorder`). So is a file under /media/, whole or one range, sent
+first, many fetches to one commit (`recorder.Recorder`). So is a file under /media/, whole or one range, sent
 by sendfile(2) with the headers Flask would send (mediafiles.py); the sendfile calls run in
 MEDIA_SENDERS threads (the kernel's copy runs with the GIL released, so they use several cores,
 as nginx's workers do; from the loop's thread alone 16 clients got 0.66-0.77x nginx). Every other request is left unread. The
@@ -30,7 +30,6 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from .. import tokens
 from . import mediafiles
 from .httphead import boot_target, byte_range, loggable_path, parse_head
 from .kickstart import macs_from
+from .recorder import Fetch, Recorder
 
 log = logging.getLogger("provision.http")
 
@@ -56,20 +56,6 @@ class _Conn:
         self.last = time.monotonic()
 
 
-@dataclass
-class _Fetch:
-    """A kickstart fetch the front answers once the store has recorded it."""
-    fd: int
-    conn: _Conn
-    build_id: int
-    event: str
-    macs: list[str]
-    head_len: int
-    response: bytes
-    keep: bool
-    recorded: bool = False
-
-
 class Front:
     """Accepts on the public HTTP socket; see the module's docstring. `wsgi` is the waitress server
     (created on the same socket, but not accepting) that takes the connections handed over."""
@@ -78,7 +64,7 @@ class Front:
                  connection_limit: int, media_root: Path | None = None, access_log: bool = False) -> None:
         self.media_root, self.access_log = media_root, access_log
         self.listener, self.wsgi, self.bootcache, self.metrics = listener, wsgi, bootcache, metrics
-        self.recorder = _Recorder(store, self._recorded)
+        self.recorder = Recorder(store, self._recorded)
         self.idle_timeout, self.limit = idle_timeout, connection_limit
         self.conns: dict[int, _Conn] = {}
         self.answered = self.handed = 0
@@ -87,7 +73,7 @@ class Front:
         self._accepting = False
         self._date, self._date_at = b"", 0.0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._recorded_fetches: deque[_Fetch] = deque()
+        self._recorded_fetches: deque[Fetch] = deque()
         self._to_send: queue.SimpleQueue[tuple[int, _Conn] | None] = queue.SimpleQueue()
         self._sent: deque[tuple[int, _Conn, str]] = deque()  # back from a sender: "more", "done" or "error"
         self._senders = [threading.Thread(target=self._send_files, name=f"media-sender-{i}", daemon=True)
@@ -213,7 +199,7 @@ class Front:
         _node, build_id, data = hit
         self._ep.unregister(fd)  # the request stays unread until the fetch is recorded
         conn.waiting = True
-        self.recorder.put(_Fetch(fd, conn, build_id, f"kickstart fetched by {conn.addr[0]}", macs, head_len,
+        self.recorder.put(Fetch(fd, conn, build_id, f"kickstart fetched by {conn.addr[0]}", macs, head_len,
                                  self._response(data, parsed.keep, parsed.http10), parsed.keep))
 
     def _media(self, fd: int, conn: _Conn, parsed, head_len: int) -> None:
@@ -241,7 +227,7 @@ class Front:
                      self._head(b"206 Partial Content" if parsed.range else b"200 OK", fields, parsed.keep, parsed.http10),
                      "ops.media", parsed.path, 206 if parsed.range else 200, last - first + 1)
 
-    def _recorded(self, fetch: _Fetch) -> None:
+    def _recorded(self, fetch: Fetch) -> None:
         """The recorder's thread: a fetch is committed (or failed); the loop answers it."""
         self._recorded_fetches.append(fetch)
         self._wake()
@@ -395,45 +381,3 @@ class Front:
         if conn.file is not None:
             os.close(conn.file[0])
             conn.file = None
-
-
-class _Recorder:
-    """Group commit of kickstart fetches: one thread writes every fetch queued meanwhile in one
-    transaction, then hands each back to `done` (200 installers at once cost a few commits). The
-    store checks each fetch again in that transaction (Store.record_ks_fetches): the cache may be one
-    refresh behind a change made by another process, such as a build ended by the CLI."""
-
-    def __init__(self, store, done) -> None:
-        self.store, self.done = store, done
-        self._queue: queue.SimpleQueue[_Fetch | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="ks-recorder", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._queue.put(None)
-
-    def put(self, fetch: _Fetch) -> None:
-        self._queue.put(fetch)
-
-    def _run(self) -> None:
-        while (first := self._queue.get()) is not None:
-            batch = [first]
-            while len(batch) < 500:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            try:
-                passed = self.store.record_ks_fetches([(f.build_id, f.event, f.macs) for f in batch])
-            except Exception:
-                log.exception("recording %d kickstart fetches failed; Flask answers them", len(batch))
-                passed = [False] * len(batch)
-            for f, ok in zip(batch, passed, strict=True):
-                f.recorded = ok
-                self.done(f)
