@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ..domain import Facts, format_errors
 from ..domain.bonding import MODES
 from ..errors import InputError
+from ..integrations.ovirtjson import integer
 
 
 def _iface(ip: dict | None) -> str | None:
@@ -30,8 +31,9 @@ def _iface(ip: dict | None) -> str | None:
 
 
 def _mtu(d: dict) -> dict:
-    """The engine reports 1500 where facts leave MTU unset."""
-    return {"mtu": d["mtu"]} if d.get("mtu") and d["mtu"] != 1500 else {}
+    """The engine reports 1500 (as the string "1500", like every scalar) where facts leave MTU unset."""
+    mtu = integer(d.get("mtu"), f"host_nic {d.get('name')}: mtu")
+    return {"mtu": mtu} if mtu and mtu != 1500 else {}
 
 
 def facts_from_engine(raw: dict, previous: Facts | None) -> Facts:
@@ -39,7 +41,8 @@ def facts_from_engine(raw: dict, previous: Facts | None) -> Facts:
     nics, bonds, vlans = [], [], []
     for n in raw.get("nics", []):
         if n.get("vlan"):
-            parent, vid = n.get("base_interface") or n["name"].rsplit(".", 1)[0], int(n["vlan"]["id"])
+            parent = n.get("base_interface") or n["name"].rsplit(".", 1)[0]
+            vid = integer(n["vlan"].get("id"), f"host_nic {n['name']}: vlan.id")
             named = {"name": n["name"]} if n["name"] != f"{parent}.{vid}" else {}  # default names stay implicit
             vlans.append({"id": vid, "parent": parent, **named, **_mtu(n)})
         elif n.get("bonding"):
@@ -57,11 +60,11 @@ def facts_from_engine(raw: dict, previous: Facts | None) -> Facts:
         net = networks_by_id.get(att.get("network", {}).get("id"), {})
         dev = nics_by_id.get(att.get("host_nic", {}).get("id"), {})
         base = dev.get("name", "")
-        vlan_id = net.get("vlan", {}).get("id")
-        iface = vlan_names.get((base, int(vlan_id)), f"{base}.{vlan_id}") if vlan_id else base
-        if vlan_id and (base, int(vlan_id)) not in vlan_names:
-            vlans.append({"id": int(vlan_id), "parent": base})
-            vlan_names[(base, int(vlan_id))] = iface
+        vlan_id = integer(net.get("vlan", {}).get("id"), f"network {net.get('name')}: vlan.id")
+        iface = vlan_names.get((base, vlan_id), f"{base}.{vlan_id}") if vlan_id else base
+        if vlan_id and (base, vlan_id) not in vlan_names:
+            vlans.append({"id": vlan_id, "parent": base})
+            vlan_names[(base, vlan_id)] = iface
         entry = {"network": net.get("name", ""), "interface": iface,
                  "management": "management" in net.get("usages", {}).get("usage", [])}
         for a in att.get("ip_address_assignments", {}).get("ip_address_assignment", []):

@@ -17,6 +17,7 @@ from ..domain import Facts
 from ..domain.bonding import MODES
 from .engine import BAD_STATES, EngineError, Host
 from .http import HttpClient
+from .ovirtjson import boolean, integer
 
 MODE_NUMBERS = {name: num for num, name in MODES.items()}
 
@@ -72,13 +73,15 @@ class OvirtEngine:
     def _host(self, h: dict, cluster: str = "") -> Host:
         """hosted_engine is only in the answer with all_content=true (HostsService.list/HostService.get)."""
         return Host(h["id"], h["name"], h.get("status", ""), cluster, h.get("address"),
-                    bool((h.get("hosted_engine") or {}).get("configured")), self._gluster((h.get("cluster") or {}).get("id")))
+                    boolean((h.get("hosted_engine") or {}).get("configured"), f"host {h['name']}: hosted_engine.configured"),
+                    self._gluster((h.get("cluster") or {}).get("id")))
 
     def _gluster(self, cluster_id: str | None) -> bool:
         if not cluster_id:
             return False
         if cluster_id not in self._clusters:
-            self._clusters[cluster_id] = bool(self._api("GET", f"/clusters/{cluster_id}").get("gluster_service"))
+            self._clusters[cluster_id] = boolean(self._api("GET", f"/clusters/{cluster_id}").get("gluster_service"),
+                                                 f"cluster {cluster_id}: gluster_service")
         return self._clusters[cluster_id]
 
     # -- verbs -------------------------------------------------------------------------------
@@ -102,8 +105,10 @@ class OvirtEngine:
         return [v["name"] for v in self._api("GET", "/vms", params={"search": f"host={name}"}).get("vm", [])]
 
     def undeploy_hosted_engine(self, host_id: str) -> None:
+        """HostService.install defaults `activate` (and `reboot`) to true: without activate=false the
+        host comes back Up and takes VMs, and the wait for maintenance never ends."""
         self._api("POST", f"/hosts/{host_id}/install",
-                  {"undeploy_hosted_engine": True, "ssh": {"authentication_method": "publickey"}})
+                  {"undeploy_hosted_engine": True, "activate": False, "ssh": {"authentication_method": "publickey"}})
 
     def wait_status(self, host_id: str, wanted: set[str], timeout: float) -> Host:
         deadline = time.monotonic() + timeout
@@ -133,17 +138,34 @@ class OvirtEngine:
         params = {"activate": "false"} | ({"deploy_hosted_engine": "true"} if hosted_engine else {})
         return self._host(self._api("POST", "/hosts", body, params=params), cluster)
 
-    def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None:
-        """Idempotent: an ipmilan agent for this address already on the host is left alone."""
-        agents = self._api("GET", f"/hosts/{host_id}/fenceagents").get("agent", [])
-        if not any(a.get("type") == "ipmilan" and a.get("address") == address for a in agents):
-            self._add_fence_agent(host_id, address, port, username, password)
-        self._api("PUT", f"/hosts/{host_id}", {"power_management": {"enabled": True}})
+    def fence_agents(self, host_id: str) -> list[dict]:
+        """The host's fence agents (FenceAgentsService.list), in their order, as a restore needs them:
+        type, address, port, username, order, encrypt_options and options. The engine never shows an
+        agent's password."""
+        out = []
+        for a in self._api("GET", f"/hosts/{host_id}/fenceagents").get("agent", []):
+            where = f"host {host_id}: fence agent {a.get('id')}"
+            out.append({"type": a.get("type") or "", "address": a.get("address") or "",
+                        "port": integer(a.get("port"), f"{where}: port"), "username": a.get("username") or "",
+                        "order": integer(a.get("order"), f"{where}: order") or len(out) + 1,
+                        "encrypt_options": boolean(a.get("encrypt_options"), f"{where}: encrypt_options"),
+                        "options": {o["name"]: o.get("value", "") for o in (a.get("options") or {}).get("option", [])}})
+        return sorted(out, key=lambda a: a["order"])
 
-    def _add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None:
-        self._api("POST", f"/hosts/{host_id}/fenceagents", {
-            "address": address, "port": port, "username": username, "password": password, "type": "ipmilan",
-            "order": 1, "options": {"option": [{"name": "lanplus", "value": "1"}]}})
+    def add_fence_agent(self, host_id: str, agent: dict, password: str) -> None:
+        """Idempotent: an agent of this type for this address already on the host is left alone.
+        Power management is enabled with it."""
+        have = self._api("GET", f"/hosts/{host_id}/fenceagents").get("agent", [])
+        if not any(a.get("type") == agent["type"] and a.get("address") == agent["address"] for a in have):
+            body = {"type": agent["type"], "address": agent["address"], "username": agent["username"],
+                    "password": password, "order": agent.get("order") or 1,
+                    "options": {"option": [{"name": k, "value": str(v)} for k, v in agent.get("options", {}).items()]}}
+            if agent.get("port"):
+                body["port"] = agent["port"]
+            if agent.get("encrypt_options"):
+                body["encrypt_options"] = True
+            self._api("POST", f"/hosts/{host_id}/fenceagents", body)
+        self._api("PUT", f"/hosts/{host_id}", {"power_management": {"enabled": True}})
 
     def setup_networks(self, host_id: str, facts: Facts) -> None:
         self._api("POST", f"/hosts/{host_id}/setupnetworks", setup_networks_body(facts))

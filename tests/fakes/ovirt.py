@@ -7,7 +7,21 @@ Bonding, Action; HostService actions deactivate/activate/setupnetworks/commitnet
 ovirt-engine-sdk examples (add_bond.py, add_host.py), and the oVirt SSO docs
 (POST /ovirt-engine/sso/oauth/token, grant_type=password, scope=ovirt-app-api -> access_token).
 JSON collections are {"host": [...]}, actions answer {"status": "complete"}, faults are
-{"reason": "Operation Failed", "detail": "[...]"}."""
+{"reason": "Operation Failed", "detail": "[...]"}.
+
+Every scalar of an API answer is written as a string, as the engine writes them (`"configured":
+"false"`, `"gluster_service": "true"`, `"port": "623"`, `"mtu": "1500"`): the API model's Boolean type
+says "the valid values are the strings false and true ... the server will always return lower case
+values" (ovirt-engine-api-model, types/boolean), the SDK's reader parses every scalar from text
+(ovirtsdk4/reader.py: Reader.parse_boolean/parse_integer), and oVirt's own web UI types its
+booleans as "true"/"false" strings for that reason (ovirt-web-ui #1386, #1423). `engine_scalars`
+below is the one place that does it, so no test can see a JSON boolean or number from this fake.
+
+HostService.install defaults `activate` and `reboot` to true (ovirtsdk4.services.HostService.install):
+a host reinstalled without `activate=false` comes back Up, not in maintenance.
+Fence agent types are those the engine accepts (VdsFenceType in the engine's vdc_options for 4.4:
+apc, apc_snmp, bladecenter, cisco_ucs, drac5, drac7, eps, hpblade, ilo, ilo2, ilo3, ilo4, ilo_ssh,
+ipmilan, redfish, rsa, rsb, wti); GET of a host's fence agents never shows their passwords."""
 
 from __future__ import annotations
 
@@ -21,6 +35,8 @@ from .ovirt_model import check_request
 BASE = "/ovirt-engine"
 # NetworkUsage values that are roles of a network in a cluster (types.NetworkUsage; network_cluster)
 CLUSTER_ROLES = {"management", "display", "migration", "gluster", "default_route"}
+FENCE_TYPES = {"apc", "apc_snmp", "bladecenter", "cisco_ucs", "drac5", "drac7", "eps", "hpblade", "ilo", "ilo2",
+               "ilo3", "ilo4", "ilo_ssh", "ipmilan", "redfish", "rsa", "rsb", "wti"}
 PUBKEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7fakeEngineKeyForTests ovirt-engine"
 
 
@@ -42,11 +58,16 @@ class FakeOvirt(FakeHttpServer):
         self.engine_vm_on: str | None = None  # host name running the HostedEngine VM
         self.retired_logs: dict[str, list] = {}  # removed host id -> its request log
 
-    def add_existing(self, name: str, cluster: str, status: str = "up", hosted_engine: bool = False) -> str:
+    def add_existing(self, name: str, cluster: str, status: str = "up", hosted_engine: bool = False,
+                     fence_agents: list[dict] | None = None) -> str:
+        """fence_agents: FenceAgent bodies as an add would send them (type, address, port, username,
+        password, order, options); power management is enabled when there is one."""
         host_id = str(uuid.uuid4())
         self.hosts[host_id] = {"id": host_id, "name": name, "address": f"{name}.lab.example.com", "status": status,
                                "cluster": {"id": self.clusters[cluster], "href": f"{BASE}/api/clusters/{self.clusters[cluster]}"},
-                               "_cluster": cluster, "_polls": 0, "_log": [], "_he": hosted_engine}
+                               "power_management": {"enabled": bool(fence_agents)}, "port": 54321,
+                               "_cluster": cluster, "_polls": 0, "_log": [], "_he": hosted_engine,
+                               "_fences": list(fence_agents or [])}
         return host_id
 
     def expire_tokens(self) -> None:
@@ -95,7 +116,8 @@ class FakeOvirt(FakeHttpServer):
         if problems:  # the real API has no such service, parameter or member: refuse as it would
             self.model_violations += problems
             return 400, {}, {"reason": "Bad Request", "detail": f"[not in the API model: {'; '.join(problems)}]"}
-        return self._api(req, path)
+        status, headers, body = self._api(req, path)
+        return status, headers, engine_scalars(body)
 
     def _api(self, req: Request, path: str):
         m = re.fullmatch(r"/hosts(?:/([^/]+))?(?:/([a-z]+))?", path)
@@ -177,7 +199,7 @@ class FakeOvirt(FakeHttpServer):
             if h["status"] == "install_failed":
                 h["status_detail"] = "Host deploy failed: ansible playbook error"
         elif h["status"] == "installing" and h["_polls"] > self.install_polls:
-            h["status"] = "maintenance"
+            h["status"] = h.pop("_after_install", "maintenance")  # add_host is activate=false (checked in _add)
         elif h["status"] == "preparing_for_maintenance" and not self.vms.get(h["name"]) and \
                 self.engine_vm_on != h["name"]:
             h["status"] = "maintenance"
@@ -211,9 +233,10 @@ class FakeOvirt(FakeHttpServer):
         elif action == "install":
             if host["status"] != "maintenance":
                 return self._fault(409, f"Cannot install Host. Host is in {host['status']} status.")
-            if body.get("undeploy_hosted_engine"):
+            if _true(body.get("undeploy_hosted_engine"), False):
                 host["_he"] = False
             host["status"], host["_polls"] = "installing", 0
+            host["_after_install"] = "up" if _true(body.get("activate"), True) else "maintenance"
         elif action == "activate":
             if host["status"] != "maintenance":
                 return self._fault(409, f"Cannot activate Host. Host is in {host['status']} status.")
@@ -223,12 +246,15 @@ class FakeOvirt(FakeHttpServer):
             items = host.get("_net", {}).get(key[0], [])
             return 200, {}, ({key[1]: items} if items else {})
         elif action == "fenceagents" and req.method == "GET":
-            agents = [dict({k: v for k, v in a.items() if k != "password"}, id=f"agent-{i}")
+            agents = [dict({k: v for k, v in a.items() if k != "password"}, id=f"agent-{i}",
+                           host={"id": host["id"]}, encrypt_options=a.get("encrypt_options", False))
                       for i, a in enumerate(host.get("_fences", []))]
             return 200, {}, ({"agent": agents} if agents else {})
         elif action == "fenceagents":
-            if body.get("type") != "ipmilan":
-                return 400, {}, {"reason": "Bad Request", "detail": "[type]"}
+            if body.get("type") not in FENCE_TYPES:
+                return 400, {}, {"reason": "Bad Request", "detail": f"[Fence agent type {body.get('type')} is not supported]"}
+            if not body.get("address") or body.get("order") is None:
+                return 400, {}, {"reason": "Bad Request", "detail": "[FenceAgent [address, order] required for add]"}
             host["_fence"] = body
             host.setdefault("_fences", []).append(body)
             return 201, {}, dict({k: v for k, v in body.items() if k != "password"}, id=str(uuid.uuid4()))
@@ -244,3 +270,24 @@ class FakeOvirt(FakeHttpServer):
         else:
             return 404, {}, {"reason": "Not Found", "detail": f"[{action}]"}
         return 200, {}, {"status": "complete"}
+
+
+def _true(value, default: bool) -> bool:
+    """A boolean from a request, as the engine reads one (a JSON boolean or "true"/"false"/"1"/"0")."""
+    if value is None:
+        return default
+    return str(value).lower() in ("true", "1")
+
+
+def engine_scalars(body):
+    """The answer as the engine writes it: every boolean as "true"/"false", every number as its
+    decimal string; objects and lists kept (see the module docstring)."""
+    if isinstance(body, dict):
+        return {k: engine_scalars(v) for k, v in body.items()}
+    if isinstance(body, list):
+        return [engine_scalars(v) for v in body]
+    if isinstance(body, bool):
+        return "true" if body else "false"
+    if isinstance(body, (int, float)):
+        return str(body)
+    return body
