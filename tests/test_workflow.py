@@ -37,9 +37,10 @@ def wf(tmp_path):
     svc.close()
 
 
-def test_a_redfish_node_gets_no_ipmilan_fence_agent(tmp_path):
-    """register adds the engine's ipmilan agent for IPMI BMCs only; a Redfish node's is left to the
-    operator, and its event log says so."""
+def test_a_redfish_node_gets_a_redfish_fence_agent(tmp_path):
+    """A host with no fence agent recorded gets the one its BMC implies: `redfish` (oVirt 4.4+) for a
+    Redfish BMC, with the URL's host and port, and ssl_insecure only where the inventory says
+    verify = false; never an ipmilan agent pointing at a Redfish URL."""
     cfg = write_config(tmp_path, extra="\n[defaults]\npoll_interval = 0.02\n")
     states = {k: FakeState() for k in ("engine", "ipa", "sat")}
     seed_fakes(states["engine"], states["ipa"], states["sat"])
@@ -49,15 +50,19 @@ def test_a_redfish_node_gets_no_ipmilan_fence_agent(tmp_path):
     try:
         (tmp_path / "bmc.pw").write_text("password\n")
         data = loopback_inventory(pw_file=str(tmp_path / "bmc.pw"))
-        data["nodes"][0]["bmc"] = {"driver": "redfish", "address": "https://bmc-rhvnode3.lab.example.com",
-                                   "username": "admin", "password_file": str(tmp_path / "bmc.pw")}
+        data["nodes"][0]["bmc"] = {"driver": "redfish", "address": "https://bmc-rhvnode3.lab.example.com:8443",
+                                   "username": "admin", "password_file": str(tmp_path / "bmc.pw"), "verify": False,
+                                   "system": "System.Embedded.1"}
         import_nodes(svc.store, data)
         svc.fakes, svc.power = states, power
         result, _ = run_batch(svc, names=["rhvnode3"])
         assert result.ok, result
         host = next(h for h in states["engine"].read()["hosts"].values() if h["name"] == "rhvnode3")
-        assert "fence_agent" not in host
-        assert any("no fence agent added for the Redfish BMC https://bmc-rhvnode3.lab.example.com" in e.message
+        assert host["fence_agents"] == [{
+            "type": "redfish", "address": "bmc-rhvnode3.lab.example.com", "port": 8443, "username": "admin",
+            "order": 1, "encrypt_options": False,
+            "options": {"ssl": "1", "ssl_insecure": "1", "systems_uri": "/redfish/v1/Systems/System.Embedded.1"}}]
+        assert any(e.message.startswith("fence agents: redfish bmc-rhvnode3.lab.example.com:8443 order 1")
                    for e in svc.store.events("rhvnode3"))
     finally:
         svc.close()
@@ -135,7 +140,9 @@ def test_three_nodes_two_in_flight_all_done(wf):
         assert verbs.index(("deactivate", f"id-{n}")) < verbs.index(("remove", f"id-{n}")) < verbs.index(("add_host", n))
     new = {h["name"]: h for h in engine["hosts"].values()}
     assert all(new[n]["status"] == "up" for n in NAMES)
-    assert new["rhvnode3"]["fence_agent"] == {"address": "127.0.0.1", "port": 16623, "username": "admin"}
+    assert new["rhvnode3"]["fence_agents"] == [{"type": "ipmilan", "address": "127.0.0.1", "port": 16623,
+                                                "username": "admin", "order": 1, "encrypt_options": False,
+                                                "options": {"lanplus": "1"}}]  # none recorded: the BMC's own
     assert new["rhvnode3"]["networks"]["storage"] == {"interface": "bond1.20", "address": "198.51.100.13/24"}
     ipa = wf.fakes["ipa"].read()
     for n in NAMES:
@@ -291,6 +298,26 @@ def _engine_hosts(wf, **flags):
     with wf.fakes["engine"].edit() as d:
         for name, f in flags.items():
             d["hosts"][f"id-{name}"].update(f)
+
+
+def test_the_hosts_fence_agents_are_recorded_before_removal_and_restored_in_order(wf):
+    """The host had its BMC's agent with its own options (order 2) behind a PDU (order 1): the BMC's
+    comes back as it was, with the BMC password; the PDU's cannot (the engine never shows its
+    password) and the node's events name it."""
+    bmc_agent = {"type": "ipmilan", "address": "127.0.0.1", "port": 16623, "username": "admin", "order": 2,
+                 "encrypt_options": False, "options": {"lanplus": "1", "power_wait": "6", "cipher": "17"}}
+    pdu = {"type": "apc_snmp", "address": "pdu-7.lab.example.com", "port": 161, "username": "apc", "order": 1,
+           "encrypt_options": False, "options": {"port": "12"}}
+    _engine_hosts(wf, rhvnode3={"fence_agents": [pdu, bmc_agent]})
+    result, _ = run_batch(wf, names=["rhvnode3"])
+    assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
+    new = next(h for h in wf.fakes["engine"].read()["hosts"].values() if h["name"] == "rhvnode3")
+    assert new["fence_agents"] == [bmc_agent]
+    assert wf.store.node_state("rhvnode3").data["fence_agents"] == [pdu, bmc_agent]
+    assert any("fence agent apc_snmp pdu-7.lab.example.com (order 1) not restored" in e.message
+               for e in wf.store.events("rhvnode3"))
+    calls = [c["verb"] for c in wf.fakes["engine"].read()["calls"]]
+    assert calls.index("fence_agents") < calls.index("remove")
 
 
 def test_hosted_engine_host_is_undeployed_before_removal_and_readded_with_deploy(wf):

@@ -48,7 +48,12 @@ class Engine(Protocol):
         of the hosted-engine set); the host comes back to maintenance."""
     def remove(self, host_id: str) -> None: ...
     def add_host(self, name: str, address: str, cluster: str, hosted_engine: bool = False) -> Host: ...
-    def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None: ...
+    def fence_agents(self, host_id: str) -> list[dict]:
+        """The host's fence agents in order: {type, address, port, username, order, encrypt_options,
+        options: {name: value}} (no passwords: the engine never shows them)."""
+    def add_fence_agent(self, host_id: str, agent: dict, password: str) -> None:
+        """Add `agent` (a dict as fence_agents gives) unless the host has one of its type and address;
+        enable power management."""
     def setup_networks(self, host_id: str, facts: Facts) -> None: ...
     def activate(self, host_id: str) -> None: ...
     def ssh_public_key(self) -> str: ...
@@ -146,8 +151,17 @@ class FakeEngine:
             self.state.record(d, "add_host", name=name, address=address, cluster=cluster, hosted_engine=hosted_engine)
             return self._host(h)
 
-    def add_fence_agent(self, host_id: str, address: str, port: int, username: str, password: str) -> None:
-        self._set(host_id, "add_fence_agent", fence_agent={"address": address, "port": port, "username": username})
+    def fence_agents(self, host_id: str) -> list[dict]:
+        with self.state.edit() as d:
+            self.state.record(d, "fence_agents", host_id=host_id)
+            return [dict(a) for a in d.get("hosts", {}).get(host_id, {}).get("fence_agents", [])]
+
+    def add_fence_agent(self, host_id: str, agent: dict, password: str) -> None:
+        def add(d, h):
+            if not any(a["type"] == agent["type"] and a["address"] == agent["address"]
+                       for a in h.get("fence_agents", [])):
+                h.setdefault("fence_agents", []).append(dict(agent))
+        self._set(host_id, "add_fence_agent", fence_agent=dict(agent), then=add)
 
     def setup_networks(self, host_id: str, facts: Facts) -> None:
         nets = {a.network: {"interface": a.interface, "address": str(a.address) if a.address else None}

@@ -21,6 +21,7 @@ from ..config import read_secret
 from ..errors import ProvisionError
 from ..integrations.engine import ENGINE_VM
 from ..store import NodeState, utcnow
+from . import fencing
 from . import states as S
 from .bootprobe import boot_mac, probe_iso
 from .context import Context
@@ -108,6 +109,7 @@ def drain(ctx: Context, st: NodeState) -> None:
 def retire(ctx: Context, st: NodeState) -> Done:
     name, data = st.name, st.data
     node = _node(ctx, st)
+    host = ctx.engine.find_host(node.name)
     if "ipa_membership" not in data:  # recorded before anything is deleted, so a crash cannot lose it
         info = ctx.ipa.host_info(node.fqdn)
         mgmt = node.facts.management
@@ -115,8 +117,9 @@ def retire(ctx: Context, st: NodeState) -> Done:
             name, ipa_membership=info or {}, ipa_known=info is not None,
             satellite_placement=ctx.satellite.host_info(node.fqdn) or {},
             # what host_del --updatedns removes from IPA DNS; host_add --ip-address puts it back
-            ipa_dns=[str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None])
-    host = ctx.engine.find_host(node.name)
+            ipa_dns=[str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None],
+            # the engine's power management for the host: restored by register
+            fence_agents=ctx.engine.fence_agents(host.id) if host is not None else [])
     if host is not None:
         if data.get("hosted_engine"):
             vms = ctx.engine.host_vms(host.id)
@@ -215,15 +218,14 @@ def register(ctx: Context, st: NodeState) -> None:
     facts = ctx.store.snapshot(name, data.get("snapshot_id")).facts
     host = ctx.engine.find_host(node.name) or ctx.engine.add_host(node.name, node.fqdn, node.cluster,
                                                                   hosted_engine=bool(data.get("hosted_engine")))
-    if data.get("fence_host") != host.id:
-        notes = []
-        if node.bmc.driver == "redfish":  # the engine's fence agent is ipmilan, as the host had
-            notes.append(("register", f"no fence agent added for the Redfish BMC {node.bmc.label}: "
-                                      "add its agent in the engine"))
-        else:
-            password = read_secret(Path(node.bmc.password_file), None, f"node {name}: bmc.password_file")
-            ctx.engine.add_fence_agent(host.id, node.bmc.address, node.bmc.port, node.bmc.username, password)
-        ctx.store.record_step(name, {"fence_host": host.id}, notes)
+    if data.get("fence_host") != host.id:  # the agents recorded at retire (else the BMC's own), in order
+        agents, notes = fencing.agents_to_restore(node.bmc, data.get("fence_agents"))
+        password = read_secret(Path(node.bmc.password_file), None, f"node {name}: bmc.password_file")
+        for agent in agents:
+            ctx.engine.add_fence_agent(host.id, agent, password)
+        ctx.store.record_step(name, {"fence_host": host.id},
+                              [("register", "fence agents: " + "; ".join(fencing.describe(a) for a in agents))]
+                              + [("register", n) for n in notes])
     timeout = ctx.timeout(S.REGISTER) or 3600
     status = ctx.engine.wait_status(host.id, {"maintenance", "up"}, timeout).status  # host deploy finished
     if data.get("networks_host") != host.id:
@@ -258,6 +260,7 @@ PLAN = {
     S.DRAIN: ["engine: deactivate host {name} (stop_gluster_service if its cluster runs gluster: bricks on it are "
               "NOT recovered, refused without --allow-gluster)", "engine: wait for maintenance (VMs migrate away)"],
     S.RETIRE: ["ipa: host_show {fqdn} (record host groups, netgroups, HBAC and sudo rules, managedby)",
+               "engine: record the fence agents of {name}",
                "satellite: record organization, location, host group, lifecycle environment, content view of {fqdn}",
                "engine: hosted-engine host: refuse while it runs the engine VM; undeploy (install "
                "undeploy_hosted_engine=true), wait for maintenance", "engine: remove host {name}",
@@ -272,7 +275,7 @@ PLAN = {
     S.REGISTER: ["satellite: content view and lifecycle environment of {fqdn} back as recorded",
                  "engine: add host {name} ({fqdn}) to {cluster}, activate=false (deploy_hosted_engine=true if it "
                  "was a hosted-engine host)",
-                 "engine: ipmilan fence agent {bmc}", "engine: wait for maintenance",
+                 "engine: fence agents as recorded at retire (else {fence})", "engine: wait for maintenance",
                  "engine: setupnetworks ({bonds}; {networks})", "engine: activate, wait for up",
                  "store: build token revoked"],
 }
@@ -282,7 +285,7 @@ def plan_lines(node, snapshot_id: int | None) -> list[tuple[str, str]]:
     f = node.facts
     values = {
         "name": node.name, "fqdn": node.fqdn, "cluster": node.cluster, "snapshot": snapshot_id,
-        "bmc": node.bmc.label, "uefi": f.firmware == "uefi" if f else "?",
+        "bmc": node.bmc.label, "fence": fencing.describe(fencing.default_agent(node.bmc)), "uefi": f.firmware == "uefi" if f else "?",
         "macs": ", ".join(f.macs()) if f else "?",
         "bootcfg": (("grub/grub.cfg-01-" if f.firmware == "uefi" else "pxelinux.cfg/01-")
                     + boot_mac(node).replace(":", "-")) if f else "?",
