@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import requests
 from python_freeipa import ClientMeta
 from python_freeipa import exceptions as ipa_exc
@@ -107,16 +109,41 @@ class FreeIpa:
     def host_del(self, fqdn: str) -> None:
         self._call("host_del", a_fqdn=fqdn, o_updatedns=self.cfg.updatedns)
 
+    def dns_plan(self, fqdn: str, ips: list[str]) -> dict:
+        """What host_add can ask of IPA's DNS, read without writing: whether IPA manages the host's
+        forward zone and, per address, its reverse zone. A site whose PTRs live in corporate DNS has
+        the forward zone only, and host_add --ip-address is then refused unless it says no_reverse
+        (freeipa ipaserver/plugins/host.py, dns.add_records_for_host_validation)."""
+        if not self.cfg.updatedns:
+            return {"forward": False, "reverse": {ip: False for ip in ips}}
+        zone = fqdn.partition(".")[2]
+        try:
+            self._call("dnszone_show", a_idnsname=zone + ".")
+            forward = True
+        except IpaError as exc:
+            if "(4001)" not in str(exc):
+                raise
+            forward = False
+        zones = [z["idnsname"][0].rstrip(".") for z in self._call("dnszone_find").get("result", [])] if forward else []
+        return {"forward": forward,
+                "reverse": {ip: any(reverse_name(ip).endswith("." + z) for z in zones) for ip in ips}}
+
     def host_add(self, fqdn: str, ip: str | None, ip6: str | None = None) -> str:
-        """host_add creates one A or AAAA record (and its PTR) from ip_address; the other family is
-        added with dnsrecord_add, since host_del --updatedns removed both."""
+        """host_add creates one A or AAAA record from ip_address (and its PTR where IPA manages the
+        reverse zone: no_reverse otherwise); the other family is added with dnsrecord_add, since
+        host_del --updatedns removed both. Where IPA does not manage the host's zone, the host is
+        added without DNS (force)."""
         first = ip or ip6
-        extra = {"o_ip_address": first} if first and self.cfg.updatedns else {"o_force": True}
+        plan = self.dns_plan(fqdn, [a for a in (ip, ip6) if a])
+        if first and plan["forward"]:
+            extra = {"o_ip_address": first} | ({} if plan["reverse"][first] else {"o_no_reverse": True})
+        else:
+            extra = {"o_force": True}
         res = self._call("host_add", a_fqdn=fqdn, o_random=True, **extra)
-        if ip and ip6 and self.cfg.updatedns:
+        if ip and ip6 and plan["forward"]:
             name, _, zone = fqdn.partition(".")
             self._call("dnsrecord_add", a_dnszoneidnsname=zone + ".", a_idnsname=name, o_aaaarecord=[ip6],
-                       o_aaaa_extra_create_reverse=True)
+                       o_aaaa_extra_create_reverse=plan["reverse"][ip6])
         return res["result"]["randompassword"]
 
     def restore(self, fqdn: str, membership: dict) -> None:
@@ -131,3 +158,8 @@ class FreeIpa:
             self._call("sudorule_add_host", a_cn=cn, o_host=[fqdn])
         if membership.get("managedby"):
             self._call("host_add_managedby", a_fqdn=fqdn, o_host=list(membership["managedby"]))
+
+
+def reverse_name(ip: str) -> str:
+    """1.10.0.127.in-addr.arpa (no trailing dot)."""
+    return ipaddress.ip_address(ip).reverse_pointer

@@ -25,6 +25,9 @@ class Ipa(Protocol):
         """{'hostgroups', 'netgroups', 'hbacrules', 'sudorules', 'managedby': [...]} (direct
         memberships; managedby without the host itself), or None when IPA does not know the host."""
     def host_del(self, fqdn: str) -> None: ...
+    def dns_plan(self, fqdn: str, ips: list[str]) -> dict:
+        """{'forward': IPA manages the host's zone, 'reverse': {ip: IPA manages its reverse zone}}:
+        what host_add will do with DNS, found without writing anything."""
     def host_add(self, fqdn: str, ip: str | None, ip6: str | None = None) -> str:
         """Create the host with a random one-time password (and its A/AAAA records when IPA manages
         DNS: host_del --updatedns removed both); return the OTP."""
@@ -50,6 +53,12 @@ class FakeIpa:
             self.state.record(d, "host_del", fqdn=fqdn)
             if d.get("hosts", {}).pop(fqdn, None) is None:
                 raise IpaError(f"{fqdn}: host not found (4001)")
+
+    def dns_plan(self, fqdn: str, ips: list[str]) -> dict:
+        with self.state.edit() as d:
+            self.state.record(d, "dns_plan", fqdn=fqdn)
+            reverse = d.get("reverse_zones", True)
+        return {"forward": True, "reverse": {ip: reverse for ip in ips}}
 
     def host_add(self, fqdn: str, ip: str | None, ip6: str | None = None) -> str:
         otp = secrets.token_urlsafe(12)

@@ -7,7 +7,15 @@ ipa_session cookie), then POST /ipa/session/json with a Referer of https://<host
 {"method": m, "params": [[args], {options, "version"}]}, answered with the envelope
 {"result": ..., "error": null | {"code", "name", "message", "data"}, "id", "principal", "version"}.
 Error codes: 4001 NotFound, 4002 DuplicateEntry (ipalib/errors.py). Every call is first checked
-against the command schema shipped in ipaclient (ipa_model.py) and refused as IPA would."""
+against the command schema shipped in ipaclient (ipa_model.py) and refused as IPA would.
+
+DNS zones: `zones` are the zones IPA manages (absolute names). By default the forward zone and the
+lab's reverse zone; `forward_only=True` is the common site whose PTRs live in corporate DNS. As
+freeipa's ipaserver/plugins/host.py (host_add.pre_callback -> dns.add_records_for_host_validation)
+does, host_add with ip_address needs the host's forward zone in IPA ("DNS zone %(zone)s not found"),
+and, unless no_reverse is set, the address's reverse zone too ("DNS reverse zone %(revzone)s for IP
+address %(addr)s is not managed by this server", NotFound 4001); dnszone_find answers each zone as
+{"idnsname": [name], ...}, dnszone_show an unknown zone with NotFound."""
 
 from __future__ import annotations
 
@@ -18,8 +26,12 @@ from .ipa_model import check_call
 
 
 class FakeIpa(FakeHttpServer):
-    def __init__(self, tls, password: str = "ipa-secret", realm: str = "LAB.EXAMPLE.COM") -> None:
+    def __init__(self, tls, password: str = "ipa-secret", realm: str = "LAB.EXAMPLE.COM",
+                 forward_only: bool = False) -> None:
         super().__init__(tls)
+        self.zones = {"lab.example.com."} | (set() if forward_only else {
+            "0.127.in-addr.arpa.", "2.0.192.in-addr.arpa.", "8.b.d.0.1.0.0.2.ip6.arpa."})
+        self.ptr: dict[str, str] = {}  # reverse name -> host, for zones IPA manages
         self.password, self.realm = password, realm
         self.sessions: set[str] = set()
         self.hosts: dict[str, dict] = {}
@@ -112,11 +124,23 @@ class FakeIpa(FakeHttpServer):
             raise self._err(4002, "DuplicateEntry", f'host with name "{fqdn}" already exists')
         if not options.get("force") and not options.get("ip_address"):
             raise self._err(4019, "DNSNotARecordError", f"Host '{fqdn}' does not have corresponding DNS A/AAAA record")
+        ip = options.get("ip_address")
+        revzone = None
+        if ip:
+            zone = fqdn.partition(".")[2] + "."
+            if zone not in self.zones:
+                raise self._err(4001, "NotFound", f"DNS zone {zone} not found")
+            revzone = self._reverse_zone(ip)
+            if revzone is None and not options.get("no_reverse"):
+                raise self._err(4001, "NotFound", f"DNS reverse zone {_reverse_name(ip).split('.', 1)[1]} for IP address "
+                                f"{ip} is not managed by this server")
         otp = secrets.token_urlsafe(12)
-        self.hosts[fqdn] = {"fqdn": [fqdn], "_otp": otp, "_ip": options.get("ip_address"), "managedby_host": [fqdn]}
-        if options.get("ip_address"):
-            kind = "aaaarecord" if ":" in options["ip_address"] else "arecord"
-            self.dns.setdefault(fqdn, {}).setdefault(kind, []).append(options["ip_address"])
+        self.hosts[fqdn] = {"fqdn": [fqdn], "_otp": otp, "_ip": ip, "managedby_host": [fqdn]}
+        if ip:
+            kind = "aaaarecord" if ":" in ip else "arecord"
+            self.dns.setdefault(fqdn, {}).setdefault(kind, []).append(ip)
+            if revzone is not None and not options.get("no_reverse"):
+                self.ptr[_reverse_name(ip)] = fqdn
         return {"result": {"dn": f"fqdn={fqdn},cn=computers,cn=accounts,dc=lab,dc=example,dc=com", "fqdn": [fqdn],
                            "has_keytab": False, "has_password": True, "randompassword": otp},
                 "value": fqdn, "summary": f'Added host "{fqdn}"'}
@@ -154,10 +178,34 @@ class FakeIpa(FakeHttpServer):
         self.hosts[fqdn]["managedby_host"] = sorted(set(self.hosts[fqdn]["managedby_host"]) | set(options.get("host", [])))
         return {"result": dict(self.hosts[fqdn]), "failed": {"managedby": {"host": []}}, "completed": 1}
 
+    def _reverse_zone(self, ip: str) -> str | None:
+        """The longest IPA-managed zone the address's reverse name is in."""
+        rev = _reverse_name(ip)
+        found = [z for z in self.zones if rev.endswith("." + z)]
+        return max(found, key=len) if found else None
+
+    def _m_dnszone_find(self, args, options):
+        zones = [{"idnsname": [z], "idnszoneactive": True} for z in sorted(self.zones)]
+        return {"result": zones, "count": len(zones), "truncated": False, "summary": f"{len(zones)} DNS zones matched"}
+
+    def _m_dnszone_show(self, args, options):
+        zone = args[0] if args[0].endswith(".") else args[0] + "."
+        if zone not in self.zones:
+            raise self._err(4001, "NotFound", f"{args[0]}.: DNS zone not found")
+        return {"result": {"idnsname": [zone], "idnszoneactive": True}, "value": zone, "summary": None}
+
     def _m_dnsrecord_add(self, args, options):
         zone, name = args[0].rstrip("."), args[1]
+        for ip in options.get("aaaarecord", []) if options.get("aaaa_extra_create_reverse") else []:
+            if self._reverse_zone(ip) is None:
+                raise self._err(4001, "NotFound", f"DNS reverse zone for IP address {ip} not found")
         rec = self.dns.setdefault(f"{name}.{zone}", {})
         for kind in ("arecord", "aaaarecord"):
             rec.setdefault(kind, [])
             rec[kind] += list(options.get(kind, []))
         return {"result": {"idnsname": [name], **rec}, "value": name, "summary": None}
+
+
+def _reverse_name(ip: str) -> str:
+    import ipaddress
+    return ipaddress.ip_address(ip).reverse_pointer + "."
