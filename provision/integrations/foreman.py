@@ -50,14 +50,11 @@ class ForemanSatellite:
         if not hosts:
             return None
         h = self._api("GET", f"/api/hosts/{hosts[0]['id']}")
-        facet = h.get("content_facet_attributes") or {}
         return {k: v for k, v in {
             "organization_id": h.get("organization_id"), "organization": h.get("organization_name"),
             "location_id": h.get("location_id"), "location": h.get("location_name"),
             "hostgroup_id": h.get("hostgroup_id"), "hostgroup": h.get("hostgroup_title"),
-            "lifecycle_environment_id": facet.get("lifecycle_environment_id"),
-            "lifecycle_environment": facet.get("lifecycle_environment_name"),
-            "content_view_id": facet.get("content_view_id"), "content_view": facet.get("content_view_name"),
+            **content_placement(h.get("content_facet_attributes") or {}),
         }.items() if v is not None}
 
     def delete_host(self, fqdn: str) -> bool:
@@ -90,7 +87,10 @@ class ForemanSatellite:
         """Put the re-registered host back on its content view and lifecycle environment (an
         activation key may name others): PUT /api/hosts/:id content_facet_attributes. False if the
         host is not registered (yet)."""
-        wanted = {k: placement[k] for k in ("content_view_id", "lifecycle_environment_id") if placement.get(k)}
+        if placement.get("content_view_environments"):  # Katello 4.10+ multi-CV: the whole list, by label
+            wanted = {"content_view_environments": list(placement["content_view_environments"])}
+        else:
+            wanted = {k: placement[k] for k in ("content_view_id", "lifecycle_environment_id") if placement.get(k)}
         hosts = [h for h in self._find("hosts", fqdn) if h.get("name") == fqdn]
         if not hosts:
             return False
@@ -110,3 +110,24 @@ class ForemanSatellite:
         keys = shlex.quote(",".join(self.cfg.activation_keys))
         return (f"rpm -Uvh {shlex.quote(url + '/pub/katello-ca-consumer-latest.noarch.rpm')} && "
                 f"subscription-manager register --org={org} --activationkey={keys}")
+
+
+def content_placement(facet: dict) -> dict:
+    """Content view and lifecycle environment from a host's content facet, in each shape Katello
+    has rendered it (app/views/katello/api/v2/content_facet/base.json.rabl):
+    - 4.x: `content_view: {id, name}` and `lifecycle_environment: {id, name}` (the single CV/LCE,
+      kept for backward compatibility), and `content_view_environments: [{content_view: {id, name},
+      lifecycle_environment: {id, name}, candlepin_name}]`, several when
+      `multi_content_view_environment` is true;
+    - 3.x: flat `content_view_id`/`_name`, `lifecycle_environment_id`/`_name`."""
+    cves = facet.get("content_view_environments") or []
+    first = cves[0] if cves else {}
+    view = facet.get("content_view") or first.get("content_view") or {}
+    env = facet.get("lifecycle_environment") or first.get("lifecycle_environment") or {}
+    out = {"content_view_id": view.get("id", facet.get("content_view_id")),
+           "content_view": view.get("name", facet.get("content_view_name")),
+           "lifecycle_environment_id": env.get("id", facet.get("lifecycle_environment_id")),
+           "lifecycle_environment": env.get("name", facet.get("lifecycle_environment_name"))}
+    if len(cves) > 1:
+        out["content_view_environments"] = [c["candlepin_name"] for c in cves if c.get("candlepin_name")]
+    return out

@@ -11,7 +11,11 @@ POST /api/registration_commands takes exactly the parameters of the Foreman API 
 lifecycle_environment_id, force, ignore_subman_errors): anything else is refused with 422, as
 Foreman's parameter filter would not pass it on. GET /api/hosts/:id carries Katello's
 content_facet_attributes (content view and lifecycle environment), which PUT /api/hosts/:id
-updates."""
+updates. The facet is rendered as Katello 4.x does (app/views/katello/api/v2/content_facet/
+base.json.rabl): `content_view {id, name, composite}`, `lifecycle_environment {id, name}` and
+`content_view_environments [{content_view, lifecycle_environment, candlepin_name}]`, with no flat
+`*_id`/`*_name` members (those were Katello 3.x); PUT takes `content_view_id` +
+`lifecycle_environment_id` or, for several, `content_view_environments` (candlepin labels)."""
 
 from __future__ import annotations
 
@@ -42,10 +46,32 @@ class FakeForeman(FakeHttpServer):
         """placement: hostgroup_id/hostgroup_title, lifecycle_environment_id/_name, content_view_id/_name."""
         self.next_id += 1
         facet = {k: placement.pop(k) for k in list(placement) if k.startswith(("lifecycle_", "content_view"))}
+        cves = [((facet["content_view_id"], facet.get("content_view_name")),
+                 (facet["lifecycle_environment_id"], facet.get("lifecycle_environment_name")))] if facet else []
+        self.names = getattr(self, "names", {})  # ("cv" | "le", id) -> name, as Katello knows them
+        if facet:
+            self.names[("cv", facet["content_view_id"])] = facet.get("content_view_name")
+            self.names[("le", facet["lifecycle_environment_id"])] = facet.get("lifecycle_environment_name")
         self.hosts[self.next_id] = {"id": self.next_id, "name": fqdn, "organization_id": 1, "organization_name": "Lab",
                                     "location_id": 2, "location_name": "Default Location", **placement,
-                                    **({"content_facet_attributes": facet} if facet else {})}
+                                    "_cves": cves}
         self.registrations: list[dict] = getattr(self, "registrations", [])
+
+    @staticmethod
+    def _show(host: dict) -> dict:
+        out = {k: v for k, v in host.items() if not k.startswith("_")}
+        cves = host.get("_cves", [])
+        if cves:
+            rendered = [{"content_view": {"id": cv[0], "name": cv[1], "composite": False, "content_view_default": False},
+                         "lifecycle_environment": {"id": le[0], "name": le[1], "lifecycle_environment_library": False},
+                         "candlepin_name": f"{le[1]}/{cv[1]}"} for cv, le in cves]
+            facet = {"id": host["id"], "uuid": f"uuid-{host['id']}", "content_view_environments": rendered,
+                     "multi_content_view_environment": len(cves) > 1}
+            if len(cves) == 1:  # the single CV/LCE, for backward compatibility
+                facet["content_view"] = {"id": cves[0][0][0], "name": cves[0][0][1], "composite": False}
+                facet["lifecycle_environment"] = {"id": cves[0][1][0], "name": cves[0][1][1]}
+            out["content_facet_attributes"] = facet
+        return out
 
     @staticmethod
     def _index(items: list[dict], search: str) -> dict:
@@ -62,21 +88,29 @@ class FakeForeman(FakeHttpServer):
         wanted = m.group(1) if m else None
         if req.method == "GET" and req.path in ("/api/hosts", "/api/organizations", "/api/locations"):
             pool = {"/api/hosts": self.hosts, "/api/organizations": self.orgs, "/api/locations": self.locations}[req.path]
-            return 200, {}, self._index([v for v in pool.values() if wanted is None or v["name"] == wanted], search)
+            items = [self._show(v) if req.path == "/api/hosts" else v for v in pool.values()]
+            return 200, {}, self._index([v for v in items if wanted is None or v["name"] == wanted], search)
         m = re.fullmatch(r"/api/hosts/(\d+)", req.path)
         if m and req.method == "GET":
             host = self.hosts.get(int(m.group(1)))
-            return (200, {}, host) if host else (404, {}, {"error": {"message": "Resource host not found"}})
+            return (200, {}, self._show(host)) if host else (404, {}, {"error": {"message": "Resource host not found"}})
         if m and req.method == "PUT":
             host = self.hosts.get(int(m.group(1)))
             if not host:
                 return 404, {}, {"error": {"message": "Resource host not found"}}
             facet = req.json().get("host", {}).get("content_facet_attributes", {})
-            host.setdefault("content_facet_attributes", {}).update(facet)
-            return 200, {}, host
+            if "content_view_environments" in facet:
+                host["_cves"] = [((None, label.split("/", 1)[1]), (None, label.split("/", 1)[0]))
+                                 for label in facet["content_view_environments"]]
+            elif facet:
+                if not {"content_view_id", "lifecycle_environment_id"} <= set(facet):
+                    return 422, {}, {"error": {"message": "content view and lifecycle environment must be set together"}}
+                cv, le = facet["content_view_id"], facet["lifecycle_environment_id"]
+                host["_cves"] = [((cv, self.names.get(("cv", cv))), (le, self.names.get(("le", le))))]
+            return 200, {}, self._show(host)
         if m and req.method == "DELETE":
             host = self.hosts.pop(int(m.group(1)), None)
-            return (200, {}, host) if host else (404, {}, {"error": {"message": "Resource host not found"}})
+            return (200, {}, self._show(host)) if host else (404, {}, {"error": {"message": "Resource host not found"}})
         if req.path == "/api/registration_commands" and req.method == "POST":
             body = req.json().get("registration_command", {})
             unknown = sorted(set(body) - REGISTRATION_PARAMS)
