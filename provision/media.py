@@ -3,7 +3,8 @@
 An import copies what the nodes fetch over HTTP and TFTP under `[paths] media`/NAME/:
 - always the installer's kernel and initrd (`images/pxeboot/vmlinuz`, `initrd.img`);
 - oVirt Node / RHVH (the ISO's own kickstart has a `liveimg --url=file:///run/install/repo/...`
-  line): that live image, the installer's stage 2 (`images/install.img`), `.treeinfo`,
+  line): that live image, the installer's stage 2 (`images/install.img`, with `images/product.img`
+  and `images/updates.img` where the ISO has them), `.treeinfo`,
   `.discinfo`, the ISO's kickstarts and its UEFI boot image (`images/efiboot.img`, which
   virtual-media boot ISOs reuse);
 - Enterprise Linux (no `liveimg`): the whole tree, the repositories included.
@@ -29,7 +30,10 @@ from .store import Media, Store
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 KERNEL, INITRD = "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"
-STAGE2 = ("images/install.img", ".treeinfo", ".discinfo")
+# anaconda's stage 2 and what it fetches beside it from the same tree: images/product.img carries an
+# oVirt Node / RHVH ISO's installer classes (its partitioning rules); without it anaconda goes on
+# silently as a plain installer
+STAGE2 = ("images/install.img", "images/product.img", "images/updates.img", ".treeinfo", ".discinfo")
 EFIBOOT = "images/efiboot.img"  # the ISO's own UEFI El Torito image: virtual-media boot ISOs reuse it
 REPO = "file:///run/install/repo/"
 LIVEIMG_RE = re.compile(r"^\s*liveimg\s.*?--url[= ]\s*['\"]?([^\s'\"]+)", re.M)

@@ -25,6 +25,7 @@ LIVE = "rhvh/redhat-virtualization-host-4.5.squashfs.img"  # not [defaults] rhvh
 def _ovirt_files() -> dict[str, bytes]:
     return {"images/pxeboot/vmlinuz": os.urandom(70_000), "images/pxeboot/initrd.img": os.urandom(150_000),
             "images/install.img": os.urandom(30_000), "images/efiboot.img": os.urandom(20_000),
+            "images/product.img": os.urandom(9_000),  # oVirt Node's installer classes (partitioning rules)
             ".treeinfo": b"[general]\nname = oVirt Node\n",
             ".discinfo": b"1\n", "interactive-defaults.ks": f"text\nliveimg --url=file:///run/install/repo/{LIVE}\n".encode(),
             LIVE: os.urandom(400_000), "Packages/ovirt-node-ng-image-update-4.5.rpm": os.urandom(1000)}
@@ -55,12 +56,12 @@ def test_an_ovirt_node_iso_gives_its_live_image_and_the_kickstart_installs_it(cf
     dest = tmp_path / "media" / "rhvh-4.5"
     copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert copied == sorted(["SHA256SUMS", "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img", "images/install.img",
-                             "images/efiboot.img", ".treeinfo", ".discinfo", "interactive-defaults.ks",
-                             LIVE])  # not Packages/, and efiboot.img for virtual-media boot ISOs
+                             "images/product.img", "images/efiboot.img", ".treeinfo", ".discinfo",
+                             "interactive-defaults.ks", LIVE])  # not Packages/, and efiboot.img for vmedia boot ISOs
     for rel in copied:
         assert rel == "SHA256SUMS" or (dest / rel).read_bytes() == files[rel], rel
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dest, capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 8, check.stdout
+    assert check.returncode == 0 and check.stdout.count(": OK") == 9, check.stdout
     listed = run_cli("media", "list", config=cfg).stdout
     assert "rhvh-4.5" in listed and "ovirt-node" in listed and "rhvh" in listed and "ovirt.iso (OVIRT_NODE_4_5)" in listed
     ks = run_cli("render", "rhvnode3", "--kind", "kickstart", config=cfg).stdout
