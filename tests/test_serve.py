@@ -183,6 +183,24 @@ def test_ks_with_another_nodes_mac_is_forbidden(srv):
     assert srv.svc.store.active_build("rhvnode3").ks_fetched_at is None
 
 
+def test_ks_is_served_to_a_host_that_sends_a_header_for_every_net_device(srv):
+    """anaconda sends one X-RHN-Provisioning-MAC header per /sys/class/net entry: a host with 4 NICs,
+    2 bonds and their VLANs, a BMC USB NIC and 8 InfiniBand ports (20-byte addresses) sends 40; 16
+    was the old cap and refused it. A flood past MAX_MAC_HEADERS is still refused."""
+    from provision.web.kickstart import MAX_MAC_HEADERS
+    _, token = srv.svc.store.arm("rhvnode3", srv.svc.key, 3600)
+    ib = "80:00:02:08:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0a:bb:{:02x}"
+    devices = [f"eno1 {MAC3}", f"bond0 {MAC3}", f"bond0.100 {MAC3}", "usb0 0a:94:ef:00:00:01"]
+    devices += [f"ib{i} {ib.format(i)}" for i in range(8)] + [f"vnet{i} 02:00:00:00:01:{i:02x}" for i in range(28)]
+    assert len(devices) == 40
+    r = srv.get(f"/ks/{token}", headers={f"X-RHN-Provisioning-MAC-{i}": d for i, d in enumerate(devices)})
+    assert r.status_code == 200 and "network --device=0c:c4:7a:3b:03:01" in r.text
+    flood = {f"X-RHN-Provisioning-MAC-{i}": f"x{i} 02:00:00:00:{i // 256:02x}:{i % 256:02x}"
+             for i in range(MAX_MAC_HEADERS)} | {"X-RHN-Provisioning-MAC-9999": f"eno1 {MAC3}"}
+    r = srv.get(f"/ks/{token}", headers=flood)
+    assert r.status_code == 403 and "network" not in r.text
+
+
 def test_ks_unknown_expired_and_ended_tokens(srv):
     assert srv.get("/ks/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").status_code == 404
     assert srv.get("/ks/short").status_code == 404

@@ -36,7 +36,7 @@ from pathlib import Path
 from .. import tokens
 from . import mediafiles
 from .httphead import boot_target, byte_range, loggable_path, parse_head
-from .kickstart import macs_from
+from .kickstart import MAX_MAC_HEADERS, macs_from
 from .recorder import Fetch, Recorder
 
 log = logging.getLogger("provision.http")
@@ -193,7 +193,7 @@ class Front:
         share one commit); anything else, a denial included, is for Flask (web/kickstart.py)."""
         token, macs = parsed.path[len("/ks/"):], macs_from(parsed.macs)
         hit = self.bootcache.cached_kickstart(tokens.digest(token)) if tokens.looks_valid(token) else None
-        if hit is None or not macs or len(macs) > 16 or any(self.bootcache.owner(m) != hit[0] for m in macs):
+        if hit is None or not macs or len(macs) > MAX_MAC_HEADERS or any(self.bootcache.owner(m) != hit[0] for m in macs):
             self._hand_over(fd, conn)
             return
         _node, build_id, data = hit
