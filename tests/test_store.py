@@ -153,3 +153,22 @@ def test_the_prepared_hot_path_stores_what_sqlalchemy_stores(svc):
         b = s.get(BuildRow, build.id)
         assert (b.created_at, b.expires_at, b.end_reason) == (build.created_at, build.expires_at, "done")
         assert b.boot_local_at is not None and b.ended_at is not None
+
+
+def test_run_leases_are_judged_on_the_databases_clock_not_a_skewed_serves(svc, monkeypatch):
+    """Two `serve` processes on two hosts, one of whose clocks is an hour fast: the fast one must not
+    take a run whose holder renewed its 60 s lease a moment ago, nor hand itself a lease that the other
+    would see as an hour long. Leases were computed from each process's own wall clock."""
+    from datetime import timedelta
+
+    from provision.store import clock, runs
+
+    run = svc.store.create_rebuild(["rhvnode3"], {}, runner="service")
+    assert svc.store.claim_rebuild("a", 60).id == run.id
+    real = clock.utcnow
+    monkeypatch.setattr(runs, "utcnow", lambda: real() + timedelta(hours=1))  # serve b's clock
+    monkeypatch.setattr(clock, "utcnow", lambda: real() + timedelta(hours=1))
+    assert svc.store.claim_rebuild("b", 60) is None, "a fast clock took a run under a live lease"
+    assert svc.store.renew_lease(run.id, "a", 60) == "run"
+    held = svc.store.rebuild(run.id).lease_until
+    assert abs((held - real()).total_seconds() - 60) < 30, f"lease until {held}: not 60 s on the database's clock"

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from .. import tokens
 from ..errors import Conflict, NotFound
-from .clock import utcnow
+from .clock import db_utcnow, utcnow
 from .models import CollectRow, EventRow, LogRow, NodeRow, RebuildRow
 
 
@@ -135,22 +135,24 @@ class RunsMixin:
     # -- the conductor's leases (runner "service") -------------------------------------------
     def claim_rebuild(self, owner: str, lease_seconds: float) -> Rebuild | None:
         """Take the oldest service run that is queued, or running under an expired lease (its
-        `serve` died), for `owner`: one compare-and-set, so two `serve` processes never both get it."""
-        now = utcnow()
+        `serve` died), for `owner`: one compare-and-set, so two `serve` processes never both get it.
+        Leases are set and judged on the database's clock (db_utcnow), never this process's."""
         query = (select(RebuildRow.id, RebuildRow.status, RebuildRow.lease_until)
                  .where(RebuildRow.runner == "service", RebuildRow.status.in_(("queued", "running")))
                  .order_by(RebuildRow.id))
 
-        def free(r) -> bool:
+        def free(r, now) -> bool:
             return r.status == "queued" or r.lease_until is None or r.lease_until <= now
 
         with self.engine.connect() as conn:  # every conductor asks every few seconds: a read first,
-            if not any(free(r) for r in conn.execute(query)):  # the write lock only when there is one
+            now = db_utcnow(conn)             # the write lock only when there is one
+            if not any(free(r, now) for r in conn.execute(query)):
                 return None
         with self._writing() as s:
             conn = s.connection()
+            now = db_utcnow(conn)
             for r in conn.execute(query).all():
-                if not free(r):
+                if not free(r, now):
                     continue  # held
                 took = conn.execute(update(RebuildRow)
                                     .where(RebuildRow.id == r.id, RebuildRow.status == r.status,
@@ -170,7 +172,7 @@ class RunsMixin:
             took = conn.execute(update(RebuildRow)
                                 .where(RebuildRow.id == rebuild_id, RebuildRow.owner == owner,
                                        RebuildRow.status == "running")
-                                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))).rowcount
+                                .values(lease_until=db_utcnow(conn) + timedelta(seconds=lease_seconds))).rowcount
             if not took:
                 return None
             return conn.execute(select(RebuildRow.control).where(RebuildRow.id == rebuild_id)).scalar()
