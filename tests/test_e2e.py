@@ -262,8 +262,8 @@ def assert_all_done_one_cycle_each(lab: Lab) -> None:
         assert lab.ipa.hosts[fqdn]["managedby_host"] == sorted([fqdn, "mgmt1.lab.example.com"])
         assert lab.ipa.schema_violations == [] and lab.ovirt.model_violations == []
         back = [h for h in lab.sat.hosts.values() if h["name"] == fqdn]
-        assert len(back) == 1 and back[0]["content_facet_attributes"] == {"lifecycle_environment_id": 3,
-                                                                          "content_view_id": 11}
+        assert len(back) == 1 and back[0]["_cves"] == [((11, "RHVH-4.4"), (3, "Production"))], \
+            "back on its content view and lifecycle environment, as recorded from Katello 4.x's nested facet"
         reg = next(r for r in lab.sat.registrations if r.get("hostgroup_id") == 7)
         assert reg["lifecycle_environment_id"] == 3 and reg["insecure"] is False
     assert lab.ovirt.engine_vm_on in ("rhvnode8", "rhvnode9"), "the engine VM moved off the rebuilt host"

@@ -51,20 +51,32 @@ def engine_client(fake, tls, tmp_path, password="engine-secret") -> OvirtEngine:
     return OvirtEngine(cfg, poll=0.01, **FAST)
 
 
+IPMI_AGENT = {"type": "ipmilan", "address": "10.1.1.3", "port": 623, "username": "admin", "password": "x",
+              "order": 1, "options": {"option": [{"name": "lanplus", "value": "1"}, {"name": "power_wait", "value": "4"}]}}
+PDU_AGENT = {"type": "apc_snmp", "address": "pdu-7.lab.example.com", "port": 161, "username": "apc", "password": "y",
+             "order": 2, "options": {"option": [{"name": "port", "value": "12"}]}}
+
+
 def test_engine_drain_remove_add_fence_networks_activate(ovirt, tls, tmp_path):
-    old = ovirt.add_existing("rhvnode3", "ocpcluster")
+    old = ovirt.add_existing("rhvnode3", "ocpcluster", fence_agents=[PDU_AGENT, IPMI_AGENT])
     ovirt.add_existing("rhvnode4", "ocpcluster")
     e = engine_client(ovirt, tls, tmp_path)
     host = e.find_host("rhvnode3")
     assert (host.id, host.status) == (old, "up")
+    assert host.hosted_engine is False and host.gluster is False  # "false" from the engine is not True
+    agents = e.fence_agents(old)  # every scalar came as a string; read as the SDK reads them
+    assert agents == [{"type": "ipmilan", "address": "10.1.1.3", "port": 623, "username": "admin", "order": 1,
+                       "encrypt_options": False, "options": {"lanplus": "1", "power_wait": "4"}},
+                      {"type": "apc_snmp", "address": "pdu-7.lab.example.com", "port": 161, "username": "apc",
+                       "order": 2, "encrypt_options": False, "options": {"port": "12"}}]
     assert {h.name for h in e.cluster_hosts("ocpcluster")} == {"rhvnode3", "rhvnode4"}
     assert e.find_host("nope") is None
     e.deactivate(old)
     assert e.wait_status(old, {"maintenance"}, 5).status == "maintenance"
     e.remove(old)
     new = e.add_host("rhvnode3", "rhvnode3.lab.example.com", "ocpcluster")
-    e.add_fence_agent(new.id, "10.1.1.3", 623, "admin", "bmc-pw")
-    e.add_fence_agent(new.id, "10.1.1.3", 623, "admin", "bmc-pw")  # a resumed step: no second agent
+    e.add_fence_agent(new.id, agents[0], "bmc-pw")
+    e.add_fence_agent(new.id, agents[0], "bmc-pw")  # a resumed step: no second agent
     assert len(ovirt.hosts[new.id]["_fences"]) == 1
     assert e.wait_status(new.id, {"maintenance"}, 5).status == "maintenance"
     e.setup_networks(new.id, FACTS)
@@ -72,7 +84,8 @@ def test_engine_drain_remove_add_fence_networks_activate(ovirt, tls, tmp_path):
     assert e.wait_status(new.id, {"up"}, 5).status == "up"
     h = ovirt.hosts[new.id]
     assert h["_fence"] == {"address": "10.1.1.3", "port": 623, "username": "admin", "password": "bmc-pw",
-                           "type": "ipmilan", "order": 1, "options": {"option": [{"name": "lanplus", "value": "1"}]}}
+                           "type": "ipmilan", "order": 1,
+                           "options": {"option": [{"name": "lanplus", "value": "1"}, {"name": "power_wait", "value": "4"}]}}
     assert h["power_management"] == {"enabled": True} and h["_committed"] is True
     order = [(m, a) for m, a, _ in h["_log"] if a and m == "POST"]
     assert order == [("POST", "fenceagents"), ("POST", "setupnetworks"), ("POST", "commitnetconfig"), ("POST", "activate")]
@@ -140,6 +153,44 @@ def test_engine_renews_an_expired_token(ovirt, tls, tmp_path):
     ovirt.expire_tokens()
     assert e.find_host("rhvnode3")
     assert len([r for r in ovirt.requests if r.path.endswith("/sso/oauth/token")]) == 2
+
+
+def test_engine_scalars_are_strings_and_are_read_as_the_sdk_reads_them(ovirt, tls, tmp_path):
+    """The engine writes `"configured": "false"` and `"gluster_service": "false"`; bool("false") is
+    True, which took every host for a hosted-engine host and every cluster for a gluster one."""
+    plain = ovirt.add_existing("rhvnode3", "ocpcluster")
+    he = ovirt.add_existing("rhvnode4", "legacy", hosted_engine=True)
+    ovirt.gluster_clusters.add("legacy")
+    e = engine_client(ovirt, tls, tmp_path)
+    raw = e._api("GET", f"/hosts/{plain}", params={"all_content": "true"})
+    assert raw["hosted_engine"] == {"configured": "false", "active": "false"} and raw["port"] == "54321"
+    assert e._api("GET", f"/clusters/{ovirt.clusters['ocpcluster']}")["gluster_service"] == "false"
+    assert (e.get_host(plain).hosted_engine, e.get_host(plain).gluster) == (False, False)
+    assert (e.get_host(he).hosted_engine, e.get_host(he).gluster) == (True, True)
+    from provision.integrations.ovirtjson import boolean, integer
+    assert [boolean(v, "f") for v in ("true", "FALSE", "1", "0", None, True)] == [True, False, True, False, False, True]
+    assert [integer(v, "f") for v in ("1500", "0", None, "", 7)] == [1500, 0, None, None, 7]
+    ovirt.hosts[plain]["_he"] = "yes"  # a value the engine never writes is named, never guessed
+    with pytest.raises(EngineError, match="hosted_engine.configured: 'yes' is not a boolean"):
+        e.get_host(plain)
+
+
+def test_undeploy_reinstalls_with_activate_false_so_the_host_stays_in_maintenance(ovirt, tls, tmp_path):
+    """HostService.install defaults activate to true: the host came back Up, took VMs, and the wait
+    for maintenance ran out after 1,800 s."""
+    hid = ovirt.add_existing("rhvnode4", "ocpcluster", hosted_engine=True)
+    ovirt.add_existing("rhvnode8", "ocpcluster", hosted_engine=True)
+    e = engine_client(ovirt, tls, tmp_path)
+    e.deactivate(hid)
+    e.wait_status(hid, {"maintenance"}, 5)
+    e.undeploy_hosted_engine(hid)
+    host = e.wait_status(hid, {"maintenance", "up"}, 5)
+    assert (host.status, host.hosted_engine) == ("maintenance", False)
+    _, _, body = next(x for x in ovirt.hosts[hid]["_log"] if x[1] == "install")
+    assert body["activate"] is False and body["undeploy_hosted_engine"] is True and ovirt.model_violations == []
+    ovirt.hosts[hid]["_he"] = True  # what the old call (no activate) did: the fake follows the SDK's default
+    e._api("POST", f"/hosts/{hid}/install", {"undeploy_hosted_engine": True, "ssh": {"authentication_method": "publickey"}})
+    assert e.wait_status(hid, {"maintenance", "up"}, 5).status == "up"
 
 
 def test_engine_retries_503_then_succeeds_and_gives_up_with_a_bound(ovirt, tls, tmp_path):
@@ -217,7 +268,9 @@ def test_ipa_record_delete_add_restore(ipa, tls, tmp_path):
     c.restore(fqdn, recorded)
     assert c.host_info(fqdn) == recorded
     methods = [m for m, _, _ in ipa.rpc]
-    assert methods == ["host_show", "host_del", "host_show", "host_add", "dnsrecord_add", "hostgroup_add_member",
+    assert ipa.ptr == {"13.2.0.192.in-addr.arpa.": fqdn}  # IPA manages the reverse zone: host_add made the PTR
+    assert methods == ["host_show", "host_del", "host_show", "dnszone_show", "dnszone_find", "host_add",
+                       "dnsrecord_add", "hostgroup_add_member",
                        "hostgroup_add_member", "netgroup_add_member", "hbacrule_add_host", "sudorule_add_host",
                        "host_add_managedby", "host_show"]
     assert ipa.schema_violations == []
@@ -225,6 +278,31 @@ def test_ipa_record_delete_add_restore(ipa, tls, tmp_path):
     assert args == [fqdn] and opts["updatedns"] is True and opts["version"] == "2.253"
     login = [r for r in ipa.requests if r.path == "/ipa/session/login_password"]
     assert len(login) == 1 and all(r.headers.get("referer") for r in ipa.requests)
+
+
+def test_ipa_without_reverse_zones_re_adds_the_host_with_no_reverse(tls, tmp_path):
+    """The common site: IPA manages the forward zone, the PTRs live in corporate DNS. host_add
+    --ip-address is refused there unless it says no_reverse (after host_del --updatedns already
+    removed the A record): the client reads the zones first and says it."""
+    fake = FakeIpa(tls, forward_only=True)
+    fqdn = "rhvnode3.lab.example.com"
+    fake.add_host(fqdn, ["hypervisors"])
+    try:
+        c = ipa_client(fake, tls, tmp_path)
+        assert c.dns_plan(fqdn, ["192.0.2.13", "2001:db8::13"]) == {
+            "forward": True, "reverse": {"192.0.2.13": False, "2001:db8::13": False}}
+        with pytest.raises(IpaError, match="is not managed by this server .4001."):  # what the old call got
+            c._call("host_add", a_fqdn="other.lab.example.com", o_random=True, o_ip_address="192.0.2.14")
+        c.host_del(fqdn)
+        otp = c.host_add(fqdn, "192.0.2.13", "2001:db8::13")
+        assert otp == fake.hosts[fqdn]["_otp"]
+        assert fake.dns[fqdn] == {"arecord": ["192.0.2.13"], "aaaarecord": ["2001:db8::13"]} and fake.ptr == {}
+        add = next(o for m, _, o in fake.rpc if m == "host_add" and o.get("ip_address") == "192.0.2.13")
+        aaaa = next(o for m, _, o in fake.rpc if m == "dnsrecord_add")
+        assert add["no_reverse"] is True and aaaa["aaaa_extra_create_reverse"] is False
+        assert fake.schema_violations == []
+    finally:
+        fake.close()
 
 
 def test_the_fake_ipa_refuses_what_the_command_schema_lacks(ipa, tls, tmp_path):
@@ -297,6 +375,28 @@ def test_satellite_records_and_restores_the_hosts_placement(sat, tls, tmp_path):
     sat.add_host(fqdn, lifecycle_environment_id=1, content_view_id=2)  # the activation key's defaults
     assert c.restore_content(fqdn, placement) is True
     assert c.host_info(fqdn)["content_view_id"] == 11 and c.host_info(fqdn)["lifecycle_environment_id"] == 3
+
+
+def test_satellite_content_facet_in_katello_4_multi_cv_and_3_x_shapes(sat, tls, tmp_path):
+    """Katello 4.x renders content_view/lifecycle_environment as objects and a list of
+    content_view_environments (several with multi-CV); 3.x rendered flat *_id members."""
+    from provision.integrations.foreman import content_placement
+
+    c = sat_client(sat, tls, tmp_path)
+    fqdn = "rhvnode3.lab.example.com"
+    raw = c._api("GET", f"/api/hosts/{next(iter(sat.hosts))}")["content_facet_attributes"]
+    assert "content_view_id" not in raw and raw["content_view"]["id"] == 11  # the 4.x shape, as rendered
+    host = next(iter(sat.hosts.values()))
+    host["_cves"] = [((11, "RHVH-4.4"), (3, "Production")), ((12, "Tools"), (3, "Production"))]
+    placement = c.host_info(fqdn)
+    assert placement["content_view_environments"] == ["Production/RHVH-4.4", "Production/Tools"]
+    assert (placement["content_view_id"], placement["lifecycle_environment_id"]) == (11, 3)
+    host["_cves"] = [((2, "Default"), (1, "Library"))]
+    assert c.restore_content(fqdn, placement) is True
+    assert host["_cves"] == [((None, "RHVH-4.4"), (None, "Production")), ((None, "Tools"), (None, "Production"))]
+    assert content_placement({"content_view_id": 5, "content_view_name": "cv", "lifecycle_environment_id": 6,
+                              "lifecycle_environment_name": "le"}) == {
+        "content_view_id": 5, "content_view": "cv", "lifecycle_environment_id": 6, "lifecycle_environment": "le"}
 
 
 def test_the_fake_satellite_refuses_undocumented_registration_parameters(sat, tls, tmp_path):
