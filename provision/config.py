@@ -157,6 +157,11 @@ class DefaultsConfig(_Section):
     poll_interval: float = Field(default=2.0, gt=0, le=60)
     ipmi_timeout: float = Field(default=30.0, gt=0)
     ipmi_attempts: int = Field(default=3, ge=1, le=10)
+    # a Redfish BMC that refuses a boot change while the host is in POST (HPE iLO's
+    # UnableToModifyDuringSystemPOST) is asked again: this many times in all, the first wait this many
+    # seconds, doubling up to 6 times it (as Ironic's [redfish] post_boot_retry_attempts/_delay)
+    redfish_post_attempts: int = Field(default=6, ge=1, le=20)
+    redfish_post_delay: float = Field(default=5.0, gt=0, le=60)
     # hosted-engine hosts that must stay Up while one of them is rebuilt (they run the engine VM)
     hosted_engine_min_up: int = Field(default=2, ge=0, le=16)
 

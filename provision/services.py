@@ -63,7 +63,8 @@ def build(cfg: Config, *, power=None, bootcheck=None, **overrides) -> Services:
     store = Store(cfg.server.db_url)
     key = ensure_secret_file(cfg.server.secret_key_file)
     d = cfg.defaults
-    power = power or DriverFactory(cfg.paths.state_dir / "power", timeout=d.ipmi_timeout, attempts=d.ipmi_attempts)
+    power = power or DriverFactory(cfg.paths.state_dir / "power", timeout=d.ipmi_timeout, attempts=d.ipmi_attempts,
+                                   post_attempts=d.redfish_post_attempts, post_delay=d.redfish_post_delay)
     clients = integrations(cfg) | overrides
     bootcheck = BootProbe(cfg) if bootcheck is None else (bootcheck or None)
     workflow = Context(cfg=cfg, store=store, key=key, power=power, poll=d.poll_interval, bootcheck=bootcheck,

@@ -14,7 +14,8 @@ import requests
 
 from .conftest import free_port
 
-SYSTEMS = ("node1", "rejects", "ignores")
+SYSTEMS = ("node1", "rejects", "ignores", "ilo5", "idrac9", "supermicro", "xcc")  # fakes/redfish_bmc.py: who does what
+VENDORS = ("ilo5", "idrac9", "supermicro", "xcc")
 
 
 @dataclass
@@ -35,7 +36,7 @@ class RedfishSim:
         self.proc.wait(10)
 
 
-def start_redfish(tmp: Path, password: str = "redfish-pw") -> RedfishSim:
+def start_redfish(tmp: Path, password: str = "redfish-pw", post_refusals: int = 2) -> RedfishSim:
     port = free_port()
     uuids = {name: str(uuid.uuid4()) for name in SYSTEMS}
     (tmp / "htpasswd").write_text(f"admin:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}\n")
@@ -49,6 +50,7 @@ SUSHY_EMULATOR_FAKE_DRIVER = True
 SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}
 SUSHY_EMULATOR_AUTH_FILE = '{tmp / "htpasswd"}'
 SUSHY_EMULATOR_STATE_DIR = '{tmp / "state"}'
+PROVISION_POST_REFUSALS = {post_refusals}
 """)
     log = open(tmp / "emulator.log", "w")
     proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fakes" / "redfish_bmc.py"), "--config", str(cfg)],

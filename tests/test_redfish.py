@@ -92,7 +92,7 @@ def test_a_bmc_that_rejects_the_override_or_does_not_hold_it(bmc, tmp_path):
         driver(bmc, tmp_path, system="rejects").set_boot_device("network", uefi=True)
     with pytest.raises(PowerRejected, match=r"boot override Pxe/UEFI not held: the BMC reports Hdd"):
         driver(bmc, tmp_path, system="ignores").set_boot_device("network", uefi=True)
-    with pytest.raises(PowerRejected, match=r"3 Redfish systems .*set bmc.system"):
+    with pytest.raises(PowerRejected, match=r"7 Redfish systems .*set bmc.system"):
         driver(bmc, tmp_path, system=None).get_power_state()
 
 
@@ -230,3 +230,77 @@ def test_vmedia_netboot_step_puts_the_served_iso_in_the_bmcs_cd(bmc, tmp_path):
         ctx.power(store.get(node["name"]).node).set_power_state("off")
     finally:
         gen.close()
+
+
+# -- vendor profiles (tests/fakes/redfish_bmc.py says what each BMC refuses, and where that is cited) --
+def _image_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Image)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_ilo5_mode_read_only_etag_and_refusals_during_post(bmc, tmp_path):
+    """iLO 5: the override is set without writing the mode it already has, with If-Match, and is
+    asked again while the host is in POST; a mode it would have to change is a clear refusal."""
+    d = driver(bmc, tmp_path, system="ilo5", post_attempts=6, post_delay=0.01)
+    d.set_power_state("on")  # the host goes through POST: the next boot changes are refused for a while
+    assert d.netboot(uefi=True) in ("cycle", "on")
+    boot = bmc.system("ilo5")["Boot"]
+    assert (boot["BootSourceOverrideTarget"], boot["BootSourceOverrideMode"]) == ("Pxe", "UEFI")
+    with pytest.raises(PowerRejected, match="boot mode UEFI cannot be changed to Legacy through Redfish .*"
+                                            "read only.*set it in the firmware setup"):
+        d.set_boot_device("network", uefi=False)
+    d.set_power_state("on")
+    stubborn = driver(bmc, tmp_path, system="ilo5", post_attempts=1, post_delay=0.01)
+    with pytest.raises(PowerRejected, match="refused the boot change 1 times while the host was in POST"):
+        stubborn.set_boot_device("network", uefi=True)
+    info = d.check(uefi=True, device="network")
+    assert info["vendor"] == "HPE ProLiant DL380 Gen10" and info["problems"] == []
+    assert "boot mode UEFI already: not written" in info["plan"] and info["media_home"].startswith("Managers/")
+
+
+def test_idrac9_virtual_media_under_the_system_ejected_before_an_insert(bmc, tmp_path):
+    """iDRAC 9 >= 6 has virtual media under the System only, and refuses an insert into a device
+    that holds an image (what a failed build leaves): the driver ejects first."""
+    server = _image_server()
+    try:
+        d = driver(bmc, tmp_path, system="idrac9")
+        info = d.check(uefi=True, device="cd")
+        assert info["media_home"] == "Systems" and info["problems"] == [], info
+        first, second = (f"http://127.0.0.1:{server.server_port}/boot/idrac9-{n}.iso" for n in (1, 2))
+        assert d.insert_media(first) == "Cd"
+        assert d.insert_media(second) == "Cd"  # a retried build, the first ISO still in
+        cd = d._run(lambda system: RedfishDriver._cd(system))
+        assert cd.inserted and cd.image == second
+        assert d.eject_media() is True
+    finally:
+        server.shutdown()
+
+
+def test_supermicro_cd_is_usbcd_and_insert_without_read_only_fields(bmc, tmp_path):
+    server = _image_server()
+    try:
+        d = driver(bmc, tmp_path, system="supermicro")
+        url = f"http://127.0.0.1:{server.server_port}/boot/smc.iso"
+        assert d.insert_media(url) == "Cd"
+        assert d.boot_from("cd", uefi=True) in ("cycle", "on")
+        assert bmc.system("supermicro")["Boot"]["BootSourceOverrideTarget"] == "UsbCd"
+        assert "one-time boot override UsbCd" in d.check(uefi=True, device="cd")["plan"]
+    finally:
+        server.shutdown()
+
+
+def test_xcc_virtual_media_by_patch_and_eject_before_insert(bmc, tmp_path):
+    """No InsertMedia action: sushy PATCHes the device. A second insert (a retried build) ejects the
+    first image before it inserts the new one."""
+    server = _image_server()
+    try:
+        d = driver(bmc, tmp_path, system="xcc")
+        first, second = (f"http://127.0.0.1:{server.server_port}/boot/xcc-{n}.iso" for n in (1, 2))
+        assert d.insert_media(first) == "Cd"
+        assert d.insert_media(second) == "Cd"
+        cd = d._run(lambda system: RedfishDriver._cd(system))
+        assert cd.inserted and cd.image == second
+        assert d.eject_media() is True and d.eject_media() is False
+    finally:
+        server.shutdown()

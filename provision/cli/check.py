@@ -49,10 +49,15 @@ def run_checks(s, name: str) -> list[dict]:
         driver.validate()
         if node.bmc.driver != "redfish":
             return f"{node.bmc.label} power {driver.get_power_state()}"
-        info = driver.check()  # reachable, credentials accepted, and what the BMC offers
+        uefi = node.facts.firmware == "uefi" if node.facts is not None else None
+        # reachable, credentials accepted, what the BMC offers, and what the netboot step will ask of it
+        info = driver.check(uefi=uefi, device="cd" if node.bmc.boot == "vmedia" else "network")
+        if info["problems"]:
+            raise ProvisionError("; ".join(info["problems"]))
         cds = [m for m, types in info["virtual_media"] if "CD" in types or "DVD" in types]
-        return (f"{node.bmc.label} Redfish: power {info['power']}, reset {', '.join(info['reset'])}, boot "
-                f"targets {', '.join(info['boot_targets'])}, CD virtual media {', '.join(cds) or 'none'}")
+        return (f"{node.bmc.label} Redfish{' ' + info['vendor'] if info['vendor'] else ''}: power {info['power']}, "
+                f"reset {', '.join(info['reset'])}, boot targets {', '.join(info['boot_targets'])}, CD virtual media "
+                f"{', '.join(cds) or 'none'} under {info['media_home']}; netboot: {'; '.join(info['plan'])}")
 
     def engine():
         host = ctx.engine.find_host(node.name)

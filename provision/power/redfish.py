@@ -5,7 +5,24 @@
 IPMI driver: one operation per BMC at a time in a process, hard timeouts (connect and read),
 transient failures (unreachable, timeouts, 5xx) retried a bounded number of times with backoff,
 refused credentials and refused requests not; at-most-once netboot across processes (once.py).
-Every boot override is read back: a BMC that answers 2xx but keeps another target is refused."""
+Every boot override is read back: a BMC that answers 2xx but keeps another target is refused.
+
+What vendors' BMCs refuse that an emulator accepts, handled as Ironic and sushy handle it
+(openstack/ironic drivers/modules/redfish/management.py and boot.py; openstack/sushy
+resources/system/system.py, resources/manager/virtual_media.py):
+- the boot mode (BootSourceOverrideMode) is written only when it differs from what the BMC reports,
+  in a request of its own: HPE iLO 5 and iDRAC 8 refuse writing it (400). A mode the BMC will not
+  change is a clear refusal ("set it in the firmware setup"), never a half-set override;
+- BootSourceOverrideEnabled is sent only when it differs (story 2007355), but always to Supermicro,
+  which ignores a target without it (story 2008547);
+- iLO refuses boot changes while the host is in POST (`UnableToModifyDuringSystemPOST`): asked
+  again with backoff, `post_attempts` times in all (Ironic's post_boot_retry_*);
+- a PATCH carries the resource's ETag in If-Match (sushy does; iLO 5 requires it);
+- virtual media is looked up under the System first (iDRAC 9 >= 6.00.02, iDRAC 10:
+  `Systems/…/VirtualMedia`), then under its Managers;
+- a CD override on Supermicro X11/X12 is `UsbCd` (sushy maps it): the read-back accepts it;
+- media is ejected before an insert (Ironic always does; a failed build leaves media inserted);
+  BMCs with no InsertMedia action (Lenovo XCC) are driven by PATCH (sushy's fallback)."""
 
 from __future__ import annotations
 
@@ -15,6 +32,7 @@ from pathlib import Path
 import sushy
 from sushy import exceptions as sx
 from sushy.auth import BasicAuth
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ..config import read_secret
 from ..errors import InputError
@@ -24,10 +42,16 @@ from .once import BmcDriver, Factory, once_lock, write_marker
 logging.getLogger("sushy").setLevel(logging.WARNING)  # its debug lines carry request headers
 
 TARGETS = {"network": sushy.BootSource.PXE, "disk": sushy.BootSource.HDD, "cd": sushy.BootSource.CD}
+# what a BMC may report back for a target that was set: sushy sends UsbCd for Cd on Supermicro
+HELD = {sushy.BootSource.CD: {sushy.BootSource.CD, sushy.BootSource.USB_CD}}
 _ON = {sushy.PowerState.ON, sushy.PowerState.POWERING_ON}
 
 
 class RedfishDriver(BmcDriver):
+    def __init__(self, *args, post_attempts: int = 6, post_delay: float = 5.0, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.post_attempts, self.post_delay = post_attempts, post_delay
+
     def validate(self) -> None:
         super().validate()
         if isinstance(self.bmc.verify, str) and not Path(self.bmc.verify).is_file():
@@ -58,6 +82,9 @@ class RedfishDriver(BmcDriver):
         """Insert the image at `url` in the BMC's CD virtual media (read-only); its id."""
         def op(system) -> str:
             media = self._cd(system)
+            if media.inserted:  # what a failed build left, or a stale image: out first, as Ironic does
+                media.eject_media()
+                media.refresh()
             media.insert_media(url, inserted=True, write_protected=True)
             media.refresh()
             if not media.inserted or media.image != url:
@@ -78,19 +105,49 @@ class RedfishDriver(BmcDriver):
 
     @staticmethod
     def _cd(system):
-        for media in _virtual_media(system):
+        for media in _media_home(system)[1]:
             if {_val(t) for t in media.media_types or ()} & {"CD", "DVD"}:
                 return media
         raise _Refused("the BMC offers no CD/DVD virtual media")
 
-    def check(self) -> dict:
-        """What `provision check` reports: power state, reset types, boot targets, virtual media."""
+    def check(self, uefi: bool | None = None, device: str | None = None) -> dict:
+        """What `provision check` and preflight report, read only: power state, reset types, boot
+        targets, where virtual media lives, and, given the node's firmware and boot device, what a
+        netboot will write (`plan`) or why it cannot (`problems`)."""
         def op(system) -> dict:
-            media = [(m.identity, sorted(_val(t) for t in m.media_types or ())) for m in _virtual_media(system)]
-            return {"power": "on" if system.power_state in _ON else "off",
+            where, members = _media_home(system)
+            media = [(m.identity, sorted(_val(t) for t in m.media_types or ())) for m in members]
+            targets = sorted(_val(v) for v in system.boot.allowed_values or ())
+            info = {"power": "on" if system.power_state in _ON else "off",
                     "reset": sorted(_val(v) for v in system.get_allowed_reset_system_values()),
-                    "boot_targets": sorted(_val(v) for v in system.boot.allowed_values or ()),
-                    "virtual_media": media}
+                    "boot_targets": targets, "virtual_media": media, "media_home": where,
+                    "vendor": " ".join(x for x in (system.manufacturer, system.model) if x),
+                    "mode": _val(system.boot.mode) if system.boot.mode else None, "plan": [], "problems": []}
+            if device is not None:
+                target = _target(system, device)
+                if targets and _val(target) not in targets:
+                    info["problems"].append(f"boot target {_val(target)} is not one the BMC offers ({', '.join(targets)})")
+                info["plan"].append(f"one-time boot override {_val(target)}")
+                if uefi is not None:
+                    mode = _mode(uefi)
+                    modes = ((system.json or {}).get("Boot") or {}).get("BootSourceOverrideMode@Redfish.AllowableValues")
+                    if system.boot.mode is None:
+                        info["plan"].append("boot mode not reported: left as the firmware has it")
+                    elif system.boot.mode == mode:
+                        info["plan"].append(f"boot mode {_val(mode)} already: not written")
+                    elif modes and _val(mode) in modes:
+                        info["plan"].append(f"boot mode {_val(system.boot.mode)} -> {_val(mode)} (the BMC offers it)")
+                    else:  # iLO 5 and iDRAC 8 refuse the write: found out before anything is deleted, not at netboot
+                        info["problems"].append(
+                            f"the BMC reports boot mode {_val(system.boot.mode)} and the node boots {_val(mode)}: the "
+                            f"override would have to change the mode, which this BMC does not offer (many refuse it); "
+                            "set the boot mode in the firmware setup")
+                if device == "cd":
+                    if not any({"CD", "DVD"} & set(types) for _, types in media):
+                        info["problems"].append("the BMC offers no CD/DVD virtual media")
+                    else:
+                        info["plan"].append(f"virtual media under {where}: eject, insert the build's ISO")
+            return info
         return self._run(op)
 
     # -- operations on a system ---------------------------------------------------------------
@@ -113,17 +170,35 @@ class RedfishDriver(BmcDriver):
         system.reset_system(reset)
         return done
 
-    @staticmethod
-    def _boot(system, device: str, persistent: bool, uefi: bool) -> None:
-        target = TARGETS[device]
-        mode = sushy.BootSourceOverrideMode.UEFI if uefi else sushy.BootSourceOverrideMode.LEGACY
+    def _boot(self, system, device: str, persistent: bool, uefi: bool) -> None:
+        target, mode = TARGETS[device], _mode(uefi)
         enabled = sushy.BootSourceOverrideEnabled.CONTINUOUS if persistent else sushy.BootSourceOverrideEnabled.ONCE
-        system.set_system_boot_options(target=target, enabled=enabled, mode=mode)
+        if system.boot.mode is not None and system.boot.mode != mode:  # only when it differs, on its own
+            try:
+                self._during_post(lambda: system.set_system_boot_options(mode=mode))
+            except sx.HTTPError as exc:
+                raise _Refused(f"boot mode {_val(system.boot.mode)} cannot be changed to {_val(mode)} through "
+                               f"Redfish ({_reason(exc)}): set it in the firmware setup") from None
+            system.refresh()
+        send = enabled if (_is_supermicro(system) or system.boot.enabled != enabled) else None
+        self._during_post(lambda: system.set_system_boot_options(target=target, enabled=send))
         system.refresh()
         got = system.boot.target, system.boot.mode
-        if got[0] != target or (got[1] is not None and got[1] != mode):
+        if got[0] not in HELD.get(target, {target}) or (got[1] is not None and got[1] != mode):
             raise _Refused(f"boot override {_val(target)}/{_val(mode)} not held: the BMC reports "
                            f"{_val(got[0])}/{_val(got[1])}")
+
+    def _during_post(self, call) -> None:
+        """`call()`, asked again while the BMC says the host is in POST (HPE iLO)."""
+        try:
+            retry(retry=retry_if_exception(_in_post), stop=stop_after_attempt(self.post_attempts),
+                  wait=wait_exponential(multiplier=self.post_delay, min=self.post_delay, max=self.post_delay * 6),
+                  reraise=True)(call)()
+        except sx.BadRequestError as exc:
+            if _in_post(exc):
+                raise _Refused(f"the BMC refused the boot change {self.post_attempts} times while the host was in "
+                               "POST (UnableToModifyDuringSystemPOST): try again once it has booted") from None
+            raise
 
     # -- the one chokepoint for every BMC call ------------------------------------------------
     def _run(self, op, once: str | None = None):
@@ -166,18 +241,57 @@ class RedfishDriver(BmcDriver):
 class RedfishFactory(Factory):
     driver = RedfishDriver
 
+    def __init__(self, state_dir: Path, *, post_attempts: int = 6, post_delay: float = 5.0, **kw) -> None:
+        super().__init__(state_dir, **kw)
+        self.post_attempts, self.post_delay = post_attempts, post_delay
+
+    def __call__(self, node) -> RedfishDriver:
+        return self.driver(node.name, node.bmc, self.locks, state_dir=self.state_dir, timeout=self.timeout,
+                           attempts=self.attempts, backoff=self.backoff, post_attempts=self.post_attempts,
+                           post_delay=self.post_delay)
+
 
 class _Refused(Exception):
     """A request this driver refuses or finds not held (becomes PowerRejected)."""
 
 
-def _virtual_media(system):
-    """Every virtual media device of the system's managers (a manager may have none)."""
+def _media_home(system) -> tuple[str, list]:
+    """Where the system's virtual media lives and its devices: under the System itself (iDRAC 9 >=
+    6.00.02, iDRAC 10; Ironic's _has_vmedia_via_systems), else under its Managers (a manager may
+    have none)."""
+    try:
+        return "Systems", list(system.virtual_media.get_members())
+    except (sx.MissingAttributeError, AttributeError):
+        pass
     for manager in system.managers:
         try:
-            yield from manager.virtual_media.get_members()
+            members = list(manager.virtual_media.get_members())
         except sx.MissingAttributeError:
             continue
+        if members:
+            return f"Managers/{manager.identity}", members
+    return "nowhere", []
+
+
+def _mode(uefi: bool):
+    return sushy.BootSourceOverrideMode.UEFI if uefi else sushy.BootSourceOverrideMode.LEGACY
+
+
+def _is_supermicro(system) -> bool:
+    return (system.manufacturer or "").lower() == "supermicro"
+
+
+def _target(system, device: str):
+    """The target as it will be sent: sushy's own Supermicro mapping of Cd to UsbCd."""
+    target = TARGETS[device]
+    if target == sushy.BootSource.CD and _is_supermicro(system) and "UsbCd" in (system.boot.allowed_values or ()):
+        return sushy.BootSource.USB_CD
+    return target
+
+
+def _in_post(exc: BaseException) -> bool:
+    """iLO's refusal while the host is in POST (Ironic's _is_during_post_error)."""
+    return isinstance(exc, sx.BadRequestError) and "UnableToModifyDuringSystemPOST" in str(exc)
 
 
 def _val(value) -> str:

@@ -56,7 +56,14 @@ def preflight(ctx: Context, st: NodeState) -> Done:
         raise StepError(f"node {name}: install disk {facts.install_disk.id} has no WWN or serial")
     power = ctx.power(node)
     power.validate()
-    power.get_power_state()
+    events = []
+    if node.bmc.driver == "redfish":  # what the netboot step will ask of this BMC, and whether it can
+        info = power.check(uefi=facts.firmware == "uefi", device="cd" if node.bmc.boot == "vmedia" else "network")
+        if info["problems"]:
+            raise StepError(f"node {name}: BMC {node.bmc.label}: " + "; ".join(info["problems"]))
+        events.append(("preflight", f"BMC {node.bmc.label} ({info['vendor'] or 'Redfish'}): " + "; ".join(info["plan"])))
+    else:
+        power.get_power_state()
     host = ctx.engine.find_host(node.name)
     if host is None:
         raise StepError(f"node {name}: the engine does not know host {node.name}")
@@ -70,7 +77,7 @@ def preflight(ctx: Context, st: NodeState) -> Done:
         raise StepError(f"node {name}: DNS: " + "; ".join(problems))
     # what the host is besides its networks, recorded once (the host is removed later)
     keep = {} if "hosted_engine" in data else {"hosted_engine": host.hosted_engine, "gluster": host.gluster}
-    return Done({"engine_host_id": host.id, **keep})
+    return Done({"engine_host_id": host.id, **keep}, events)
 
 
 def capture(ctx: Context, st: NodeState) -> Done:
