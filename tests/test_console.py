@@ -12,6 +12,7 @@ import shutil
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -43,7 +44,8 @@ def browser(tmp_path):
 
 
 def test_the_console_plans_starts_watches_and_aborts_a_rebuild(lab, browser, tmp_path):
-    b, wait = browser, WebDriverWait(browser, 180, poll_frequency=0.2)
+    # a page being replaced by the one a form posts to leaves stale elements for a moment: asked again
+    b, wait = browser, WebDriverWait(browser, 180, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
     shots = tmp_path / "screenshots"
     shots.mkdir()
     keep = os.environ.get("PROVISION_SCREENSHOTS")

@@ -179,7 +179,8 @@ def test_provision_check_reaches_the_redfish_bmc(bmc, tmp_path):
     finally:
         s.close()
     assert row["result"] == "ok", row
-    assert row["detail"].startswith(f"{bmc.url} Redfish: power ") and "CD virtual media Cd" in row["detail"]
+    assert row["detail"].startswith(f"{bmc.url} Redfish Sushy Emulator: power ") and "CD virtual media Cd" in row["detail"]
+    assert row["detail"].endswith("netboot: one-time boot override Pxe; boot mode UEFI already: not written"), row
 
 
 def test_vmedia_netboot_step_puts_the_served_iso_in_the_bmcs_cd(bmc, tmp_path):

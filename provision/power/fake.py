@@ -66,6 +66,14 @@ class FakeDriver:
         self._call(f"boot-{device}")
         self.bmc.boot, self.bmc.uefi = device, uefi
 
+    def check(self, uefi: bool | None = None, device: str | None = None) -> dict:
+        """What a Redfish driver's check reports, for a fake BMC that can do anything it is asked."""
+        self._call("check")
+        target = {"network": "Pxe", "cd": "Cd", "disk": "Hdd"}.get(device or "", "")
+        return {"power": self.bmc.power, "reset": ["ForceOff", "ForceRestart", "On"], "boot_targets": ["Cd", "Hdd", "Pxe"],
+                "virtual_media": [("Cd", ["CD", "DVD"])], "media_home": "Managers/1", "vendor": "fake BMC",
+                "mode": None, "plan": [f"one-time boot override {target}"] if target else [], "problems": []}
+
     def insert_media(self, url: str) -> str:
         self._call("insert-media")
         self.bmc.media = url

@@ -30,22 +30,31 @@ class FakeDns:
         while not self._stop:
             try:
                 data, addr = self.sock.recvfrom(4096)
+            except ConnectionRefusedError:
+                continue  # an ICMP error for an earlier answer: keep answering
             except OSError:
-                return
+                return  # closed
             try:
-                query = dns.message.from_wire(data)
-            except Exception:
+                answer = self._answer(data)
+            except Exception:  # a packet that is no query (no question, a bad name): ignored, as a server does
                 continue
-            resp = dns.message.make_response(query)
-            resp.flags |= dns.flags.AA
-            q = query.question[0]
-            name, rdtype = q.name.to_text().lower(), dns.rdatatype.to_text(q.rdtype)
-            values = self.records.get((name, rdtype), [])
-            if values:
-                resp.answer.append(dns.rrset.from_text_list(q.name, 60, dns.rdataclass.IN, q.rdtype, values))
-            elif not any(n == name for n, _ in self.records):
-                resp.set_rcode(dns.rcode.NXDOMAIN)
-            self.sock.sendto(resp.to_wire(), addr)
+            try:
+                self.sock.sendto(answer, addr)
+            except OSError:
+                continue  # the client is gone: the next one still gets its answer
+
+    def _answer(self, data: bytes) -> bytes:
+        query = dns.message.from_wire(data)
+        resp = dns.message.make_response(query)
+        resp.flags |= dns.flags.AA
+        q = query.question[0]
+        name, rdtype = q.name.to_text().lower(), dns.rdatatype.to_text(q.rdtype)
+        values = self.records.get((name, rdtype), [])
+        if values:
+            resp.answer.append(dns.rrset.from_text_list(q.name, 60, dns.rdataclass.IN, q.rdtype, values))
+        elif not any(n == name for n, _ in list(self.records)):
+            resp.set_rcode(dns.rcode.NXDOMAIN)
+        return resp.to_wire()
 
     def close(self) -> None:
         self._stop = True
