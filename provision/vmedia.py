@@ -43,22 +43,14 @@ def ensure_iso(cfg: Config, store: Store, renderer: Renderer, build: Build) -> P
     if path.is_file():
         return path
     node = store.get(build.node).node
-    uefi = node.facts is not None and node.facts.firmware == "uefi"
+    problems = missing_inputs(cfg, node)
+    if problems:
+        raise InputError(f"node {node.name}: " + "; ".join(problems))
     boot = Path(cfg.paths.bootfiles)
     images = Path(cfg.paths.media) / media_name(node, cfg) / "images"
-    efiboot = next((p for p in (images / "efiboot.img", boot / "efiboot.img") if p.is_file()), None)
-    if uefi and efiboot is None:
-        raise InputError(f"node {node.name}: a UEFI virtual-media ISO needs efiboot.img in media "
-                         f"{media_name(node, cfg)!r} (images/efiboot.img) or in [paths] bootfiles ({boot})")
+    efiboot = _efiboot(cfg, node)
     missing = [f for f in BIOS_FILES if not (boot / f).is_file()]
-    if not uefi and missing:
-        raise InputError(f"node {node.name}: a BIOS virtual-media ISO needs "
-                         f"{', '.join(missing)} in [paths] bootfiles ({boot})")
     pxe = images / "pxeboot"
-    for f in ("vmlinuz", "initrd.img"):
-        if not (pxe / f).is_file():
-            raise InputError(f"node {node.name}: media {media_name(node, cfg)!r} has no images/pxeboot/{f} "
-                             "(provision media import)")
     configs = {kind: renderer.render_build(build, kind).text.encode() for kind in ("isolinux", "grub-iso")}
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
@@ -70,6 +62,29 @@ def ensure_iso(cfg: Config, store: Store, renderer: Renderer, build: Build) -> P
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _efiboot(cfg: Config, node) -> Path | None:
+    images = Path(cfg.paths.media) / media_name(node, cfg) / "images"
+    return next((p for p in (images / "efiboot.img", Path(cfg.paths.bootfiles) / "efiboot.img") if p.is_file()), None)
+
+
+def missing_inputs(cfg: Config, node) -> list[str]:
+    """What the node's ISO cannot be built without (empty when it can): read before anything is
+    deleted (preflight) and again when the ISO is built."""
+    uefi = node.facts is not None and node.facts.firmware == "uefi"
+    boot, name = Path(cfg.paths.bootfiles), media_name(node, cfg)
+    problems = []
+    if uefi and _efiboot(cfg, node) is None:
+        problems.append(f"a UEFI virtual-media ISO needs efiboot.img in media {name!r} (images/efiboot.img) "
+                        f"or in [paths] bootfiles ({boot})")
+    missing = [f for f in BIOS_FILES if not (boot / f).is_file()]
+    if not uefi and missing:
+        problems.append(f"a BIOS virtual-media ISO needs {', '.join(missing)} in [paths] bootfiles ({boot})")
+    pxe = Path(cfg.paths.media) / name / "images" / "pxeboot"
+    problems += [f"media {name!r} has no images/pxeboot/{f} (provision media import)"
+                 for f in ("vmlinuz", "initrd.img") if not (pxe / f).is_file()]
+    return problems
 
 
 def remove_iso(cfg: Config, build: Build) -> None:

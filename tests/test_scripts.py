@@ -219,11 +219,23 @@ def test_first_boot_step_failure_reports_failed_removes_the_secret_and_disables_
         assert res.returncode != 0
         assert [p for p, _ in posts] == ["failed"], posts
         assert "failed (exit" in posts[-1][1] and OTP not in posts[-1][1]
+        assert ["disable", "provision-enroll.service"] not in [c["args"] for c in node.stubs.calls("systemctl")]
+        assert node.secrets_left() == [], node.secrets_left()
+        # systemd runs it again: it asks `installed` for a fresh enrollment; until the node is retried
+        # the server has none (409), and once it is, the node enrolls with the new one-time password
+        node.stubs.clear()
+        node.stubs.respond("installed", json.dumps({"error": "node is failed"}), status=409)
+        assert node.first_boot().returncode != 0
+        assert [p for p, _ in node.posts()] == ["installed"] and node.secrets_left() == []
+        node.stubs.clear()
+        node.stubs.respond("installed", json.dumps(ENROLL))
+        assert node.first_boot().returncode == 0
+        assert [p for p, _ in node.posts()] == ["installed", "enrolled"]
         assert ["disable", "provision-enroll.service"] in [c["args"] for c in node.stubs.calls("systemctl")]
     assert node.secrets_left() == [], node.secrets_left()
     before = len(node.stubs.calls())
     assert node.first_boot().returncode == 0
-    assert len(node.stubs.calls()) == before  # a rerun is a no-op: nothing left to enroll with
+    assert len(node.stubs.calls()) == before  # a rerun after success is a no-op
 
 
 def test_target_tools_file_cites_a_source_for_every_checked_tool():

@@ -110,3 +110,21 @@ def build_wf(tmp_path):
 
 def cycled(wf):
     return lambda name: name in wf.power.bmcs and wf.power.bmcs[name].cycles() >= 1
+
+
+def stub_media(root, profile_media: str = "rhvh", liveimg: str = "ovirt-node-ng-image.squashfs.img") -> None:
+    """What `media import` and the loaders in [paths] bootfiles leave for a node to boot, as small
+    stand-ins under a test's tmp dir (`root` holds bootfiles/ and media/): the gate before retire
+    fetches each of them as the node will."""
+    from pathlib import Path
+
+    root = Path(root)
+    for loader in ("shimx64.efi", "grubx64.efi", "pxelinux.0", "ldlinux.c32"):
+        (root / "bootfiles").mkdir(exist_ok=True)
+        (root / "bootfiles" / loader).write_bytes(b"L" * 2048)
+    images = root / "media" / profile_media / "images"
+    (images / "pxeboot").mkdir(parents=True, exist_ok=True)
+    (images / "pxeboot" / "vmlinuz").write_bytes(b"k" * 4096)
+    (images / "pxeboot" / "initrd.img").write_bytes(b"i" * 8192)
+    (images / "install.img").write_bytes(b"s" * 4096)
+    (root / "media" / profile_media / liveimg).write_bytes(b"q" * 4096)

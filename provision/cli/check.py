@@ -8,6 +8,7 @@ import click
 
 from ..errors import ProvisionError
 from ..render.checks import foreign_vgs
+from ..workflow import gate
 from .common import svc, table
 
 
@@ -44,35 +45,15 @@ def run_checks(s, name: str) -> list[dict]:
             raise ProvisionError("; ".join(problems))
         return f"{node.fqdn} <-> {', '.join(addrs)}"
 
-    def bmc():
-        driver = ctx.power(node)
-        driver.validate()
-        if node.bmc.driver != "redfish":
-            return f"{node.bmc.label} power {driver.get_power_state()}"
-        uefi = node.facts.firmware == "uefi" if node.facts is not None else None
-        # reachable, credentials accepted, what the BMC offers, and what the netboot step will ask of it
-        info = driver.check(uefi=uefi, device="cd" if node.bmc.boot == "vmedia" else "network")
-        if info["problems"]:
-            raise ProvisionError("; ".join(info["problems"]))
-        cds = [m for m, types in info["virtual_media"] if "CD" in types or "DVD" in types]
-        return (f"{node.bmc.label} Redfish{' ' + info['vendor'] if info['vendor'] else ''}: power {info['power']}, "
-                f"reset {', '.join(info['reset'])}, boot targets {', '.join(info['boot_targets'])}, CD virtual media "
-                f"{', '.join(cds) or 'none'} under {info['media_home']}; netboot: {'; '.join(info['plan'])}")
-
     def engine():
         host = ctx.engine.find_host(node.name)
         if host is None:
             raise ProvisionError(f"the engine does not know host {node.name}")
-        return f"host {host.name} is {host.status}"
+        return f"host {host.name} is {host.status}; " + gate.engine(ctx, node)
 
     def ipa():
         info = ctx.ipa.host_info(node.fqdn)
         return f"host groups: {', '.join(info['hostgroups']) or '-'}" if info else "logged in; host not enrolled"
-
-    def satellite():
-        ctx.satellite.validate()
-        return "configured" + (f", registration command for {node.fqdn} available"
-                               if ctx.satellite.registration_command(node.fqdn) else "")
 
     def kept_disks():
         problems = foreign_vgs(node, node.facts)
@@ -85,8 +66,14 @@ def run_checks(s, name: str) -> list[dict]:
     if node.facts is not None:
         check("kept disks", kept_disks)
         check("dns", dns)
-    for what, fn in (("bmc", bmc), ("engine", engine), ("ipa", ipa), ("satellite", satellite)):
-        check(what, fn)
+    check("engine", engine)
+    check("ipa", ipa)
+    if node.facts is not None:  # the point of no return's gate, as preflight runs it
+        for row in gate.rows(ctx, node):
+            if row.system == "engine":
+                continue  # in the engine row above
+            name = {"ipa": "ipa dns", "satellite": "satellite"}.get(row.system, row.system)
+            rows.append({"check": name, "result": "ok" if row.ok else "FAIL", "detail": row.detail})
     return rows
 
 

@@ -39,6 +39,8 @@ class Engine(Protocol):
     def validate(self) -> None: ...
     def find_host(self, name: str) -> Host | None: ...
     def cluster_hosts(self, cluster: str) -> list[Host]: ...
+    def cluster_exists(self, cluster: str) -> bool:
+        """The engine has a cluster of this name (the host is added back into it)."""
     def deactivate(self, host_id: str, stop_gluster: bool = False) -> None: ...
     def wait_status(self, host_id: str, wanted: set[str], timeout: float) -> Host: ...
     def host_vms(self, host_id: str) -> list[str]:
@@ -86,6 +88,13 @@ class FakeEngine:
             self.state.record(d, "find_host", name=name)
             h = next((h for h in d.get("hosts", {}).values() if h["name"] == name), None)
             return self._host(h) if h else None
+
+    def cluster_exists(self, cluster: str) -> bool:
+        with self.state.edit() as d:
+            self.state.record(d, "cluster_exists", cluster=cluster)
+            known = d.get("clusters")
+            return cluster in known if known is not None else any(
+                h["cluster"] == cluster for h in d.get("hosts", {}).values())
 
     def cluster_hosts(self, cluster: str) -> list[Host]:
         with self.state.edit() as d:

@@ -57,6 +57,26 @@ class ForemanSatellite:
             **content_placement(h.get("content_facet_attributes") or {}),
         }.items() if v is not None}
 
+    def preflight(self, fqdn: str) -> str:
+        """Before anything is deleted: the host's placement (host group, organization, location)
+        still exists, and so does every configured activation key in its organization (GET
+        /api/hostgroups/:id, /api/organizations, /katello/api/activation_keys; Foreman API v2 and
+        Katello API docs)."""
+        placement = self.host_info(fqdn) or {}
+        found = []
+        if placement.get("hostgroup_id"):
+            self._api("GET", f"/api/hostgroups/{placement['hostgroup_id']}")  # 404 -> SatelliteError
+            found.append(f"host group {placement.get('hostgroup') or placement['hostgroup_id']}")
+        org = placement.get("organization_id") or self._one("organizations", self.cfg.organization)
+        keys = {k["name"] for k in self._api("GET", "/katello/api/activation_keys",
+                                               params={"organization_id": org, "per_page": 1000}).get("results", [])}
+        missing = [k for k in self.cfg.activation_keys if k not in keys]
+        if missing:
+            raise SatelliteError(f"activation key(s) {', '.join(missing)} not found in organization {org}")
+        found.append(f"activation keys {', '.join(self.cfg.activation_keys)}")
+        where = "registered" if placement else "not registered (it registers into the configured organization)"
+        return f"{fqdn} {where}; " + ", ".join(found)
+
     def delete_host(self, fqdn: str) -> bool:
         hosts = [h for h in self._find("hosts", fqdn) if h.get("name") == fqdn]
         for h in hosts:

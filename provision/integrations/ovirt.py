@@ -94,6 +94,11 @@ class OvirtEngine:
                 self._api("GET", "/hosts", params={"search": f"cluster={cluster}", "all_content": "true"})
                 .get("host", [])]
 
+    def cluster_exists(self, cluster: str) -> bool:
+        """ClustersService.list with a search by name."""
+        found = self._api("GET", "/clusters", params={"search": f"name={cluster}"}).get("cluster", [])
+        return any(c.get("name") == cluster for c in found)
+
     def get_host(self, host_id: str) -> Host:
         return self._host(self._api("GET", f"/hosts/{host_id}", params={"all_content": "true"}))
 

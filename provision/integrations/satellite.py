@@ -22,6 +22,9 @@ class Satellite(Protocol):
     def registration_command(self, fqdn: str, placement: dict | None = None) -> str: ...
     def restore_content(self, fqdn: str, placement: dict) -> bool:
         """Content view and lifecycle environment back as recorded; False if the host is not registered."""
+    def preflight(self, fqdn: str) -> str:
+        """Read only: can the host be registered back where it is (its host group, the organization
+        and location, the activation keys)? What was found; SatelliteError naming what is missing."""
 
 
 class FakeSatellite:
@@ -46,6 +49,14 @@ class FakeSatellite:
         with self.state.edit() as d:
             self.state.record(d, "registration_command", fqdn=fqdn, placement=placement)
             return "curl -sS 'https://satellite.example.com/register?token=fake' | bash"
+
+    def preflight(self, fqdn: str) -> str:
+        with self.state.edit() as d:
+            self.state.record(d, "preflight", fqdn=fqdn)
+            missing = d.get("missing_keys")
+        if missing:
+            raise SatelliteError(f"activation key(s) {', '.join(missing)} not found in the organization")
+        return "host group, organization and activation keys found"
 
     def restore_content(self, fqdn: str, placement: dict) -> bool:
         with self.state.edit() as d:

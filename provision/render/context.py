@@ -51,7 +51,7 @@ def build_context(node: Node, facts: Facts, snapshot_id: int | None, cfg: Config
     token = hide(token) if token else MASK
     base = cfg.server.public_url
     mgmt = _mgmt(facts)
-    media = _media(node, cfg, liveimgs or {})
+    media = media_urls(node, cfg, liveimgs or {})
     ks_url = f"{base}/ks/{token}"
     kernel_args = " ".join(
         [f"inst.ks={ks_url}", "inst.ks.sendmac"]
@@ -125,7 +125,7 @@ def media_name(node: Node, cfg: Config) -> str:
     return cfg.defaults.rhvh_media if node.profile == "rhvh" else cfg.defaults.el_media
 
 
-def _media(node: Node, cfg: Config, liveimgs: dict[str, str]) -> dict:
+def media_urls(node: Node, cfg: Config, liveimgs: dict[str, str]) -> dict:
     """`liveimgs`: imported media's live images by media name (`provision media import` reads them
     from the ISO's kickstart); media put in place by hand use [defaults] rhvh_liveimg."""
     d = cfg.defaults

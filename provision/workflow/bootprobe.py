@@ -32,9 +32,13 @@ class BootProbe:
         self.cfg, self.timeout, self.wait, self.interval = cfg, timeout, wait, interval
 
     def _tftp_addr(self) -> tuple[str, int]:
-        host, _, port = self.cfg.server.tftp_bind.rpartition(":")
-        host = host.strip("[]")
-        return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host), int(port)
+        from .mediaprobe import tftp_addr
+        return tftp_addr(self.cfg)
+
+    def media(self, node: Node, liveimgs: dict[str, str]) -> str:
+        """Before retire: the media the node boots, served as it will fetch it (mediaprobe.py)."""
+        from .mediaprobe import probe_media
+        return probe_media(self.cfg, node, liveimgs, timeout=self.timeout)
 
     def __call__(self, node: Node) -> str:
         """Raise ProvisionError naming what the node would not get; return what was checked."""

@@ -3,19 +3,20 @@
 A token is bound to one node's build; a callback is accepted only from one of the node's known
 addresses, only while the build lives; a replay gets the same answer and causes no second
 action. `installed` first switches the node's boot configs back to local boot (so a node that
-PXE-boots again does not reinstall), then does the server side of enrollment and hands the
-node what it needs as JSON."""
+PXE-boots again does not reinstall), then hands the node the enrollment prepared at `arm`
+(enroll.py) as JSON."""
 
 from __future__ import annotations
 
 import ipaddress
+import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from .. import tokens
 from ..errors import ProvisionError
 from ..power.base import PowerError
 from ..vmedia import remove_iso
+from . import enroll
 from . import states as S
 from .context import Context
 from .machine import advance, transition
@@ -59,40 +60,38 @@ def _from_node(node, remote_addr: str) -> bool:
 
 
 def _installed(ctx: Context, node, build, st) -> Reply:
+    """Hand over the enrollment prepared at `arm`: the same answer to every repeat until the node
+    reports `enrolled` (a curl retry, an answer lost on the way), one request at a time per node."""
+    with enroll.node_lock(node.name):
+        reply, eject = _installed_locked(ctx, node, build, ctx.store.node_state(node.name))
+    if eject:  # after the answer, off the node's request: the BMC may take seconds
+        threading.Thread(target=_eject, args=(ctx, node.name, build), name=f"eject-{node.name}", daemon=True).start()
+    return reply
+
+
+def _installed_locked(ctx: Context, node, build, st) -> tuple[Reply, bool]:
     ctx.store.set_boot_local(build.id)  # reinstall-loop guard, before anything else
-    name, state, data = node.name, st.state, st.data
-    if state in (S.ENROLL, S.REGISTER, S.DONE) and "enroll_reply" in data:
-        # a replay: the same state, no second action, and not the secrets again (the OTP and the
-        # registration command's token go out in exactly one reply)
-        reply = ctx.unseal(data["enroll_reply"])
-        return Reply(200, dict(reply, ipa_otp="", satellite_command="",
-                               note="already installed: the one-time password was handed out in the first reply"))
-    if state == S.ENROLL and "enroll_reply" not in data:
-        # the server that took the first `installed` stopped (killed, or its host went away) after
-        # the node moved on and before its enrollment was sealed: the node asks again and gets it
-        # now (enroll_server_side clears the half-made IPA host; a fresh one-time password)
-        ctx.store.add_event(name, "callback", "installed again: the first reply was never completed; enrolling now")
-        return _enroll(ctx, node, data)
-    if state in (S.ENROLL, S.REGISTER, S.DONE):
-        return Reply(200, {"status": "ok", "note": "already enrolled"})
-    if state not in (S.NETBOOT, S.INSTALLING):
-        return Reply(409, {"error": f"node is {state}, not installing"})
-    moved = transition(ctx.store, name, "installed", expect=state,
-                       events=[("callback", "installed: boot configs back to local boot")])
-    if moved is None:
-        return _installed(ctx, node, build, ctx.store.node_state(name))
-    if moved.data.get("vmedia"):
-        _eject(ctx, name, build)
-    return _enroll(ctx, node, moved.data)
-
-
-def _enroll(ctx: Context, node, data: dict) -> Reply:
+    name, state = node.name, st.state
+    if state in (S.REGISTER, S.DONE):
+        return Reply(200, {"status": "ok", "fqdn": node.fqdn, "ipa_otp": "", "satellite_command": "",
+                           "note": "already enrolled"}), False
+    if state not in (S.NETBOOT, S.INSTALLING, S.ENROLL):
+        return Reply(409, {"error": f"node is {state}, not installing"}), False
+    eject = False
+    if state != S.ENROLL:
+        moved = transition(ctx.store, name, "installed", expect=state,
+                           events=[("callback", "installed: boot configs back to local boot")])
+        if moved is None:  # moved meanwhile (a runner, another serve): decide again from where it is now
+            return _installed_locked(ctx, node, build, ctx.store.node_state(name))
+        st, eject = moved, bool(moved.data.get("vmedia"))
+    elif not st.data.get("enroll_reply"):
+        ctx.store.add_event(name, "callback", "installed again with no enrollment prepared (a retried "
+                            "enrollment, or a server stopped part-way): a fresh one-time password")
     try:
-        reply = enroll_server_side(ctx, node, data)
+        return Reply(200, enroll.reply(ctx, node, st.data)), eject
     except ProvisionError as exc:
-        advance(ctx.store, node.name, "fail", expect=S.ENROLL, reason=f"enroll: {exc}")
-        return Reply(502, {"error": "enrollment failed on the server; see provision status"})
-    return Reply(200, reply)
+        advance(ctx.store, name, "fail", expect=S.ENROLL, reason=f"enroll: {exc}")
+        return Reply(502, {"error": "enrollment failed on the server; see provision status"}), eject
 
 
 def _eject(ctx: Context, name: str, build) -> None:
@@ -105,29 +104,6 @@ def _eject(ctx: Context, name: str, build) -> None:
     except PowerError as exc:  # the node installed; the CD is not needed, and says so
         ctx.store.add_event(name, "callback", f"virtual media not ejected: {exc}")
     remove_iso(ctx.cfg, build)
-
-
-def enroll_server_side(ctx: Context, node, data: dict) -> dict:
-    """IPA host_add with a fresh one-time password (IPv4 and IPv6 addresses) and the recorded
-    memberships (host groups, netgroups, HBAC and sudo rules, managedby); a Satellite
-    registration command. The reply is kept sealed until the node reports `enrolled`."""
-    mgmt = node.facts.management
-    ip = str(mgmt.address.ip) if mgmt.address else None
-    ip6 = str(mgmt.address6.ip) if mgmt.address6 else None
-    if ctx.ipa.host_info(node.fqdn) is not None:  # left by a crash before the reply was sealed
-        ctx.ipa.host_del(node.fqdn)
-    otp = ctx.ipa.host_add(node.fqdn, ip, ip6)
-    membership = data.get("ipa_membership") or {"hostgroups": data.get("ipa_groups", [])}  # older runs: groups
-    if any(membership.values()):
-        ctx.ipa.restore(node.fqdn, membership)
-    ipa = ctx.cfg.ipa
-    reply = {"status": "ok", "fqdn": node.fqdn, "ipa_otp": otp,
-             "ipa_server": getattr(ctx.ipa, "server", None) or ipa.server or "",
-             "ipa_domain": ipa.domain or "", "ipa_realm": ipa.realm or "",
-             "satellite_command": ctx.satellite.registration_command(node.fqdn, data.get("satellite_placement")),
-             "satellite_ca": _satellite_ca(ctx)}
-    ctx.store.update_data(node.name, enroll_reply=ctx.seal(reply))
-    return reply
 
 
 def _enrolled(ctx: Context, name: str, state: str) -> Reply:
@@ -159,17 +135,3 @@ def _failed(ctx: Context, name: str, state: str, body: bytes, total: int) -> Rep
                           f"{f', truncated from {total}' if truncated else ''})") is not None:
             return Reply(200, {"status": "recorded"})
         state = ctx.store.node_state(name).state
-
-
-def _satellite_ca(ctx: Context) -> str:
-    """The configured Satellite CA (PEM), handed to the node to trust before it registers."""
-    path = ctx.cfg.satellite.ca_file
-    if path is None or ctx.cfg.satellite.insecure:
-        return ""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ProvisionError(f"[satellite] ca_file {path}: {exc.strerror}") from None
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise ProvisionError(f"[satellite] ca_file {path}: not a PEM certificate")
-    return text

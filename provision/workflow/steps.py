@@ -21,7 +21,7 @@ from ..config import read_secret
 from ..errors import ProvisionError
 from ..integrations.engine import ENGINE_VM
 from ..store import NodeState, utcnow
-from . import fencing
+from . import enroll, fencing, gate
 from . import states as S
 from .bootprobe import boot_mac, probe_iso
 from .context import Context
@@ -54,16 +54,6 @@ def preflight(ctx: Context, st: NodeState) -> Done:
         raise StepError(f"node {name}: the facts snapshot is partial, missing {' and '.join(facts.missing())}")
     if facts.install_disk.wwn is None and facts.install_disk.serial is None:
         raise StepError(f"node {name}: install disk {facts.install_disk.id} has no WWN or serial")
-    power = ctx.power(node)
-    power.validate()
-    events = []
-    if node.bmc.driver == "redfish":  # what the netboot step will ask of this BMC, and whether it can
-        info = power.check(uefi=facts.firmware == "uefi", device="cd" if node.bmc.boot == "vmedia" else "network")
-        if info["problems"]:
-            raise StepError(f"node {name}: BMC {node.bmc.label}: " + "; ".join(info["problems"]))
-        events.append(("preflight", f"BMC {node.bmc.label} ({info['vendor'] or 'Redfish'}): " + "; ".join(info["plan"])))
-    else:
-        power.get_power_state()
     host = ctx.engine.find_host(node.name)
     if host is None:
         raise StepError(f"node {name}: the engine does not know host {node.name}")
@@ -75,6 +65,10 @@ def preflight(ctx: Context, st: NodeState) -> Done:
     problems = ctx.dns.check(node.fqdn, [str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None])
     if problems:
         raise StepError(f"node {name}: DNS: " + "; ".join(problems))
+    try:  # the point of no return: media, BMC, IPA, Satellite, engine cluster, before anything is deleted
+        events = gate.passed(ctx, node)
+    except ProvisionError as exc:
+        raise StepError(str(exc)) from None
     # what the host is besides its networks, recorded once (the host is removed later)
     keep = {} if "hosted_engine" in data else {"hosted_engine": host.hosted_engine, "gluster": host.gluster}
     return Done({"engine_host_id": host.id, **keep}, events)
@@ -167,6 +161,8 @@ def arm(ctx: Context, st: NodeState) -> Done | None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # a public key, as written before
         os.replace(tmp, path)
+    if not data.get("enroll_reply"):  # the node's enrollment, ready before it is powered on (enroll.py)
+        enroll.prepare(ctx, _node(ctx, st), data)
     build = ctx.store.active_build(name)
     if build is not None and build.id == data.get("build_id"):
         return None
@@ -261,8 +257,11 @@ RUN = {S.PREFLIGHT: preflight, S.CAPTURE: capture, S.DRAIN: drain, S.RETIRE: ret
 
 # What each step does to the outside world, for `rebuild --dry-run` (the plan touches nothing).
 PLAN = {
-    S.PREFLIGHT: ["dns: A/AAAA and PTR of {fqdn}", "bmc {bmc}: login, get power",
-                  "engine: find host {name}", "engine: hosts Up in cluster {cluster} >= min-up + 1"],
+    S.PREFLIGHT: ["dns: A/AAAA and PTR of {fqdn}", "engine: find host {name}",
+                  "engine: hosts Up in cluster {cluster} >= min-up + 1",
+                  "gate (nothing deleted before it passes): media served as the node fetches it, bmc {bmc} and "
+                  "what netboot asks of it, ipa DNS zones, satellite host group and activation keys, "
+                  "engine cluster {cluster}"],
     S.CAPTURE: ["engine: NICs and network attachments of {name}; stop on drift from snapshot #{snapshot}"],
     S.DRAIN: ["engine: deactivate host {name} (stop_gluster_service if its cluster runs gluster: bricks on it are "
               "NOT recovered, refused without --allow-gluster)", "engine: wait for maintenance (VMs migrate away)"],
@@ -272,13 +271,14 @@ PLAN = {
                "engine: hosted-engine host: refuse while it runs the engine VM; undeploy (install "
                "undeploy_hosted_engine=true), wait for maintenance", "engine: remove host {name}",
                "satellite: delete host {fqdn}", "ipa: host_del {fqdn}"],
-    S.ARM: ["store: build token; boot configs of {macs} -> install; wipes {install} only, keeps {kept}"],
+    S.ARM: ["ipa: host_add {fqdn} (one-time password, A and AAAA as the zones allow), restore host groups, "
+            "netgroups, HBAC and sudo rules, managedby; satellite: registration command (sealed until installed)",
+            "store: build token; boot configs of {macs} -> install; wipes {install} only, keeps {kept}"],
     S.NETBOOT: ["server: /boot/{bootcfg} over HTTP and TFTP, fetched as the node will: must be the install config",
                 "bmc {bmc}: one-shot boot from network (uefi={uefi}); power cycle if on, else power on"],
     S.INSTALLING: ["wait: GET /ks/<token>, then POST callback installed (boot configs -> local)"],
-    S.ENROLL: ["ipa: host_add {fqdn} (one-time password, A and AAAA), restore host groups, netgroups, HBAC and "
-               "sudo rules, managedby",
-               "satellite: registration command", "wait: POST callback enrolled"],
+    S.ENROLL: ["callback installed: hands over the enrollment prepared at arm (the same answer until enrolled)",
+               "wait: POST callback enrolled"],
     S.REGISTER: ["satellite: content view and lifecycle environment of {fqdn} back as recorded",
                  "engine: add host {name} ({fqdn}) to {cluster}, activate=false (deploy_hosted_engine=true if it "
                  "was a hosted-engine host)",

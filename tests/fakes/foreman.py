@@ -39,6 +39,8 @@ class FakeForeman(FakeHttpServer):
         self.password = password
         self.hosts: dict[int, dict] = {}
         self.orgs = {1: {"id": 1, "name": "Lab"}}
+        self.hostgroups = {7: {"id": 7, "name": "rhvh", "title": "hypervisors/rhvh"}}
+        self.activation_keys = {1: {"rhvh-4.4"}}  # organization id -> key names (Katello)
         self.locations = {2: {"id": 2, "name": "Default Location"}}
         self.next_id = 100
 
@@ -90,6 +92,16 @@ class FakeForeman(FakeHttpServer):
             pool = {"/api/hosts": self.hosts, "/api/organizations": self.orgs, "/api/locations": self.locations}[req.path]
             items = [self._show(v) if req.path == "/api/hosts" else v for v in pool.values()]
             return 200, {}, self._index([v for v in items if wanted is None or v["name"] == wanted], search)
+        hg = re.fullmatch(r"/api/hostgroups/(\d+)", req.path)
+        if hg and req.method == "GET":
+            group = self.hostgroups.get(int(hg.group(1)))
+            return (200, {}, group) if group else (404, {}, {"error": {"message": "Resource hostgroup not found"}})
+        if req.path == "/katello/api/activation_keys" and req.method == "GET":  # Katello: organization_id required
+            if not req.query.get("organization_id", "").isdigit():
+                return 422, {}, {"displayMessage": "organization_id is required", "errors": ["organization_id"]}
+            keys = [{"id": i, "name": k, "organization_id": int(req.query["organization_id"])}
+                    for i, k in enumerate(sorted(self.activation_keys.get(int(req.query["organization_id"]), ())))]
+            return 200, {}, self._index(keys, req.query.get("search", ""))
         m = re.fullmatch(r"/api/hosts/(\d+)", req.path)
         if m and req.method == "GET":
             host = self.hosts.get(int(m.group(1)))

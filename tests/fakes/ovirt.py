@@ -138,6 +138,10 @@ class FakeOvirt(FakeHttpServer):
             name = req.query.get("search", "").removeprefix("host=")
             names = self.vms.get(name, []) + (["HostedEngine"] if self.engine_vm_on == name else [])
             return 200, {}, {"vm": [{"name": v, "id": str(uuid.uuid4())} for v in names]}
+        if path == "/clusters" and req.method == "GET":  # ClustersService.list, search=name=X
+            wanted = req.query.get("search", "").removeprefix("name=")
+            found = [{"id": cid, "name": c} for c, cid in self.clusters.items() if not wanted or c == wanted]
+            return 200, {}, ({"cluster": found} if found else {})
         cl = re.fullmatch(r"/clusters/([^/]+)", path)
         if cl and req.method == "GET":
             name = next((c for c, cid in self.clusters.items() if cid == cl.group(1)), None)

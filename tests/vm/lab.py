@@ -204,6 +204,7 @@ class VmLab:
         for f in PXELINUX + (ISOLINUX,):  # Debian's pxelinux, isolinux and the ldlinux.c32 both load next
             shutil.copy(f, boot / f.name)
         shutil.copy(f"/boot/vmlinuz-{KVER[-1]}", pxe / "vmlinuz")
+        (pxe.parent.parent / ".treeinfo").write_text("[general]\nname = provision VM lab\n")  # the gate HEADs the tree
         shutil.copy(self.initrd, pxe / "initrd.img")
         if self.case == REDFISH_CASE:  # the media's own UEFI El Torito image, as `media import` copies it
             self._efiboot(pxe.parent / "efiboot.img")
