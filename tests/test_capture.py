@@ -219,7 +219,7 @@ def test_rebuild_stops_on_drift_and_resumes_with_accept_drift(wf):  # noqa: F811
     assert result.failed == ["rhvnode3"] and st.failed_step == S.CAPTURE
     assert "MAC of eno4 changed -> 0c:c4:7a:3b:03:99" in st.fail_reason and "--accept-drift" in st.fail_reason
     assert [c["verb"] for c in engine_state.read()["calls"]].count("deactivate") == 0  # nothing touched
-    Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id, retry_failed={"rhvnode3"}, accept_drift=True).run()
+    Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id, retry={"rhvnode3"}, accept_drift=True).run()
     st = wf.store.node_state("rhvnode3")
     assert st.state != S.FAILED or st.failed_step != S.CAPTURE
     snaps = wf.store.snapshots("rhvnode3")

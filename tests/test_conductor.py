@@ -206,11 +206,30 @@ def test_a_run_naming_a_node_gone_from_the_inventory_fails_and_says_why(wf):
     assert ended.status == "failed" and "ghost" in ended.summary["error"] and ended.owner is None, ended
 
 
-def test_a_cli_run_cannot_be_controlled_through_the_api(wf):
+def test_a_local_run_is_held_by_its_process_under_a_lease_and_is_aborted_there_or_at_once_when_gone(wf):
+    """`rebuild --local` holds its run under a lease: an abort asked through the API reaches the
+    process at its next renewal; a run whose process is gone is shown so (`runner_gone`) and an abort
+    ends it at once. It used to stay "running" for good, and an abort said "stop it there"."""
+    from provision.workflow.batch import Batch
+    from provision.workflow.lease import Keeper
+
     run = wf.store.create_rebuild(["rhvnode3"], {})
-    with pytest.raises(Exception, match="runs in a `provision rebuild` process"):
-        wf.store.control_rebuild(run.id, "abort")
-    assert wf.store.rebuild(run.id).status == "running" and wf.store.rebuild(run.id).control == "run"
+    keeper = Keeper(wf.store, run.id, lease=0.5).take()
+    batch = Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id)
+    keeper.keep(batch)
+    assert not wf.store.runner_gone(wf.store.rebuild(run.id))
+    assert wf.store.control_rebuild(run.id, "abort").control == "abort"
+    _until("the process to see the abort", batch.stop.is_set, timeout=30)
+    keeper.release("stopped", {"done": [], "failed": [], "pending": ["rhvnode3"], "error": None})
+    assert wf.store.rebuild(run.id).status == "aborted"
+
+    gone = wf.store.create_rebuild(["rhvnode4"], {})
+    Keeper(wf.store, gone.id, lease=0.2).take()  # ... and that process is killed: nothing renews it
+    _until("the lease to run out", lambda: wf.store.runner_gone(wf.store.rebuild(gone.id)), timeout=30)
+    with pytest.raises(Exception, match="its runner is gone .lease expired.: abort it, or take its nodes over"):
+        wf.store.control_rebuild(gone.id, "pause")
+    ended = wf.store.control_rebuild(gone.id, "abort")
+    assert (ended.status, ended.owner) == ("aborted", None) and "runner was gone" in ended.summary["error"]
 
 
 def test_the_cli_submits_and_waits_for_the_runs_result(wf, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from provision import config as config_mod
@@ -78,6 +80,10 @@ def test_a_vmedia_node_boots_its_iso_and_ejects_it_when_installed(wf, tmp_path):
     import_nodes(wf.store, {"nodes": [node]})
     result, _ = run_batch(wf, names=["rhvnode3"])
     assert result.ok, result
+    deadline = time.monotonic() + 60  # the eject runs after `installed` is answered, off the node's request
+    while "virtual media ejected" not in [e.message for e in wf.store.events("rhvnode3")]:
+        assert time.monotonic() < deadline, "never ejected"
+        time.sleep(0.02)
     calls = [c for _, c in wf.power.bmcs["rhvnode3"].calls]
     assert calls[calls.index("insert-media"):] == ["insert-media", "boot-cd", "cycle", "eject-media"], calls
     assert "boot-network" not in calls and wf.power.bmcs["rhvnode3"].media is None
@@ -169,7 +175,7 @@ def test_failure_stops_new_nodes_and_resume_retries(wf):
     wf.power.bmcs["rhvnode3"].fail = None
     installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
     installer.start()
-    result = Batch(wf.workflow, NAMES, rebuild_id=1, max_parallel=2, retry_failed={"rhvnode3"}).run()
+    result = Batch(wf.workflow, NAMES, rebuild_id=1, max_parallel=2, retry={"rhvnode3"}).run()
     installer.stop.set()
     assert set(result.done) == set(NAMES)
 
@@ -239,7 +245,7 @@ def test_callbacks_bound_to_token_address_and_idempotent(wf):
     assert first.status == 200 and first.body["ipa_otp"]
     assert not store.active_build("rhvnode3").boots_install
     again = callbacks.handle(ctx, token, "installed", mgmt_ip(0), b"")
-    assert again.body["fqdn"] == first.body["fqdn"] and again.body["ipa_otp"] == ""  # same state, no secret
+    assert again.body == first.body  # the same answer (a curl retry, a lost answer): no second enrollment
     host_adds = [c for c in wf.fakes["ipa"].read()["calls"] if c["verb"] == "host_add"]
     assert len(host_adds) == 1
     assert callbacks.handle(ctx, token, "enrolled", mgmt_ip(0), b"").status == 200
@@ -386,7 +392,7 @@ def test_gluster_hosts_are_refused_unless_allowed_and_stop_gluster_on_deactivate
     assert "deactivate" not in [c["verb"] for c in wf.fakes["engine"].read()["calls"]]
     installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
     installer.start()
-    result = Batch(wf.workflow, ["rhvnode3"], rebuild_id=1, retry_failed={"rhvnode3"}, allow_gluster=True).run()
+    result = Batch(wf.workflow, ["rhvnode3"], rebuild_id=1, retry={"rhvnode3"}, allow_gluster=True).run()
     installer.stop.set()
     assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
     deact = next(c for c in wf.fakes["engine"].read()["calls"] if c["verb"] == "deactivate")
@@ -402,15 +408,32 @@ def _installing(wf, name: str) -> str:
     return tokens.derive(wf.key, build.nonce)
 
 
-def test_the_otp_goes_out_in_exactly_one_installed_reply(wf):
+def test_installed_answers_the_same_until_enrolled_and_concurrent_retries_enroll_once(wf):
+    """curl gives up after 60 s and asks again while the first request may still be working: every
+    `installed` of the node gets the same answer (its one enrollment), one at a time; once the node
+    reports `enrolled` no secret goes out any more."""
+    import threading
+
     name = "rhvnode3"
     token = _installing(wf, name)
-    first = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
-    assert first.status == 200 and first.body["ipa_otp"] and first.body["satellite_command"]
-    again = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
-    assert again.status == 200 and again.body["ipa_otp"] == "" and again.body["satellite_command"] == ""
-    assert again.body["fqdn"] == first.body["fqdn"] and "handed out in the first reply" in again.body["note"]
+    replies, go = [], threading.Barrier(6)
+
+    def ask():
+        go.wait()
+        replies.append(callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b""))
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [r.status for r in replies] == [200] * 6 and all(r.body == replies[0].body for r in replies)
+    assert replies[0].body["ipa_otp"] and replies[0].body["satellite_command"]
     assert [c["verb"] for c in wf.fakes["ipa"].read()["calls"]].count("host_add") == 1
+    assert callbacks.handle(wf.workflow, token, "enrolled", mgmt_ip(0), b"").status == 200
+    late = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
+    assert late.status == 200 and late.body["ipa_otp"] == "" and late.body["satellite_command"] == ""
+    assert "enroll_reply" not in wf.store.node_state(name).data  # the sealed secrets are gone with `enrolled`
 
 
 def test_installed_again_after_a_server_died_mid_enrollment_gets_its_enrollment(wf):

@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..workflow import states as S
 from ..workflow import submit
 from ..workflow.batch import Batch
+from ..workflow.lease import Keeper
 from .common import svc, table
 
 
@@ -70,6 +71,9 @@ class Progress:
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--resume", is_flag=True,
               help="continue a --local batch part-way through (nodes, retry named failed nodes); implies --local")
+@click.option("--retry", is_flag=True,
+              help="take failed nodes back at the step that failed (an install that failed: a new build), and nodes "
+                   "left part-way by a run that ended")
 @click.option("--local", is_flag=True, help="run the batch in this process, not in the service")
 @click.option("--detach", is_flag=True, help="submit to the service and return at once (print the run's id)")
 @click.option("--wait", is_flag=True, help="follow without the live display; the exit code is the run's result")
@@ -80,8 +84,8 @@ class Progress:
               help="rebuild even if a kept disk holds a volume group named like the one the install creates")
 @click.option("--json", "as_json", is_flag=True, help="progress as JSON lines")
 @click.pass_context
-def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, resume, local, detach, wait, accept_drift,
-            allow_gluster, accept_foreign_vg, as_json) -> None:
+def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, resume, retry, local, detach, wait,
+            accept_drift, allow_gluster, accept_foreign_vg, as_json) -> None:
     """Wipe and reinstall nodes, then bring them back with the networks they had.
 
     The batch is submitted to the service (a `provision serve` runs it, and goes on if this
@@ -95,7 +99,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     if not selected:
         click.echo("nothing to resume")
         return
-    submit.check_rebuildable(s.store, selected, resume, accept_foreign_vg)
+    submit.check_rebuildable(s.store, selected, resume, accept_foreign_vg, retry=retry)
     last = next((r for r in reversed(s.store.rebuilds(runner="cli")) if r.status != "done"), None) if resume else None
     opts = dict(last.options) if last else {}
     max_parallel = max_parallel or opts.get("max_parallel", 1)
@@ -111,7 +115,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     mode = _mode(wait, as_json)
     if not local:
         options = {"max_parallel": max_parallel, "min_up": min_up, "canary": canary, "accept_drift": accept_drift,
-                   "allow_gluster": allow_gluster}
+                   "allow_gluster": allow_gluster, "retry": retry}
         run = s.store.create_rebuild(selected, options, runner="service")
         if detach:
             click.echo(run.id)
@@ -120,16 +124,25 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
         click.echo(f"rebuild {run.id} submitted; following it (Ctrl-C detaches, the run goes on)", err=True)
         ctx.exit(follow(s, run.id, mode, as_json))
     run = last or s.store.create_rebuild(selected, {"max_parallel": max_parallel, "min_up": min_up, "canary": canary})
-    retry = {n for n in names} if resume else set()
+    keeper = Keeper(s.store, run.id, s.cfg.server.run_lease).take()
+    retry = set(selected) if retry else ({n for n in names} if resume else set())
     with Progress(selected, mode) as progress:
-        result = Batch(s.workflow, selected, rebuild_id=run.id, max_parallel=max_parallel, min_up=min_up,
-                       canary=canary, retry_failed=retry, accept_drift=accept_drift, allow_gluster=allow_gluster, resume=resume,
-                       on_change=progress).run()
+        batch = Batch(s.workflow, selected, rebuild_id=run.id, max_parallel=max_parallel, min_up=min_up,
+                      canary=canary, retry=retry, accept_drift=accept_drift, allow_gluster=allow_gluster, resume=resume,
+                      on_change=progress)
+        keeper.keep(batch)
+        try:
+            result = batch.run()
+        except BaseException as exc:  # an engine error in the scheduler, Ctrl-C: the run ends, it does not hang
+            keeper.release("failed" if isinstance(exc, Exception) else "stopped",
+                           {"done": batch.result.done, "failed": batch.result.failed, "pending": selected,
+                            "error": f"{type(exc).__name__}: {exc}"})
+            raise
     status_ = "done" if result.ok else ("failed" if result.failed else "stopped")
     summary = {"done": result.done, "failed": result.failed, "pending": result.pending, "error": result.error,
                "peak_in_flight": result.peak_in_flight, "elsewhere": result.elsewhere}
-    s.store.set_rebuild_status(run.id, status_, summary)
-    _print_summary(s, summary, as_json)
+    keeper.release(status_, summary)
+    _print_summary(s, run, summary, as_json)
     if not result.ok:
         ctx.exit(1)
 
@@ -141,15 +154,23 @@ def _mode(wait: bool, as_json: bool) -> str:
     return "none" if wait else ("rich" if sys.stdout.isatty() else "plain")
 
 
-def _print_summary(s, summary: dict, as_json: bool, status_: str | None = None) -> None:
+def _print_summary(s, run, summary: dict, as_json: bool, status_: str | None = None) -> None:
+    """The run's end: its counts from submit.tally (as `runs`, the API and the console count), and
+    why each failed node failed."""
+    counts = submit.tally(s.store, s.store.rebuild(run.id))
     if as_json:
-        click.echo(json.dumps({"summary": summary} | ({"status": status_} if status_ else {})))
+        click.echo(json.dumps({"summary": summary, "counts": {k: len(v) for k, v in counts.items()}}
+                              | ({"status": status_} if status_ else {})))
         return
     elsewhere = summary.get("elsewhere") or []
-    click.echo((f"{status_}: " if status_ else "") + f"done: {len(summary.get('done', []))}, "
-               f"failed: {len(summary.get('failed', []))}, not finished: {len(summary.get('pending', []))}"
+    left = counts["in_flight"] + counts["not_started"]
+    click.echo((f"{status_}: " if status_ else "") + f"done: {len(counts['done'])}, "
+               f"failed: {len(counts['failed'])}, not finished: {len(left)}"
                + (f", started by another runner: {', '.join(elsewhere)}" if elsewhere else ""))
-    for n in summary.get("failed", []):
+    for n in counts["in_flight"]:
+        st = s.store.node_state(n)
+        click.echo(f"  {n}: left {st.state}: `provision rebuild {n} --retry` takes it over", err=True)
+    for n in counts["failed"]:
         st = s.store.node_state(n)
         click.echo(f"  {n}: failed in {st.failed_step}: {st.fail_reason}", err=True)
     if summary.get("error"):
@@ -192,7 +213,7 @@ def follow(s, run_id: int, mode: str, as_json: bool) -> int:
         click.echo(f"\ndetached from rebuild {run_id}; it goes on in the service. Re-attach: provision watch {run_id}",
                    err=True)
         return 130
-    _print_summary(s, run.summary or {}, as_json, run.status)
+    _print_summary(s, run, run.summary or {}, as_json, run.status)
     return 0 if run.status == "done" else 1
 
 
@@ -222,10 +243,10 @@ def runs(ctx, as_json) -> None:
     s = svc(ctx)
     rows = []
     for r in reversed(s.store.rebuilds()):
-        states = [s.store.node_state(n) for n in r.nodes]
-        counts = {k: sum(1 for st in states if st.rebuild_id == r.id and st.state == k) for k in (S.DONE, S.FAILED)}
-        rows.append({"id": r.id, "status": r.status, "runner": r.runner, "control": r.control, "nodes": len(r.nodes),
-                     "done": counts[S.DONE], "failed": counts[S.FAILED],
+        counts = submit.tally(s.store, r)
+        status_ = f"{r.status} (runner gone)" if s.store.runner_gone(r) else r.status
+        rows.append({"id": r.id, "status": status_, "runner": r.runner, "control": r.control, "nodes": len(r.nodes),
+                     "done": len(counts["done"]), "failed": len(counts["failed"]),
                      "created": r.created_at.isoformat(timespec="seconds"), "owner": r.owner or ""})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -234,7 +255,7 @@ def runs(ctx, as_json) -> None:
 
 
 def _print_plan(s, names, max_parallel, min_up, canary, as_json) -> None:
-    p = submit.plan(s.store, names, max_parallel, min_up, canary)
+    p = submit.plan(s.store, names, max_parallel, min_up, canary, ctx=s.workflow)
     if as_json:
         click.echo(json.dumps(p))
         return
@@ -244,6 +265,11 @@ def _print_plan(s, names, max_parallel, min_up, canary, as_json) -> None:
         click.echo(f"\nwave {entry['wave']}: {entry['node']}" + (" (canary, alone)" if entry["canary"] else ""))
         for c in entry["calls"]:
             click.echo(f"  {c['step']:<10} {c['call']}")
+        gate_rows = entry.get("gate", [])
+        bad = [g for g in gate_rows if not g["ok"]]
+        click.echo(f"  gate       {'PASS' if not bad else 'FAIL: stops in preflight, before anything is deleted'}")
+        for g in gate_rows:
+            click.echo(f"    {'ok  ' if g['ok'] else 'FAIL'} {g['system']}: {g['detail']}")
 
 
 @click.command()

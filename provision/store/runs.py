@@ -164,6 +164,32 @@ class RunsMixin:
                     return _rebuild(s.get(RebuildRow, r.id))
         return None
 
+    def hold_rebuild(self, rebuild_id: int, owner: str, lease_seconds: float, dead: str | None = None) -> bool:
+        """A `provision rebuild --local` process takes its run (new, or one it resumes) under a lease
+        as the conductor does, so a run whose process is gone shows as such and can be ended or
+        taken over. `dead`: a holder known to be gone (a process of this host that no longer
+        exists), taken over without waiting for its lease. False when another live holder has it."""
+        with self._writing() as s:
+            conn = s.connection()
+            now = db_utcnow(conn)
+            free = ((RebuildRow.owner.is_(None)) | (RebuildRow.owner == owner)
+                    | (RebuildRow.lease_until.is_(None)) | (RebuildRow.lease_until <= now))
+            if dead is not None:
+                free = free | (RebuildRow.owner == dead)
+            took = conn.execute(update(RebuildRow)
+                                .where(RebuildRow.id == rebuild_id, RebuildRow.status.not_in(FINISHED), free)
+                                .values(status="running", owner=owner, control="run",
+                                        lease_until=now + timedelta(seconds=lease_seconds))).rowcount
+            return bool(took)
+
+    def runner_gone(self, run: Rebuild) -> bool:
+        """A run that says it is running but whose holder's lease ran out (on the database's clock):
+        its `serve` or `provision rebuild --local` process is gone."""
+        if run.status != "running" or run.lease_until is None:
+            return False
+        with self.engine.connect() as conn:
+            return run.lease_until <= db_utcnow(conn)
+
     def renew_lease(self, rebuild_id: int, owner: str, lease_seconds: float) -> str | None:
         """Extend `owner`'s lease on a run it holds; the run's control ("run", "pause", "abort"),
         or None when the lease was lost (expired and taken over)."""
@@ -190,17 +216,29 @@ class RunsMixin:
                                                .values(**values)).rowcount)
 
     def control_rebuild(self, rebuild_id: int, action: str) -> Rebuild:
-        """An operator's abort, pause or continue of a service run. Abort and pause are carried out
-        by the holder at its next heartbeat; a paused or queued run is aborted here at once;
-        continue queues a paused run again."""
+        """An operator's abort, pause or continue of a run. Abort and pause are carried out by the
+        holder (a `serve`, or a `provision rebuild --local` process) at its next heartbeat; a paused or
+        queued run, or one whose holder is gone (its lease ran out), is aborted here at once, leaving
+        its nodes where they are for a retry; continue queues a paused service run again."""
         with self._writing() as s:
             r = s.get(RebuildRow, rebuild_id, with_for_update=True)
             if r is None:
                 raise NotFound(f"rebuild {rebuild_id} does not exist")
-            if r.runner != "service":
-                raise Conflict(f"rebuild {rebuild_id} runs in a `provision rebuild` process: stop it there")
             if r.status in FINISHED:
                 raise Conflict(f"rebuild {rebuild_id} has ended ({r.status})")
+            gone = r.status == "running" and (r.lease_until is None or r.lease_until <= db_utcnow(s.connection()))
+            if gone and action == "abort":
+                r.status, r.finished_at, r.owner, r.lease_until, r.control = "aborted", utcnow(), None, None, "abort"
+                r.summary = {"done": [], "failed": [], "pending": list(r.nodes),
+                             "error": "aborted: its runner was gone (lease expired)"}
+                s.flush()
+                return _rebuild(r)
+            if r.runner != "service" and action == "continue":
+                raise Conflict(f"rebuild {rebuild_id} runs in a `provision rebuild --local` process: "
+                               "continue it with `provision rebuild --resume`")
+            if gone:
+                raise Conflict(f"rebuild {rebuild_id}: its runner is gone (lease expired): abort it, or take its "
+                               "nodes over with `provision rebuild NODE --retry`")
             if action == "continue":
                 r.control = "run"
                 if r.status == "paused":

@@ -17,7 +17,9 @@ def run_json(run, store, nodes: bool = True) -> dict:
             "runner": run.runner, "owner": run.owner,
             "lease_until": run.lease_until.isoformat() if run.lease_until else None,
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "options": run.options, "summary": run.summary, "node_count": len(run.nodes)}
+            "options": run.options, "summary": run.summary, "node_count": len(run.nodes),
+            "counts": {k: len(v) for k, v in submit.tally(store, run).items()},
+            "runner_gone": store.runner_gone(run)}
     if nodes:
         body["nodes"] = []
         for n in run.nodes:
@@ -42,12 +44,13 @@ def create():
     req = submit.RebuildRequest.parse(request.get_json(silent=True))
     store = svc("store")
     selected = submit.select(store, req.nodes, req.cluster)
-    submit.check_rebuildable(store, selected, False, req.accept_foreign_vg)
+    submit.check_rebuildable(store, selected, False, req.accept_foreign_vg, retry=req.retry)
     canary = submit.default_canary(req.canary, selected)
     if req.dry_run:
-        return jsonify(dry_run=True, **submit.plan(store, selected, req.max_parallel, req.min_up, canary))
+        return jsonify(dry_run=True, **submit.plan(store, selected, req.max_parallel, req.min_up, canary,
+                                                   ctx=svc("workflow")))
     options = {"max_parallel": req.max_parallel, "min_up": req.min_up, "canary": canary,
-               "accept_drift": req.accept_drift, "allow_gluster": req.allow_gluster}
+               "accept_drift": req.accept_drift, "allow_gluster": req.allow_gluster, "retry": req.retry}
     run = store.create_rebuild(selected, options, runner="service")
     wake_conductor()
     return jsonify(run_json(run, store)), 202, {"Location": f"/api/v1/rebuilds/{run.id}"}

@@ -104,7 +104,8 @@ def node(name: str):
         except ProvisionError as exc:
             previews.append((kind, "", str(exc), None))
     return render_template("node.html", title=name, rec=rec, facts=rec.node.facts, history=list(reversed(history)),
-                           previews=previews, events=list(reversed(store.events(name))))
+                           previews=previews, events=list(reversed(store.events(name))),
+                           retry_at=submit.retry_at(store, name))
 
 
 @bp.get("/runs")
@@ -129,7 +130,8 @@ def run(run_id: int):
                       "shown": f"{MARKS[shown]} {shown}" if shown in MARKS else shown,
                       "since": st.step_started_at.isoformat(timespec="seconds") if mine and st.step_started_at else "",
                       "reason": st.fail_reason if mine and st.state == S.FAILED else ""})
-    return render_template("run.html", title=f"Rebuild #{r.id}", run=r, nodes=nodes)
+    retry = [n for n in r.nodes if r.finished and submit.retry_at(store, n)]
+    return render_template("run.html", title=f"Rebuild #{r.id}", run=r, nodes=nodes, retry=retry)
 
 
 @bp.get("/runs/<int:run_id>.json")
@@ -147,6 +149,21 @@ def control(run_id: int, action: str):
     svc("store").control_rebuild(run_id, action)
     wake_conductor()
     return redirect(url_for("ui.run", run_id=run_id))
+
+
+@bp.post("/retry")
+@ui_auth
+def retry():
+    """Retry failed nodes (or nodes a run left part-way) in a new service run, each from where it
+    stopped; the button names the nodes and the step."""
+    store = svc("store")
+    names = submit.select(store, request.form.getlist("nodes"), None)
+    submit.check_rebuildable(store, names, False, retry=True)
+    width = min(max(1, int(request.form.get("max_parallel") or 1)), 500)
+    run = store.create_rebuild(names, {"max_parallel": width, "min_up": None, "canary": 0, "retry": True},
+                               runner="service")
+    wake_conductor()
+    return redirect(url_for("ui.run", run_id=run.id))
 
 
 def _request_from_form() -> submit.RebuildRequest:
@@ -174,7 +191,7 @@ def _prepare():
 @ui_auth
 def plan():
     store, names, o = _prepare()
-    p = submit.plan(store, names, o["max_parallel"], o["min_up"], o["canary"])
+    p = submit.plan(store, names, o["max_parallel"], o["min_up"], o["canary"], ctx=svc("workflow"))
     return render_template("plan.html", title="Plan a rebuild", names=names, plan=p, options=o, error=None)
 
 

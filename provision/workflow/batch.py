@@ -34,7 +34,7 @@ class BatchResult:
 
 class Batch:
     def __init__(self, ctx: Context, names: list[str], *, rebuild_id: int, max_parallel: int = 1,
-                 min_up: int | None = None, canary: int = 0, retry_failed: set[str] | None = None,
+                 min_up: int | None = None, canary: int = 0, retry: set[str] | None = None,
                  accept_drift: bool = False, allow_gluster: bool = False, resume: bool = True,
                  on_change: Callable[[str, str, str | None], None] | None = None) -> None:
         self.accept_drift, self.allow_gluster = accept_drift, allow_gluster
@@ -44,7 +44,9 @@ class Batch:
         self._queued: dict = {}  # name -> NodeState as read when the batch began (queued nodes only)
         self.ctx, self.names, self.rebuild_id = ctx, list(names), rebuild_id
         self.max_parallel, self.min_up, self.canary = max(1, max_parallel), min_up, canary
-        self.retry_failed = retry_failed or set()
+        # nodes this batch may retry: resume a failed one at its failed step, adopt one left part-way
+        # by a run that ended (aborted, or its runner gone)
+        self.retry = retry or set()
         self.on_change = on_change or (lambda *_: None)
         self.stop = threading.Event()
         self.hold = threading.Event()
@@ -106,18 +108,18 @@ class Batch:
         drives the node: with many nodes in flight a write waits its turn, and waiting here held up
         every start behind it (a 500-node batch spent most of its time starting nodes)."""
         st = self._queued.pop(name)
-        if st.state in S.ACTIVE and not self.resume and st.rebuild_id != self.rebuild_id:
+        if st.state in S.ACTIVE and not self.resume and st.rebuild_id != self.rebuild_id and name not in self.retry:
             self.result.elsewhere.append(name)  # moved on by another runner since we looked: theirs
             self.on_change(name, st.state, "in a rebuild started by another runner")
             return
-        if st.state == S.FAILED and name not in self.retry_failed:
+        if st.state == S.FAILED and name not in self.retry:
             self.result.failed.append(name)
             self.stop.set()
             return
-        self.in_flight[name] = pool.submit(self._run_node, name, st.state)
+        self.in_flight[name] = pool.submit(self._run_node, name, st.state, st.rebuild_id)
         self.result.peak_in_flight = max(self.result.peak_in_flight, len(self.in_flight))
 
-    def _run_node(self, name: str, state: str) -> str | None:
+    def _run_node(self, name: str, state: str, rebuild_id: int | None = None) -> str | None:
         """In a worker: start (or resume) `name` and drive it; its final state, or None when another
         runner started it first."""
         data = {"accept_drift": self.accept_drift, "allow_gluster": self.allow_gluster}
@@ -132,6 +134,11 @@ class Batch:
         elif state == S.FAILED:
             advance(self.ctx.store, name, "resume", expect=S.FAILED, rebuild_id=self.rebuild_id, data=data)
             self.on_change(name, self.ctx.store.node_state(name).state, "resumed")
+        elif state in S.ACTIVE and rebuild_id != self.rebuild_id and name in self.retry:
+            if advance(self.ctx.store, name, "adopt", expect=state, rebuild_id=self.rebuild_id) is None:
+                self.result.elsewhere.append(name)  # it moved meanwhile: whoever moved it drives it
+                return None
+            self.on_change(name, state, f"taken over from rebuild {rebuild_id}")
         return drive(self.ctx, name, stop=self.stop, on_change=self.on_change)
 
     def _reap(self, *, wait_all: bool) -> None:

@@ -25,6 +25,7 @@ from ..errors import ProvisionError
 from . import states as S
 from .batch import Batch, BatchResult
 from .context import Context
+from .lease import apply_control
 
 log = logging.getLogger("provision.conductor")
 
@@ -86,13 +87,7 @@ class Conductor:
             if control is None:
                 log.warning("rebuild %s: lease lost; another serve holds it now", held.run_id)
                 held.lost = True
-                held.batch.stop.set()
-            elif control == "abort":
-                held.batch.stop.set()
-            elif control == "pause":
-                held.batch.hold.set()
-            else:
-                held.batch.hold.clear()
+            apply_control(held.batch, control)
         if self._stop.is_set():
             return
         run = store.claim_rebuild(self.owner, self.lease)
@@ -116,7 +111,7 @@ class Conductor:
         batch = Batch(self.ctx, names, rebuild_id=run.id, max_parallel=o.get("max_parallel", 1),
                       min_up=o.get("min_up"), canary=0 if resumed else o.get("canary", 0),
                       accept_drift=o.get("accept_drift", False), allow_gluster=o.get("allow_gluster", False),
-                      resume=False)
+                      resume=False, retry=set(run.nodes) if o.get("retry") else set())
         held = _Held(run.id, batch)
         held.thread = threading.Thread(target=self._run, args=(held,), name=f"rebuild-{run.id}", daemon=True)
         self.held[run.id] = held

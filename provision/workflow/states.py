@@ -2,7 +2,9 @@
 
 A rebuild walks STEPS in order. `ok` moves a step to the next; the `installed` and `enrolled`
 callbacks move the two waiting steps; `fail` parks any active state in FAILED (with the step and
-reason); `resume` takes FAILED back to the step that failed; `start` begins a rebuild.
+reason); `resume` (a retry) takes FAILED back to the step that failed, or to the one RESUME_AT
+names; `start` begins a rebuild; `adopt` hands a node part-way through a run that ended to a new
+run, in the state it is in.
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 }
 for _state in STEPS:
     TRANSITIONS[(_state, "fail")] = FAILED
+    TRANSITIONS[(_state, "adopt")] = _state
+
+# Where a retry resumes when it is not the failed step itself: an install that failed or never called
+# back is retried by a new build and a new network boot (a deliberate reinstall, with a new token and a
+# new at-most-once key); every other step resumes where it failed, with what it recorded.
+RESUME_AT = {INSTALLING: ARM}
+# Step data a retry clears, by the step it resumes at: the build and netboot of the failed install;
+# the sealed enrollment reply (a retried enrollment issues a fresh one-time password).
+RESUME_CLEARS = {ARM: ("build_id", "netboot_done", "vmedia"), ENROLL: ("enroll_reply",)}
 
 
 class InvalidTransition(Exception):
@@ -59,7 +70,7 @@ def next_state(state: str, event: str, failed_step: str | None = None) -> str:
     if state == FAILED and event == "resume":
         if failed_step not in ACTIVE:
             raise InvalidTransition(state, event)
-        return failed_step
+        return RESUME_AT.get(failed_step, failed_step)
     try:
         return TRANSITIONS[(state, event)]
     except KeyError:

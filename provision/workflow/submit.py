@@ -25,6 +25,8 @@ class RebuildRequest(BaseModel):
     accept_drift: bool = False
     allow_gluster: bool = False
     accept_foreign_vg: bool = False
+    # take failed nodes back at the step that failed, and nodes left part-way by a run that ended
+    retry: bool = False
     dry_run: bool = False
 
     @model_validator(mode="after")
@@ -67,10 +69,11 @@ def select(store, names, cluster: str | None, resume: bool = False) -> list[str]
     raise InputError("name the nodes to rebuild, or give --cluster (or --resume)")
 
 
-def check_rebuildable(store, names: list[str], resume: bool, accept_foreign_vg: bool = False) -> None:
+def check_rebuildable(store, names: list[str], resume: bool, accept_foreign_vg: bool = False,
+                      retry: bool = False) -> None:
     """Refuse before any action (exit 2, HTTP 400): no facts, unidentified install disk, no BMC
-    secret, a node already part-way through a rebuild without --resume, or one named by a run the
-    service has not finished."""
+    secret, a failed node or one part-way through a rebuild without --retry (or --resume for a
+    --local batch), or one named by a run the service has not finished."""
     problems = []
     busy = store.busy_nodes()
     for n in names:
@@ -91,10 +94,41 @@ def check_rebuildable(store, names: list[str], resume: bool, accept_foreign_vg: 
             problems.append(f"node {n}: bmc.password_file {rec.node.bmc.password_file} is not a readable file")
         if n in busy:
             problems.append(f"node {n}: in rebuild {busy[n]}, which the service has not finished")
-        elif rec.state in S.ACTIVE and not resume:
-            problems.append(f"node {n}: already in a rebuild (state {rec.state}); use --resume")
+        elif rec.state == S.FAILED and not (retry or resume):
+            st = store.node_state(n)
+            at = S.RESUME_AT.get(st.failed_step, st.failed_step)
+            problems.append(f"node {n}: failed in {st.failed_step} ({st.fail_reason}); retry it (--retry, "
+                            f"\"retry\": true) to resume at {at}")
+        elif rec.state in S.ACTIVE and not (resume or retry):
+            problems.append(f"node {n}: left part-way through a rebuild (state {rec.state}); --retry takes it over"
+                            " (--resume for a --local batch)")
     if problems:
         raise InputError("\n".join(problems))
+
+
+def tally(store, run) -> dict[str, list[str]]:
+    """The one count of a run's nodes that `runs`, `watch`, the API and the console all show, from the
+    nodes' states now: done and failed in this run, in flight in it (any active step), and the rest
+    (not started by it, or taken on by a later run)."""
+    out: dict[str, list[str]] = {"done": [], "failed": [], "in_flight": [], "not_started": []}
+    for n in run.nodes:
+        st = store.node_state(n)
+        mine = st.rebuild_id == run.id
+        key = ("done" if st.state == S.DONE else "failed" if st.state == S.FAILED
+               else "in_flight" if st.state in S.ACTIVE else "not_started") if mine else "not_started"
+        out[key].append(n)
+    return out
+
+
+def retry_at(store, name: str) -> str | None:
+    """The step a retry of `name` resumes at: its failed step (or RESUME_AT's), or the state a run
+    that ended left it in; None when there is nothing to retry (or a live run has it)."""
+    st = store.node_state(name)
+    if name in store.busy_nodes():
+        return None
+    if st.state == S.FAILED and st.failed_step in S.ACTIVE:
+        return S.RESUME_AT.get(st.failed_step, st.failed_step)
+    return st.state if st.state in S.ACTIVE else None
 
 
 def wave_of(index: int, canary: int, max_parallel: int) -> int:
@@ -102,13 +136,20 @@ def wave_of(index: int, canary: int, max_parallel: int) -> int:
     return index + 1 if index < canary else canary + (index - canary) // max_parallel + 1
 
 
-def plan(store, names: list[str], max_parallel: int, min_up: int | None, canary: int) -> dict:
-    """The dry run: waves (canaries alone first) and, per node, every call it would make."""
+def plan(store, names: list[str], max_parallel: int, min_up: int | None, canary: int, ctx=None) -> dict:
+    """The dry run: waves (canaries alone first) and, per node, every call it would make; with `ctx`
+    (the workflow's dependencies) also the point-of-no-return gate's rows, read now without harm."""
+    from . import gate
+
+    recs = [store.get(n) for n in names]
+    gates = gate.rows_of_many(ctx, [r.node for r in recs if r.node.facts is not None]) if ctx is not None else {}
     entries = []
-    for i, n in enumerate(names):
-        rec = store.get(n)
-        entries.append({"wave": wave_of(i, canary, max_parallel), "node": n, "canary": i < canary,
-                        "calls": [{"step": st, "call": c} for st, c in plan_lines(rec.node, rec.snapshot_id)]})
+    for i, (n, rec) in enumerate(zip(names, recs, strict=True)):
+        entry = {"wave": wave_of(i, canary, max_parallel), "node": n, "canary": i < canary,
+                 "calls": [{"step": st, "call": c} for st, c in plan_lines(rec.node, rec.snapshot_id)]}
+        if n in gates:
+            entry["gate"] = [{"system": r.system, "ok": r.ok, "detail": r.detail} for r in gates[n]]
+        entries.append(entry)
     waves = entries[-1]["wave"] if entries else 0
     return {"max_parallel": max_parallel, "min_up": min_up, "canary": canary, "waves": waves, "plan": entries}
 

@@ -28,11 +28,9 @@
     var finished = ["done", "failed", "stopped", "aborted"].indexOf(data.status) >= 0;
     document.getElementById("control").textContent =
       data.control !== "run" && !finished ? "(" + data.control + " asked)" : "";
-    var counts = {queued: 0, "in flight": 0, done: 0, failed: 0};
+    var counts = data.counts;  // the server's one count (workflow/submit.py tally), as `runs` and `watch` show it
     data.nodes.forEach(function (n) {
       var shown = n.in_this_run ? n.state : "queued";
-      var bucket = shown === "done" || shown === "failed" || shown === "queued" ? shown : "in flight";
-      counts[bucket] += 1;
       var tr = run.querySelector('tr[data-node="' + n.name + '"]');
       if (!tr) return;
       var span = tr.querySelector(".st span");
@@ -44,9 +42,8 @@
       cell(tr, "since", n.in_this_run && n.since ? n.since.slice(0, 19) : "");
       cell(tr, "reason", n.in_this_run && n.reason ? n.reason : "");
     });
-    document.getElementById("counts").textContent = Object.keys(counts).map(function (k) {
-      return counts[k] + " " + k;
-    }).join(" · ");
+    document.getElementById("counts").textContent = [["not_started", "queued"], ["in_flight", "in flight"],
+      ["done", "done"], ["failed", "failed"]].map(function (k) { return counts[k[0]] + " " + k[1]; }).join(" · ");
     if (data.summary && data.summary.error) {
       document.getElementById("summary").textContent = "Stopped: " + data.summary.error;
     }
