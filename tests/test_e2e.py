@@ -34,7 +34,7 @@ from .fakes.ovirt import FakeOvirt
 from .fakes.ovirt_json import engine_json
 from .fakes.tls import make_tls
 from .ipmisim import start_bmc
-from .workflow_helpers import NAMES, import_nodes, loopback_inventory, mgmt_ip
+from .workflow_helpers import NAMES, import_nodes, loopback_inventory, mgmt_ip, stub_media
 
 HE_HOSTS = {"rhvnode4", "rhvnode8", "rhvnode9"}
 RENAMED = {"eno2": "enp2s0f0", "eno3": "enp2s0f1", "ens1f0": "ens1f0np0", "ens1f1": "ens1f1np1"}
@@ -68,6 +68,7 @@ class Lab:
             self.dns.add(f"{11 + i}.10.0.127.in-addr.arpa", "PTR", fqdn + ".")
         for name, value in (("engine", "engine-secret"), ("ipa", "ipa-secret"), ("sat", "sat-secret"), ("bmc", "password")):
             (tmp / f"{name}.pw").write_text(value + "\n")
+        stub_media(tmp)  # what media import and the loaders leave: the gate before retire fetches them
         self.http_port, self.tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
         # run_lease: a serve killed while it holds a submitted run loses it after 3 s (the conductor)
         self.cfg = write_config(tmp, self.http_port, self.tftp_port, server_extra="run_lease = 3", extra=f"""
@@ -113,6 +114,10 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
         self.start_serve()
         self.stop = threading.Event()
         self.hold: set[str] = set()  # nodes whose installer waits (they stay in `installing`)
+        # nodes whose first boot fails to enroll once: they report `failed`, then ask `installed` again
+        # until the server has a fresh enrollment for them (the first-boot unit's retry)
+        self.enroll_fail: set[str] = set()
+        self.otp_history: dict[str, list[str]] = {}
         self.installer_log: list[str] = []
         self.installer_errors: dict[str, str] = {}  # a node's installer that stopped on an unexpected answer
         self.otps: dict[str, str] = {}
@@ -180,6 +185,18 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
             status, body = self._call("POST", cb + "/installed", ip)
             assert status == 200, body
             reply = json.loads(body)
+            self.otp_history.setdefault(name, []).append(reply["ipa_otp"])
+            if name in self.enroll_fail:  # ipa-client-install failed: report it, then ask again until retried
+                self.enroll_fail.discard(name)
+                status, _ = self._call("POST", cb + "/failed", ip)
+                assert status == 200
+                while not self.stop.is_set():
+                    time.sleep(0.2)
+                    status, body = self._call("POST", cb + "/installed", ip)
+                    if status == 200:
+                        reply = json.loads(body)
+                        self.otp_history[name].append(reply["ipa_otp"])
+                        break
             self.otps[name] = reply["ipa_otp"]
             assert reply["satellite_command"].endswith("| bash") and "BEGIN CERTIFICATE" in reply["satellite_ca"]
             # what running the registration command does: the host is back, on the activation key's defaults
@@ -218,11 +235,22 @@ def lab(tmp_path):
     lab.close()
 
 
+def bmc_commands(bmc) -> list[str]:
+    """The BMC's commands, a request pyghmi sent again (no answer in time, under load) counted once:
+    ipmi_sim carries out a retransmitted request a second time, a real BMC's power on is a no-op when
+    on, and neither is a second power cycle."""
+    out: list[str] = []
+    for c in bmc.sets():
+        if not out or out[-1] != c:
+            out.append(c)
+    return out
+
+
 def assert_all_done_one_cycle_each(lab: Lab) -> None:
     """Every node done, one power cycle per BMC, and the order and content of every call."""
     for n in NAMES:
         assert lab.svc.store.node_state(n).state == S.DONE, (n, lab.svc.store.node_state(n))
-        assert lab.bmcs[n].sets() == ["set boot pxe", "set power 0", "set power 1"], (n, lab.bmcs[n].sets())
+        assert bmc_commands(lab.bmcs[n]) == ["set boot pxe", "set power 0", "set power 1"], (n, lab.bmcs[n].sets())
     api = [(r.method, r.path.removeprefix("/ovirt-engine/api")) for r in lab.ovirt.requests
            if r.path.startswith("/ovirt-engine/api") and r.method != "GET"]
     for i, n in enumerate(NAMES):
@@ -382,13 +410,24 @@ def test_ctrl_c_detaches_the_cli_and_watch_reattaches_without_changing_the_outco
     assert (row["id"], row["status"], row["runner"], row["done"], row["failed"]) == (run.id, "done", "service", 3, 0)
 
 
-def test_serve_killed_mid_batch_resumes_the_submitted_run_when_it_starts_again(lab):
-    """A rebuild submitted to the API runs in `serve`. SIGKILL it once a node is installing; a new
-    `serve` takes the run over when the lease expires and every node ends done with one power
-    cycle each."""
+@pytest.fixture
+def busy_cores():
+    """Both cores kept busy by two other processes, as on a loaded CI machine."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    yield
+    for h in hogs:
+        h.kill()
+        h.wait()
+
+
+@pytest.mark.parametrize("boundary", list(S.STEPS))
+def test_serve_killed_mid_batch_resumes_the_submitted_run_when_it_starts_again(lab, busy_cores, boundary):
+    """A rebuild submitted to the API runs in `serve`. SIGKILL it once a node reaches each step, with
+    both cores busy; a new `serve` takes the run over when the lease expires and every node ends done
+    exactly once, with one power cycle each, and the run's summary and counts name every node."""
     run_id = _submit(lab)
-    deadline = time.monotonic() + 120
-    while not any(lab.svc.store.node_state(n).state == S.INSTALLING for n in NAMES):
+    deadline = time.monotonic() + 180
+    while not any(lab.svc.store.node_state(n).state == boundary for n in NAMES):
         assert lab.serve.poll() is None and time.monotonic() < deadline, (lab.tmp / "serve.log").read_text()
         time.sleep(0.005)
     killed_owner = lab.svc.store.rebuild(run_id).owner
@@ -398,6 +437,9 @@ def test_serve_killed_mid_batch_resumes_the_submitted_run_when_it_starts_again(l
     lab.start_serve()
     run = _wait_run(lab, run_id)
     assert run.status == "done" and sorted(run.summary["done"]) == NAMES, run
+    assert run.summary["failed"] == [] and run.summary["pending"] == [], run.summary  # every node accounted for
+    assert lab.api("GET", f"/rebuilds/{run_id}").json()["counts"] == {"done": 3, "failed": 0, "in_flight": 0,
+                                                                       "not_started": 0}
     assert_all_done_one_cycle_each(lab)
     log = (lab.tmp / "serve.log").read_text()
     assert f"rebuild {run_id}: resuming" in log, log[-3000:]  # the new serve, from the nodes' states
@@ -435,3 +477,105 @@ def test_on_postgresql_the_other_serve_takes_over_when_the_lease_holder_is_kille
     finally:
         second.terminate()
         second.wait(10)
+
+
+# -- safe failure: nothing irreversible until everything checkable is checked, and a way back ----
+def _run_one(lab, name: str, **extra) -> int:
+    r = lab.api("POST", "/rebuilds", json={"nodes": [name], "canary": 0, **extra})
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def _until_state(lab, name: str, state: str, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while (st := lab.svc.store.node_state(name)).state != state:
+        assert time.monotonic() < deadline, (name, st.state, st.fail_reason)
+        time.sleep(0.05)
+    return st
+
+
+def test_media_not_served_stops_the_node_before_anything_is_deleted(lab):
+    """The trial: no loaders in the TFTP root and no stage 2: `check` said ok, and the rebuild retired
+    the host and power-cycled it into a boot that could only fail. Now preflight stops it."""
+    for f in ("shimx64.efi", "grubx64.efi"):
+        (lab.tmp / "bootfiles" / f).unlink()
+    (lab.tmp / "media" / "rhvh" / "images" / "install.img").unlink()
+    run = _wait_run(lab, _run_one(lab, "rhvnode3"))
+    st = lab.svc.store.node_state("rhvnode3")
+    assert run.status == "failed" and (st.state, st.failed_step) == (S.FAILED, S.PREFLIGHT), st
+    assert "not retired, nothing was changed: media" in st.fail_reason and "shimx64.efi" in st.fail_reason
+    assert "images/install.img: HTTP 404" in st.fail_reason
+    assert lab.ovirt.hosts.get(lab.old_ids["rhvnode3"]) is not None  # still in the engine, IPA, Satellite
+    assert "rhvnode3.lab.example.com" in lab.ipa.hosts
+    assert any(h["name"] == "rhvnode3.lab.example.com" for h in lab.sat.hosts.values())
+    assert lab.bmcs["rhvnode3"].sets() == []  # the BMC was never told anything
+
+
+def test_a_failure_after_retire_is_retried_from_the_failed_step_to_done_with_one_power_cycle(lab):
+    """The engine fails while the reinstalled host is added back: the node is parked in
+    failed(register), a host that exists nowhere. A new run without retry is refused naming it; one
+    with retry resumes at register with what retire recorded, and the node is not reinstalled."""
+    lab.hold.add("rhvnode3")  # its installer waits: the node stays installing, already retired
+    run_id = _run_one(lab, "rhvnode3")
+    _until_state(lab, "rhvnode3", S.INSTALLING)
+    lab.ovirt.inject("503", "/ovirt-engine/api/hosts", times=1000)  # from now on the engine fails
+    lab.hold.discard("rhvnode3")
+    st = _until_state(lab, "rhvnode3", S.FAILED)
+    assert st.failed_step == S.REGISTER and "HTTP 503" in st.fail_reason, st
+    assert _wait_run(lab, run_id).status == "failed"
+    lab.ovirt.faults.clear()
+    refused = lab.api("POST", "/rebuilds", json={"nodes": ["rhvnode3"]})
+    assert refused.status_code == 400 and "failed in register" in refused.text and "retry" in refused.text
+    again = _wait_run(lab, _run_one(lab, "rhvnode3", retry=True))
+    assert again.status == "done", (again, lab.svc.store.node_state("rhvnode3"))
+    assert bmc_commands(lab.bmcs["rhvnode3"]) == ["set boot pxe", "set power 0", "set power 1"]  # installed once
+    new = next(h for h in lab.ovirt.hosts.values() if h["name"] == "rhvnode3")
+    assert new["status"] == "up" and new["_networks"]
+    ipa_adds = [m for m, args, _ in lab.ipa.rpc if m == "host_add" and args == ["rhvnode3.lab.example.com"]]
+    assert len(ipa_adds) == 1  # enrolled once, before the power cycle
+
+
+def test_an_enrollment_that_failed_on_the_node_is_retried_without_a_reinstall(lab):
+    """ipa-client-install fails at first boot: the node reports `failed` (failed(enroll)) and its
+    first-boot unit asks `installed` again. A retry issues a fresh one-time password, the node gets
+    it, enrolls, and the rebuild completes: one power cycle, two IPA host_adds."""
+    lab.enroll_fail.add("rhvnode3")
+    run_id = _run_one(lab, "rhvnode3")
+    st = _until_state(lab, "rhvnode3", S.FAILED)
+    assert st.failed_step == S.ENROLL and "reported a failure during enroll" in st.fail_reason, st
+    assert _wait_run(lab, run_id).status == "failed"
+    again = _wait_run(lab, _run_one(lab, "rhvnode3", retry=True))
+    assert again.status == "done", (again, lab.svc.store.node_state("rhvnode3"))
+    first, fresh = lab.otp_history["rhvnode3"]
+    assert first and fresh and first != fresh and lab.ipa.hosts["rhvnode3.lab.example.com"]["_otp"] == fresh
+    assert bmc_commands(lab.bmcs["rhvnode3"]) == ["set boot pxe", "set power 0", "set power 1"]
+
+
+def test_abort_leaves_a_node_a_retry_takes_over_and_every_view_counts_the_same(lab):
+    """Abort while a node installs: the run ends, the node stays installing (its install goes on) and
+    a later run refused it. `runs`, `watch` and the API count the same; a retry takes the node over
+    where it is, without a second power cycle."""
+    lab.hold.add("rhvnode3")
+    run_id = _run_one(lab, "rhvnode3")
+    _until_state(lab, "rhvnode3", S.INSTALLING)
+    assert lab.api("POST", f"/rebuilds/{run_id}/abort").status_code == 202
+    run = _wait_run(lab, run_id)
+    assert run.status == "aborted" and lab.svc.store.node_state("rhvnode3").state == S.INSTALLING
+    counts = lab.api("GET", f"/rebuilds/{run_id}").json()["counts"]
+    assert counts == {"done": 0, "failed": 0, "in_flight": 1, "not_started": 0}
+    runs = json.loads(subprocess.run([sys.executable, "-m", "provision", "--config", str(lab.cfg), "runs", "--json"],
+                                     capture_output=True, text=True, timeout=60).stdout)
+    row = next(r for r in runs if r["id"] == run_id)
+    assert (row["done"], row["failed"], row["status"]) == (0, 0, "aborted")
+    watched = subprocess.run([sys.executable, "-m", "provision", "--config", str(lab.cfg), "watch", str(run_id),
+                              "--wait"], capture_output=True, text=True, timeout=60)
+    assert "done: 0, failed: 0, not finished: 1" in watched.stdout, watched.stdout
+    assert "rhvnode3: left installing: `provision rebuild rhvnode3 --retry` takes it over" in watched.stderr
+    refused = lab.api("POST", "/rebuilds", json={"nodes": ["rhvnode3"]})
+    assert refused.status_code == 400 and "--retry takes it over" in refused.text
+    taken = _run_one(lab, "rhvnode3", retry=True)
+    lab.hold.discard("rhvnode3")
+    assert _wait_run(lab, taken).status == "done"
+    assert bmc_commands(lab.bmcs["rhvnode3"]) == ["set boot pxe", "set power 0", "set power 1"]
+    assert any(f"taken over from rebuild {run_id}" in e.message or "adopt" in e.message
+               for e in lab.svc.store.events("rhvnode3"))
