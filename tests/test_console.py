@@ -20,7 +20,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from provision.workflow import states as S
 
-from .test_e2e import Lab
+from .test_e2e import Lab, bmc_commands
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_the_console_plans_starts_watches_and_aborts_a_rebuild(lab, browser, tmp
     assert "0 queued · 0 in flight · 2 done · 0 failed" in text()
     shot("run")
     (run,) = lab.svc.store.rebuilds()
-    assert run.status == "done" and all(lab.bmcs[n].sets() == ["set boot pxe", "set power 0", "set power 1"]
+    assert run.status == "done" and all(bmc_commands(lab.bmcs[n]) == ["set boot pxe", "set power 0", "set power 1"]
                                         for n in ("rhvnode3", "rhvnode4"))
 
     # another run, whose node's installer does not answer: abort it while the node is installing
@@ -128,6 +128,17 @@ def test_the_console_plans_starts_watches_and_aborts_a_rebuild(lab, browser, tmp
     assert lab.svc.store.node_state("rhvnode5").state == S.INSTALLING  # it finished its step, nothing more
     assert b.find_element(By.ID, "abort").get_attribute("disabled") is not None
     shot("run-aborted")
+
+    # the node the abort left installing: its page offers a Retry that names it and the step
+    b.get(lab.url + "/nodes/rhvnode5")
+    assert b.find_element(By.ID, "retry").text == "Retry rhvnode5 at installing"
+    b.find_element(By.ID, "retry").click()
+    wait.until(lambda d: d.find_elements(By.ID, "nodes"))
+    lab.hold.discard("rhvnode5")  # its installer goes on
+    wait.until(lambda d: d.find_element(By.ID, "status").text == "done")
+    assert "0 queued · 0 in flight · 1 done · 0 failed" in text()
+    assert lab.svc.store.node_state("rhvnode5").state == S.DONE and bmc_commands(lab.bmcs["rhvnode5"]) == [
+        "set boot pxe", "set power 0", "set power 1"]  # taken over where it was: one power cycle
 
     b.get(lab.url + "/runs")
     assert "aborted" in text() and "done" in text()

@@ -475,3 +475,68 @@ def test_arm_replaces_an_engine_key_file_left_empty_by_a_killed_run(wf):
     assert [p.name for p in key_file.parent.iterdir() if p.name.startswith(".engine.pub")] == []
     rendered = wf.renderer.render("rhvnode3", "kickstart", show_secrets=True)
     assert key_file.read_text().strip() in rendered.text
+
+
+class _Once:
+    """Make `obj.verb` raise `exc` on its first call, then behave."""
+
+    def __init__(self, obj, verb: str, exc: Exception) -> None:
+        self.real, self.exc, self.calls = getattr(obj, verb), exc, 0
+        setattr(obj, verb, self)
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            raise self.exc
+        return self.real(*args, **kwargs)
+
+
+@pytest.mark.parametrize("system,verb,step", [
+    ("ipa", "host_add", S.ARM),               # enrollment prepared at arm: before the power cycle
+    ("satellite", "registration_command", S.ARM),
+    ("power", "netboot", S.NETBOOT),          # the BMC refused: nothing was power-cycled
+    ("satellite", "restore_content", S.REGISTER),
+    ("engine", "add_host", S.REGISTER),
+    ("engine", "setup_networks", S.REGISTER),
+])
+def test_a_failure_after_retire_in_each_system_is_retried_to_done_with_one_power_cycle(wf, system, verb, step):
+    """The host exists nowhere after retire: whichever system fails after it, the node is parked in
+    failed(step) and a retry resumes there with what was recorded, and the node is reinstalled once."""
+    from provision.errors import ProvisionError
+    from provision.integrations.engine import EngineError
+    from provision.integrations.ipa import IpaError
+    from provision.integrations.satellite import SatelliteError
+    from provision.power.base import PowerRejected
+
+    errors = {"ipa": IpaError("host_add: Internal error (903)"), "satellite": SatelliteError("HTTP 500"),
+              "engine": EngineError("POST /hosts: HTTP 503"), "power": PowerRejected("rhvnode3", "bmc", "busy")}
+    if system == "power":  # every driver the factory makes for the node shares one first failure
+        real, first = wf.workflow.power, _Once(type("Calls", (), {verb: lambda self: None})(), verb, errors[system])
+
+        def power(node, _real=real):
+            driver = _real(node)
+            if node.name == "rhvnode3":
+                inner = getattr(driver, verb)
+                setattr(driver, verb, lambda *a, **k: (first(), inner(*a, **k))[1])
+            return driver
+        wf.workflow.power = power
+    else:
+        _Once(getattr(wf.workflow, system), verb, errors[system])
+    result, _ = run_batch(wf, names=["rhvnode3"])
+    st = wf.store.node_state("rhvnode3")
+    assert result.failed == ["rhvnode3"] and (st.state, st.failed_step) == (S.FAILED, step), (st.state, st.fail_reason)
+    assert isinstance(errors[system], ProvisionError) and str(errors[system]) in st.fail_reason
+    recorded = dict(st.data)
+    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer.start()
+    try:
+        run = wf.store.create_rebuild(["rhvnode3"], {"retry": True})
+        result = Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id, retry={"rhvnode3"}).run()
+    finally:
+        installer.stop.set()
+    assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
+    assert wf.power.bmcs["rhvnode3"].cycles() == 1
+    data = wf.store.node_state("rhvnode3").data
+    assert data["ipa_membership"] == recorded["ipa_membership"] and data["retired_at"] == recorded["retired_at"]
+    engine_calls = [c["verb"] for c in wf.fakes["engine"].read()["calls"]]
+    assert engine_calls.count("remove") == 1 and engine_calls.count("deactivate") == 1  # nothing before it again

@@ -111,7 +111,10 @@ def node(name: str):
 @bp.get("/runs")
 @ui_auth
 def runs():
-    return render_template("runs.html", title="Rebuild runs", runs=list(reversed(svc("store").rebuilds())))
+    store = svc("store")
+    runs_ = list(reversed(store.rebuilds()))
+    return render_template("runs.html", title="Rebuild runs", runs=runs_,
+                           gone={r.id for r in runs_ if store.runner_gone(r)})
 
 
 @bp.get("/runs/<int:run_id>")
