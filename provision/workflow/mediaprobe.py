@@ -78,8 +78,8 @@ def probe_media(cfg: Config, node: Node, liveimgs: dict[str, str], timeout: floa
             tftp_files += [urls["kernel"].lstrip("/"), urls["initrd"].lstrip("/")]
         host, port = tftp_addr(cfg)
         for f in tftp_files:
-            try:
-                tftp_size(host, port, f, timeout)
+            try:  # a TFTP server answers a read request at once: 2 s per try is generous
+                tftp_size(host, port, f, min(timeout, 2.0))
             except ProvisionError as exc:
                 problems.append(str(exc))
                 if "no answer" in str(exc):  # no TFTP server there: the other files cannot answer either
