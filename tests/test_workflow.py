@@ -540,3 +540,39 @@ def test_a_failure_after_retire_in_each_system_is_retried_to_done_with_one_power
     assert data["ipa_membership"] == recorded["ipa_membership"] and data["retired_at"] == recorded["retired_at"]
     engine_calls = [c["verb"] for c in wf.fakes["engine"].read()["calls"]]
     assert engine_calls.count("remove") == 1 and engine_calls.count("deactivate") == 1  # nothing before it again
+
+
+def test_an_abort_after_arm_disarms_the_node_and_a_retry_arms_it_again(wf):
+    """Aborted between arm and the power cycle, a node would stay armed: its boot configs say
+    install, and anyone's reboot would reinstall it with nobody watching. The abort disarms it; a
+    retry arms it again and it is reinstalled once."""
+    from provision.workflow.batch import disarm_after_abort
+
+    run = wf.store.create_rebuild(["rhvnode3"], {})
+    batch = None
+
+    def stop_at_netboot(name, state, _detail):
+        if state == S.NETBOOT:
+            batch.stop.set()  # the operator's abort, as the conductor or --local process applies it
+
+    batch = Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id, on_change=stop_at_netboot)
+    result = batch.run()
+    assert result.pending == ["rhvnode3"] and wf.store.node_state("rhvnode3").state == S.NETBOOT
+    assert wf.store.active_build("rhvnode3").boots_install
+    assert disarm_after_abort(wf.workflow, run.id, ["rhvnode3"]) == ["rhvnode3"]
+    st = wf.store.node_state("rhvnode3")
+    assert (st.state, st.failed_step) == (S.FAILED, S.NETBOOT) and "disarmed" in st.fail_reason
+    assert wf.store.active_build("rhvnode3") is None
+    assert "set default=install" not in wf.renderer.render("rhvnode3", "grub").text  # boots its disk again
+    assert wf.power.bmcs.get("rhvnode3") is None or wf.power.bmcs["rhvnode3"].cycles() == 0
+    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer.start()
+    try:
+        again = wf.store.create_rebuild(["rhvnode3"], {"retry": True})
+        result = Batch(wf.workflow, ["rhvnode3"], rebuild_id=again.id, retry={"rhvnode3"}).run()
+    finally:
+        installer.stop.set()
+    assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
+    assert wf.power.bmcs["rhvnode3"].cycles() == 1
+    assert any("netboot -> arm (resume)" in e.message or "failed -> arm (resume)" in e.message
+               for e in wf.store.events("rhvnode3"))

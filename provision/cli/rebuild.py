@@ -141,7 +141,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     status_ = "done" if result.ok else ("failed" if result.failed else "stopped")
     summary = {"done": result.done, "failed": result.failed, "pending": result.pending, "error": result.error,
                "peak_in_flight": result.peak_in_flight, "elsewhere": result.elsewhere}
-    keeper.release(status_, summary)
+    keeper.release(status_, summary, ctx=s.workflow)
     _print_summary(s, run, summary, as_json)
     if not result.ok:
         ctx.exit(1)

@@ -209,3 +209,22 @@ class Batch:
             return None
         return (f"rebuilding {name} would leave {len(up) - 1} hosted-engine host(s) Up in {cluster} "
                 f"(hosted_engine_min_up {self.he_min_up}: the engine VM needs somewhere to run)")
+
+
+def disarm_after_abort(ctx: Context, rebuild_id: int, names: list[str]) -> list[str]:
+    """An abort leaves no node armed that nobody will power-cycle: a node of the run that stopped
+    armed before its netboot (its boot configs say install: anyone's reboot would reinstall it) is
+    disarmed and parked in failed(netboot), from which a retry arms it again. Nodes past the power
+    cycle go on as they are (an install in progress finishes), and a retry takes them over. The
+    nodes disarmed."""
+    disarmed = []
+    for name in names:
+        st = ctx.store.node_state(name)
+        if st.rebuild_id != rebuild_id or st.state != S.NETBOOT or st.data.get("netboot_done"):
+            continue
+        ctx.store.end_build(name, "aborted")
+        if advance(ctx.store, name, "fail", expect=S.NETBOOT,
+                   reason=f"rebuild {rebuild_id} aborted after arm, before the power cycle: disarmed (boot configs "
+                          "back to local boot); a retry arms it again") is not None:
+            disarmed.append(name)
+    return disarmed

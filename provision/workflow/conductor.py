@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ProvisionError
 from . import states as S
-from .batch import Batch, BatchResult
+from .batch import Batch, BatchResult, disarm_after_abort
 from .context import Context
 from .lease import apply_control
 
@@ -146,6 +146,8 @@ class Conductor:
             status = "paused"
         else:
             status = "stopped"
+        if status == "aborted":
+            summary["disarmed"] = disarm_after_abort(self.ctx, held.run_id, batch.names)
         if status == "paused":
             self.ctx.store.release_rebuild(held.run_id, self.owner, "paused")
         else:

@@ -59,8 +59,11 @@ class Keeper:
         while not self._done.wait(max(0.05, self.lease / 3)):
             apply_control(self.batch, self.store.renew_lease(self.run_id, self.owner, self.lease))
 
-    def release(self, status: str, summary: dict) -> None:
+    def release(self, status: str, summary: dict, ctx=None) -> None:
         self._done.set()
         if self.batch is not None and self.batch.stop.is_set() and status == "stopped":
             status = "aborted"
+        if status == "aborted" and ctx is not None and self.batch is not None:
+            from .batch import disarm_after_abort
+            summary = dict(summary, disarmed=disarm_after_abort(ctx, self.run_id, self.batch.names))
         self.store.release_rebuild(self.run_id, self.owner, status, summary)

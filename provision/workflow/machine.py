@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..store import NodeState, Store
-from .states import FAILED, RESUME_CLEARS, InvalidTransition, next_state
+from .states import ARM, FAILED, NETBOOT, RESUME_CLEARS, InvalidTransition, next_state
 
 
 def transition(store: Store, name: str, event: str, *, expect: str | None = None, reason: str | None = None,
@@ -24,6 +24,8 @@ def transition(store: Store, name: str, event: str, *, expect: str | None = None
         if current.state != state:
             return None
     new = next_state(state, event, failed_step)
+    if event == "resume" and new == NETBOOT and store.active_build(name) is None:
+        new = ARM  # its build was disarmed (an abort before the power cycle): the retry arms it again
     if event == "resume" and new in RESUME_CLEARS:
         data = {**{k: None for k in RESUME_CLEARS[new]}, **(data or {})}
     message = f"{state} -> {new} ({event})" + (f": {reason}" if reason else "")
