@@ -477,6 +477,17 @@ def test_arm_replaces_an_engine_key_file_left_empty_by_a_killed_run(wf):
     assert key_file.read_text().strip() in rendered.text
 
 
+def _retry(wf, name: str):
+    """What `provision rebuild NAME --retry` runs: a new run that may resume or take over `name`."""
+    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer.start()
+    try:
+        run = wf.store.create_rebuild([name], {"retry": True})
+        return Batch(wf.workflow, [name], rebuild_id=run.id, retry={name}).run()
+    finally:
+        installer.stop.set()
+
+
 class _Once:
     """Make `obj.verb` raise `exc` on its first call, then behave."""
 
@@ -510,14 +521,19 @@ def test_a_failure_after_retire_in_each_system_is_retried_to_done_with_one_power
 
     errors = {"ipa": IpaError("host_add: Internal error (903)"), "satellite": SatelliteError("HTTP 500"),
               "engine": EngineError("POST /hosts: HTTP 503"), "power": PowerRejected("rhvnode3", "bmc", "busy")}
-    if system == "power":  # every driver the factory makes for the node shares one first failure
-        real, first = wf.workflow.power, _Once(type("Calls", (), {verb: lambda self: None})(), verb, errors[system])
+    if system == "power":  # the factory makes a driver per call: its first netboot for the node fails
+        real, failed = wf.workflow.power, []
 
         def power(node, _real=real):
             driver = _real(node)
-            if node.name == "rhvnode3":
-                inner = getattr(driver, verb)
-                setattr(driver, verb, lambda *a, **k: (first(), inner(*a, **k))[1])
+            inner = getattr(driver, verb)
+
+            def once(*args, **kwargs):
+                if node.name == "rhvnode3" and not failed:
+                    failed.append(True)
+                    raise errors[system]
+                return inner(*args, **kwargs)
+            setattr(driver, verb, once)
             return driver
         wf.workflow.power = power
     else:
@@ -527,13 +543,7 @@ def test_a_failure_after_retire_in_each_system_is_retried_to_done_with_one_power
     assert result.failed == ["rhvnode3"] and (st.state, st.failed_step) == (S.FAILED, step), (st.state, st.fail_reason)
     assert isinstance(errors[system], ProvisionError) and str(errors[system]) in st.fail_reason
     recorded = dict(st.data)
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
-    installer.start()
-    try:
-        run = wf.store.create_rebuild(["rhvnode3"], {"retry": True})
-        result = Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id, retry={"rhvnode3"}).run()
-    finally:
-        installer.stop.set()
+    result = _retry(wf, "rhvnode3")
     assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
     assert wf.power.bmcs["rhvnode3"].cycles() == 1
     data = wf.store.node_state("rhvnode3").data
@@ -565,13 +575,7 @@ def test_an_abort_after_arm_disarms_the_node_and_a_retry_arms_it_again(wf):
     assert wf.store.active_build("rhvnode3") is None
     assert "set default=install" not in wf.renderer.render("rhvnode3", "grub").text  # boots its disk again
     assert wf.power.bmcs.get("rhvnode3") is None or wf.power.bmcs["rhvnode3"].cycles() == 0
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
-    installer.start()
-    try:
-        again = wf.store.create_rebuild(["rhvnode3"], {"retry": True})
-        result = Batch(wf.workflow, ["rhvnode3"], rebuild_id=again.id, retry={"rhvnode3"}).run()
-    finally:
-        installer.stop.set()
+    result = _retry(wf, "rhvnode3")
     assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
     assert wf.power.bmcs["rhvnode3"].cycles() == 1
     assert any("netboot -> arm (resume)" in e.message or "failed -> arm (resume)" in e.message
