@@ -179,7 +179,7 @@ def test_provision_check_reaches_the_redfish_bmc(bmc, tmp_path):
     finally:
         s.close()
     assert row["result"] == "ok", row
-    assert row["detail"].startswith(f"{bmc.url} Redfish Sushy Emulator: power ") and "CD virtual media Cd" in row["detail"]
+    assert row["detail"].startswith(f"BMC {bmc.url} (Sushy Emulator): power ") and "CD virtual media Cd" in row["detail"]
     assert row["detail"].endswith("netboot: one-time boot override Pxe; boot mode UEFI already: not written"), row
 
 

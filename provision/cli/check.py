@@ -68,7 +68,9 @@ def run_checks(s, name: str) -> list[dict]:
         check("dns", dns)
     check("engine", engine)
     check("ipa", ipa)
-    if node.facts is not None:  # the point of no return's gate, as preflight runs it
+    if node.facts is None:  # the gate needs facts (firmware, addresses); the BMC can still be asked
+        check("bmc", lambda: f"{node.bmc.label} answers: power {ctx.power(node).get_power_state()}")
+    else:  # the point of no return's gate, as preflight runs it
         for row in gate.rows(ctx, node):
             if row.system == "engine":
                 continue  # in the engine row above

@@ -99,7 +99,10 @@ def bmc(ctx: Context, node) -> str:
     info = driver.check(uefi=node.facts.firmware == "uefi", device="cd" if node.bmc.boot == "vmedia" else "network")
     if info["problems"]:
         raise ProvisionError(f"BMC {node.bmc.label}: " + "; ".join(info["problems"]))
-    return f"BMC {node.bmc.label} ({info['vendor'] or 'Redfish'}): " + "; ".join(info["plan"])
+    cds = [m for m, types in info["virtual_media"] if "CD" in types or "DVD" in types]
+    return (f"BMC {node.bmc.label} ({info['vendor'] or 'Redfish'}): power {info['power']}, boot targets "
+            f"{', '.join(info['boot_targets']) or '-'}, CD virtual media {', '.join(cds) or 'none'} under "
+            f"{info['media_home']}; netboot: " + "; ".join(info["plan"]))
 
 
 def engine(ctx: Context, node) -> str:
