@@ -199,6 +199,9 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
                         break
             self.otps[name] = reply["ipa_otp"]
             assert reply["satellite_command"].endswith("| bash") and "BEGIN CERTIFICATE" in reply["satellite_ca"]
+            # the reboot into the installed system and the first boot's enrollment take a while (minutes on
+            # a real host): a node is seen in `enroll` before it reports `enrolled`
+            time.sleep(0.5)
             # what running the registration command does: the host is back, on the activation key's defaults
             self.sat.add_host(f"{name}.lab.example.com", lifecycle_environment_id=1, content_view_id=2)
             status, _ = self._call("POST", cb + "/enrolled", ip)
