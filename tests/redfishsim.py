@@ -61,7 +61,7 @@ PROVISION_POST_REFUSALS = {post_refusals}
         try:
             requests.get(f"{url}/redfish/v1/", timeout=2)
             break
-        except requests.ConnectionError as exc:
+        except requests.RequestException as exc:  # refused, or slow to answer while it starts
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError("the Redfish emulator did not start:\n" + (tmp / "emulator.log").read_text()) from exc

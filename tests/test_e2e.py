@@ -142,7 +142,7 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
     def _up(self) -> bool:
         try:
             return requests.get(self.url + "/healthz", timeout=1).ok
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or slow to answer while it starts on a loaded machine
             return False
 
     def rebuild(self, *args: str) -> subprocess.Popen:
