@@ -166,10 +166,14 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
         ip = mgmt_ip(i)
         mac = f"0c-c4-7a-3b-{3 + i:02x}-01"
         bmc = self.bmcs[name]
+        powered: dict[str, bool] = {}
         while not self.stop.is_set():
             time.sleep(0.1)
             if "set power 1" not in bmc.sets() or name in self.hold:
                 continue
+            if not powered.get(name):  # firmware and PXE take a while (minutes on a real host): a node is
+                powered[name] = True   # seen in `installing` before it fetches its kickstart
+                time.sleep(0.5)
             # --max-time: a request sent to a serve that is then killed gets no answer and no ICMP
             # error; without a limit curl waits for minutes (as firmware would retry, so do we)
             grub = subprocess.run(["curl", "-sS", "--max-time", "5", "--interface", ip,
