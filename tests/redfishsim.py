@@ -15,7 +15,6 @@ import requests
 from .conftest import free_port
 
 SYSTEMS = ("node1", "rejects", "ignores", "ilo5", "idrac9", "supermicro", "xcc")  # fakes/redfish_bmc.py: who does what
-VENDORS = ("ilo5", "idrac9", "supermicro", "xcc")
 
 
 @dataclass
