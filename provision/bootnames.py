@@ -12,14 +12,14 @@ from .domain.types import normalize_mac
 
 _MAC = r"(?P<mac>[0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})"
 _PATTERNS = {
-    "grub": re.compile(rf"^(?:[A-Za-z0-9_.-]+/)*grub\.cfg-01-{_MAC}$"),
-    "pxelinux": re.compile(rf"^(?:[A-Za-z0-9_.-]+/)*(?:pxelinux\.cfg/)?01-{_MAC}$"),
+    "grub": re.compile(rf"^(?:[A-Za-z0-9_.-]+/)*grub\.cfg-01-{_MAC}"),
+    "pxelinux": re.compile(rf"^(?:[A-Za-z0-9_.-]+/)*(?:pxelinux\.cfg/)?01-{_MAC}"),
 }
 
 
 def mac_from_name(filename: str, kind: str) -> str | None:
     """The normalised MAC in a per-MAC config file name of `kind`, or None."""
-    m = _PATTERNS[kind].match(filename.lstrip("/"))
+    m = _PATTERNS[kind].fullmatch(filename.lstrip("/"))
     if not m:
         return None
     try:

@@ -65,6 +65,16 @@ class ServerConfig(_Section):
     # open at once (waitress' own defaults, 120 s and 100, let ~100 idle sockets starve /healthz)
     http_channel_timeout: int = Field(default=20, ge=1, le=3600)
     http_connection_limit: int = Field(default=400, ge=10, le=10000)
+    # the HTTP gate (web/gate.py): a connection must send its first request head within
+    # http_head_timeout seconds, and one source address holds at most http_per_source_limit
+    # connections at once (trusted_proxies excepted), so slow or many connections from one place
+    # cannot lock the other nodes out
+    http_head_timeout: float = Field(default=10.0, gt=0, le=300)
+    http_per_source_limit: int = Field(default=64, ge=1, le=10000)
+    # reverse proxies in front of serve (e.g. nginx for TLS): for a request from one of these
+    # networks the client's address is the last hop of X-Forwarded-For (and the scheme
+    # X-Forwarded-Proto's); from anywhere else those headers are ignored
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list, max_length=64)
     # one INFO line per HTTP request (method, path without its query, peer, status, bytes); off by
     # default: a boot storm is tens of thousands of requests a second
     access_log: bool = False
@@ -83,6 +93,9 @@ class ServerConfig(_Section):
     run_lease: float = Field(default=30.0, ge=1, le=3600)
     # networks a collector upload may come from besides the node's own addresses (e.g. a NAT gateway)
     collect_sources: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list, max_length=64)
+    # networks an installer may fetch its node's kickstart from besides the node's own addresses
+    # (an install network on DHCP); the fetch from anywhere else is refused
+    install_sources: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list, max_length=64)
 
 
 class PathsConfig(_Section):

@@ -17,7 +17,7 @@ from .tftp import blocking
 from .tftp.engine import TftpService
 from .tftp.files import FileResolver
 from .web import create_app
-from .web.front import Front
+from .web.gate import Gate
 from .workflow.conductor import Conductor
 
 log = logging.getLogger("provision.serve")
@@ -51,35 +51,33 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
         tport = tftp.bind(thost, tport)
     except OSError as exc:
         raise ProvisionError(f"tftp_bind {tftp_bind}: cannot listen: {exc.strerror}") from None
-    app = create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token=svc.admin_token(),
-                     secret_key=svc.key, workflow=svc.workflow, metrics=svc.metrics, tftp=tftp,
-                     bootcache=svc.bootcache)
     hhost, hport = split_bind(http_bind)
     try:
         listener = socket.create_server((hhost, hport), family=socket.AF_INET6 if ":" in hhost else socket.AF_INET,
                                         backlog=2048)
     except OSError as exc:
         raise ProvisionError(f"http_bind {http_bind}: cannot listen: {exc.strerror}") from None
-    # waitress serves on the same socket but does not accept: the front accepts, answers cached boot
-    # configs itself and hands every other connection to waitress (web/front.py)
-    http = waitress.create_server(app, sockets=[listener], _start=False, threads=s.threads, ident="provision",
-                                  clear_untrusted_proxy_headers=True, channel_timeout=s.http_channel_timeout,
-                                  connection_limit=s.http_connection_limit,
+    gate = Gate(listener, limit=s.http_connection_limit, per_source=s.http_per_source_limit,
+                head_timeout=s.http_head_timeout, exempt=s.trusted_proxies)
+    conductor = Conductor(svc.workflow, lease=s.run_lease, poll=cfg.defaults.poll_interval) if s.conductor else None
+    app = create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token=svc.admin_token(),
+                     secret_key=svc.key, workflow=svc.workflow, metrics=svc.metrics, tftp=tftp,
+                     bootcache=svc.bootcache, gate=gate, conductor=conductor)
+    # waitress reads, parses and answers every request; it is given the gate's listener through its
+    # public `sockets` argument (web/gate.py bounds what waitress has no setting for). Its own
+    # connection limit is above the gate's, which decides.
+    http = waitress.create_server(app, sockets=[gate.listening_socket()], threads=s.threads, ident="provision",
+                                  clear_untrusted_proxy_headers=False,  # web/proxies.py decides
+                                  channel_timeout=s.http_channel_timeout,
+                                  connection_limit=s.http_connection_limit + 16,
                                   cleanup_interval=max(1, min(30, s.http_channel_timeout // 2)),
+                                  max_request_header_size=gate.max_head,
                                   asyncore_use_poll=True)  # select() fails past descriptor 1023
-    front = Front(listener, http, svc.store, svc.bootcache, svc.metrics, idle_timeout=s.http_channel_timeout,
-                  connection_limit=s.http_connection_limit, media_root=cfg.paths.media,
-                  access_log=s.access_log)
-    app.extensions["provision"]["front"] = front
-    conductor = None
-    if s.conductor:
-        conductor = Conductor(svc.workflow, lease=s.run_lease, poll=cfg.defaults.poll_interval)
-        app.extensions["provision"]["conductor"] = conductor
     svc.bootcache.start()
     tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, svc.bootcache, svc.metrics)
     tftp.start_pumps(s.tftp_pumps)
     threading.Thread(target=tftp.serve_forever, name="tftp", daemon=True).start()
-    threading.Thread(target=front.serve_forever, name="http-front", daemon=True).start()
+    threading.Thread(target=gate.serve_forever, name="http-gate", daemon=True).start()
     if conductor is not None:
         conductor.start()
 
@@ -87,7 +85,7 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
         log.info("signal %s: stopping", signum)
         if conductor is not None:
             conductor.stop()  # its runs go back to the queue for the next serve
-        front.stop()
+        gate.stop()
         tftp.stop()
         tftp.stop_pumps()  # now: the loop thread is a daemon and may not reach its own cleanup
         svc.bootcache.stop()

@@ -112,7 +112,8 @@ class Server:
 @pytest.fixture
 def server(tmp_path: Path):
     # collector uploads in these tests come from 127.0.0.1, not from the example nodes' addresses
-    yield from start_server(tmp_path, server_extra='collect_sources = ["127.0.0.0/8"]\n')
+    # (the installer's kickstart fetch too: only 127.0.0.1, so a fetch from 127.0.0.2 is another machine's)
+    yield from start_server(tmp_path, server_extra='collect_sources = ["127.0.0.0/8"]\ninstall_sources = ["127.0.0.1/32"]\n')
 
 
 def start_server(tmp_path: Path, extra: str = "", tftp_host: str = "127.0.0.1", server_extra: str = ""):

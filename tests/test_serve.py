@@ -187,7 +187,7 @@ def test_ks_is_served_to_a_host_that_sends_a_header_for_every_net_device(srv):
     """anaconda sends one X-RHN-Provisioning-MAC header per /sys/class/net entry: a host with 4 NICs,
     2 bonds and their VLANs, a BMC USB NIC and 8 InfiniBand ports (20-byte addresses) sends 40; 16
     was the old cap and refused it. A flood past MAX_MAC_HEADERS is still refused."""
-    from provision.web.kickstart import MAX_MAC_HEADERS
+    from provision.core.kickstart import MAX_MAC_HEADERS
     _, token = srv.svc.store.arm("rhvnode3", srv.svc.key, 3600)
     ib = "80:00:02:08:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0a:bb:{:02x}"
     devices = [f"eno1 {MAC3}", f"bond0 {MAC3}", f"bond0.100 {MAC3}", "usb0 0a:94:ef:00:00:01"]

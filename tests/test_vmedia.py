@@ -18,7 +18,7 @@ import yaml
 
 from provision import tokens
 from provision.domain import parse_nodes
-from provision.web.httphead import loggable_path
+from provision.web.accesslog import loggable_path
 
 from .conftest import EXAMPLE, start_server
 

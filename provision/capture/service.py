@@ -3,8 +3,7 @@ each stores a new snapshot (when the facts changed) and reports the differences.
 
 from __future__ import annotations
 
-import ipaddress
-
+from ..core.sources import from_node
 from ..domain import Facts, Node
 from ..errors import InputError, NotFound, ProvisionError
 from ..workflow.context import Context
@@ -66,8 +65,8 @@ def accept_upload(ctx: Context, token: str, text: str, remote_addr: str | None =
     if name is None:
         return 403, {"error": "unknown, used or expired token"}
     prev = _previous(ctx, name)
-    known = {str(a.ip) for a in prev.addresses()} if prev else set()
-    if remote_addr is not None and known and remote_addr not in known and not _in(remote_addr, ctx.cfg.server.collect_sources):
+    known = [a.ip for a in prev.addresses()] if prev else []
+    if remote_addr is not None and known and not from_node(remote_addr, known, ctx.cfg.server.collect_sources):
         ctx.store.add_event(name, "capture-denied", f"collector upload from {remote_addr}: not the node's address")
         return 403, {"error": "not accepted from this address"}
     if ctx.store.collection_node(token, consume=True) is None:
@@ -89,11 +88,3 @@ def accept_upload(ctx: Context, token: str, text: str, remote_addr: str | None =
     for w in said:
         ctx.store.add_event(name, "capture-warning", w)
     return 200, {"node": name, "snapshot": snap_id, "changes": [c.text for c in changes], "warnings": said}
-
-
-def _in(addr: str, networks) -> bool:
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)

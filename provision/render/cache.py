@@ -35,7 +35,6 @@ class _Entry:
     data: bytes
     expires_at: datetime | None
     build_id: int | None = None
-    digest: str | None = None  # a kickstart's: its build token's digest
 
 
 class BootCache:
@@ -47,7 +46,6 @@ class BootCache:
         self._node_macs: dict[str, list[str]] = {}  # node -> its MACs
         self._gens: dict[str, int] = {}             # node -> generation known current; absent: ask the store
         self._entries: dict[tuple[str, str], _Entry] = {}
-        self._ks_nodes: dict[str, str] = {}         # build token digest -> node, for cached_kickstart
         self._backlog: list[str] = []               # nodes not rendered since start-up
         self._rendering = 0                         # changed nodes the refresher is rendering now
         self._stamp_value: tuple | None = None
@@ -76,32 +74,6 @@ class BootCache:
             return entry.data
         return self._render_one(name, kind, gen)
 
-    def cached(self, kind: str, mac: str) -> bytes | None:
-        """What boot_config would answer, only if it is in memory and fresh; None otherwise (no
-        store query, no render: for the HTTP front's thread, which hands a miss to waitress)."""
-        entry = self._fresh_entry(self._macs.get(mac), kind)
-        return entry.data if entry is not None else None
-
-    def owner(self, mac: str) -> str | None:
-        """The node that has `mac` as of the last sync (no store query)."""
-        return self._macs.get(mac)
-
-    def cached_kickstart(self, digest: str) -> tuple[str, int, bytes] | None:
-        """(node, build id, kickstart) of the build whose token has `digest`, only while it is in
-        memory and fresh, which means the build still boots the installer (render_served renders a
-        kickstart only then, and any change of the build moves the node's generation); else None."""
-        name = self._ks_nodes.get(digest)
-        entry = self._fresh_entry(name, "kickstart")
-        if entry is None or entry.digest != digest:
-            return None
-        return name, entry.build_id, entry.data
-
-    def _fresh_entry(self, name: str | None, kind: str) -> _Entry | None:
-        """The in-memory entry of `name`'s `kind` if it is fresh at the generation last synced."""
-        gen = self._gens.get(name) if name is not None else None
-        entry = self._entries.get((name, kind)) if gen is not None else None
-        return entry if entry is not None and self._fresh(entry, gen) else None
-
     def kickstart(self, build: Build) -> bytes:
         """The kickstart of a live build (with its token), as fetched by the installer."""
         gen = self._gens.get(build.node)
@@ -121,14 +93,8 @@ class BootCache:
     def _keep(self, name: str, kind: str, gen: int, rendered) -> bytes:
         """Cache what was rendered at generation `gen`; returns its bytes."""
         data = rendered.text.encode()
-        entry = _Entry(gen, self._stamp, data, rendered.expires_at, rendered.build_id,
-                       rendered.token_digest if kind == "kickstart" else None)
-        before = self._entries.get((name, kind))
+        entry = _Entry(gen, self._stamp, data, rendered.expires_at, rendered.build_id)
         self._entries[(name, kind)] = entry
-        if entry.digest is not None:  # one digest per node: the one of its newest kickstart
-            if before is not None and before.digest not in (None, entry.digest):
-                self._ks_nodes.pop(before.digest, None)
-            self._ks_nodes[entry.digest] = name
         self.renders += 1
         return data
 

@@ -9,7 +9,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Text, bindparam, create_engine, event, insert, literal, make_url, select, update
+from sqlalchemy import create_engine, event, make_url, select, update
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +22,7 @@ from .generations import GenerationsMixin
 from .hot import HotPathMixin
 from .imports import ImportMixin
 from .media import MediaMixin
-from .models import AddressRow, Base, BuildRow, EventRow, NodeRow, SnapshotRow
+from .models import Base, BuildRow, EventRow, NodeRow, SnapshotRow
 from .records import Build, Event, NodeRecord, Snapshot
 from .runs import RunsMixin
 
@@ -164,42 +164,15 @@ class Store(HotPathMixin, ImportMixin, RunsMixin, AddressesMixin, GenerationsMix
 
     # -- builds and tokens --------------------------------------------------------------------
     def mark_ks_fetched(self, build_id: int, event: str | None = None) -> None:
-        """Record the first fetch, and the `event` message (kind ks-fetched) in the same transaction:
-        a kickstart storm is one write per fetch, not two."""
-        self.record_ks_fetches([(build_id, event, None)])
-
-    def record_ks_fetches(self, fetches: list[tuple[int, str | None, list[str] | None]]) -> list[bool]:
-        """The HTTP front's group commit: each (build id, event, MACs the installer sent) is checked
-        again inside the one write transaction (the build still boots the installer; each MAC, when
-        given, is its node's), and only the fetches that pass are recorded. Returns which passed: a
-        cache up to one refresh old vouched for them, the store decides."""
-        ids = sorted({b for b, _, _ in fetches})
-        macs = sorted({m for _, _, ms in fetches for m in ms or ()})
-        with self._writing() as s:  # Core statements: a storm's batch is hundreds of rows
+        """Record the build's first kickstart fetch, and the `event` message (kind ks-fetched) in the
+        same transaction."""
+        with self._writing() as s:
             now = utcnow()
-            builds = {r.id: r for r in s.execute(select(BuildRow.id, BuildRow.node_id, BuildRow.ended_at,
-                                                        BuildRow.boot_local_at, BuildRow.expires_at)
-                                                 .where(BuildRow.id.in_(ids)))}
-            owner = dict(s.execute(select(AddressRow.value, AddressRow.node_id)
-                                   .where(AddressRow.kind == "MAC", AddressRow.value.in_(macs))).all()) if macs else {}
-
-            def good(build_id: int, sent: list[str] | None) -> bool:
-                b = builds.get(build_id)
-                return (b is not None and b.ended_at is None and b.boot_local_at is None and now < b.expires_at
-                        and all(owner.get(m) == b.node_id for m in sent or ()))
-
-            passed = [good(b, ms) for b, _, ms in fetches]
-            ok_ids = sorted({b for (b, _, _), ok in zip(fetches, passed, strict=True) if ok})
-            if ok_ids:
-                s.execute(update(BuildRow).where(BuildRow.id.in_(ok_ids), BuildRow.ks_fetched_at.is_(None))
-                          .values(ks_fetched_at=now))
-            rows = [{"b": b, "ts": now, "m": e} for (b, e, _), ok in zip(fetches, passed, strict=True) if ok and e]
-            if rows:  # each event's node straight from its build, in the one statement
-                s.execute(insert(EventRow.__table__).from_select(
-                    ["node_id", "ts", "kind", "message"],
-                    select(BuildRow.node_id, bindparam("ts", type_=DateTime), literal("ks-fetched"),
-                           bindparam("m", type_=Text)).where(BuildRow.id == bindparam("b"))), rows)
-            return passed
+            s.execute(update(BuildRow).where(BuildRow.id == build_id, BuildRow.ks_fetched_at.is_(None))
+                      .values(ks_fetched_at=now))
+            if event:
+                node_id = s.scalar(select(BuildRow.node_id).where(BuildRow.id == build_id))
+                s.add(EventRow(node_id=node_id, ts=now, kind="ks-fetched", message=event))
 
     def events(self, name: str) -> list[Event]:
         with self._session() as s:

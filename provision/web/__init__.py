@@ -13,15 +13,17 @@ from ..metrics import Metrics
 from ..render import Renderer
 from ..render.cache import BootCache
 from ..store import Store
-from . import api, boot, callbacks, collect, events, kickstart, openapi, ops, rebuilds, ui, vmedia
-from .httphead import loggable_path
+from . import api, boot, callbacks, collect, events, kickstart, openapi, ops, proxies, rebuilds, ui, vmedia
+from .accesslog import loggable_path
 
 access_log = logging.getLogger("provision.http")
 
 
 def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: str, secret_key: str,
-               workflow=None, metrics: Metrics | None = None, tftp=None, bootcache: BootCache | None = None) -> Flask:
+               workflow=None, metrics: Metrics | None = None, tftp=None, bootcache: BootCache | None = None,
+               gate=None, conductor=None) -> Flask:
     app = Flask(__name__)
+    app.wsgi_app = proxies.middleware(app.wsgi_app, cfg.server.trusted_proxies)  # type: ignore[method-assign]
     # a hard bound on any request body; an installer log larger than installer_log_max is still
     # accepted and truncated (callbacks keep its tail), not refused
     app.config.update(SECRET_KEY=secret_key, MAX_CONTENT_LENGTH=max(64 << 20, 2 * cfg.defaults.installer_log_max),
@@ -29,7 +31,8 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
                       SESSION_COOKIE_SECURE=cfg.server.public_url.startswith("https://"))
     app.extensions["provision"] = {
         "cfg": cfg, "store": store, "renderer": renderer, "metrics": metrics or Metrics(),
-        "admin_token": admin_token, "workflow": workflow, "tftp": tftp, "front": None,  # set by serve
+        "admin_token": admin_token, "workflow": workflow, "tftp": tftp, "gate": gate,
+        "conductor": conductor,
         # without a started refresher (tests, no `serve`) every request asks the store and renders once per change
         "bootcache": bootcache or BootCache(store, renderer),
         # each event stream holds one of the server's threads: at most half of them

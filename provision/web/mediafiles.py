@@ -1,25 +1,16 @@
-"""/media/... for Flask (ops.py) and the HTTP front (front.py) alike: which file a path names under
-[paths] media (no `..`; a symlink only while it stays inside the root, as over TFTP), and the
-headers that describe it, so a validator one of them sent is understood by the other."""
+"""Sending a file core/files.py opened, with the headers a download needs: its type by name, an
+ETag and Last-Modified from the descriptor's own stat, Range and conditional requests (werkzeug)."""
 
 from __future__ import annotations
 
 import mimetypes
 import os
-from email.utils import formatdate
-from pathlib import Path
+
+from flask import Response, send_file
+
+from ..core.files import Opened, etag
 
 _ENCODED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
-
-
-def resolve(root: Path, rel: str) -> Path | None:
-    root = Path(root).resolve()
-    target = (root / rel).resolve()
-    return target if target.is_relative_to(root) and target.is_file() else None
-
-
-def etag(st: os.stat_result) -> str:
-    return f"{st.st_mtime_ns:x}-{st.st_size:x}-{st.st_ino:x}"
 
 
 def content_type(name: str) -> str:
@@ -31,11 +22,12 @@ def content_type(name: str) -> str:
     return kind or "application/octet-stream"
 
 
-def headers(name: str, st: os.stat_result, first: int, last: int) -> list[tuple[str, str]]:
-    """What the front sends with bytes first..last of the file (Flask sends the same fields)."""
-    out = [("Content-Length", str(last - first + 1)), ("Content-Type", content_type(name)),
-           ("ETag", f'"{etag(st)}"'), ("Last-Modified", formatdate(int(st.st_mtime), usegmt=True)),
-           ("Accept-Ranges", "bytes"), ("Cache-Control", "no-cache")]
-    if (first, last) != (0, st.st_size - 1):
-        out.append(("Content-Range", f"bytes {first}-{last}/{st.st_size}"))
-    return out
+def send_opened(opened: Opened, mimetype: str | None = None) -> Response:
+    """The checked descriptor, reopened by its /proc path (the same file, whatever the name now
+    points at); the caller's descriptor is closed here."""
+    try:
+        return send_file(f"/proc/self/fd/{opened.fd}", mimetype=mimetype or content_type(opened.name),
+                         download_name=opened.name, etag=etag(opened.stat), conditional=True,
+                         last_modified=opened.stat.st_mtime)
+    finally:
+        os.close(opened.fd)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, jsonify, send_file
+from flask import Blueprint, Response, abort, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import mediafiles
+from ..core.files import open_under
 from .deps import svc
+from .mediafiles import send_opened
 
 bp = Blueprint("ops", __name__)
 
@@ -20,13 +21,12 @@ def healthz():
     tftp = svc("tftp")
     if tftp is not None and not tftp.alive:
         return jsonify(status="error", error="tftp loop not running"), 503
-    cache, front = svc("bootcache"), svc("front")
+    cache, gate = svc("bootcache"), svc("gate")
     return jsonify(status="ok", generation=generation, bootcache={"warm": cache.warmed, "nodes": len(cache.node_macs),
                                                                   "synced_generation": cache.seen,
                                                                   "renders": cache.renders},
                    **({"tftp_sessions": tftp.session_count} if tftp is not None else {}),
-                   **({"http": {"answered_by_front": front.answered, "handed_to_wsgi": front.handed}}
-                      if front is not None else {}))
+                   **({"http": {"refused": dict(gate.refused)}} if gate is not None else {}))
 
 
 @bp.get("/metrics")
@@ -36,11 +36,8 @@ def metrics():
 
 @bp.route("/media/<path:path>", methods=["GET", "HEAD"])
 def media(path: str):
-    """The same policy as TFTP: a symlink is followed only while it stays inside the media root
-    (so an ISO mounted or linked under it works), never out of it. The HTTP front answers most
-    GETs itself (sendfile); HEAD, conditional and multi-range requests come here."""
-    target = mediafiles.resolve(svc("cfg").paths.media, path)
-    if target is None:
+    """Installation media under [paths] media, as core/files.py opens them (the TFTP policy)."""
+    _outcome, opened = open_under(svc("cfg").paths.media, path)
+    if opened is None:
         abort(404)
-    return send_file(target, mimetype=mediafiles.content_type(target.name), etag=mediafiles.etag(target.stat()),
-                     conditional=True)
+    return send_opened(opened)

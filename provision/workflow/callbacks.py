@@ -8,11 +8,11 @@ PXE-boots again does not reinstall), then hands the node the enrollment prepared
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from dataclasses import dataclass
 
 from .. import tokens
+from ..core.sources import from_node
 from ..errors import ProvisionError
 from ..power.base import PowerError
 from ..vmedia import remove_iso
@@ -51,12 +51,7 @@ def handle(ctx: Context, token: str, phase: str, remote_addr: str, body: bytes, 
 
 
 def _from_node(node, remote_addr: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(remote_addr)
-    except ValueError:
-        return False
-    known = {a.ip for a in node.facts.addresses()} if node.facts else set()
-    return addr in known
+    return from_node(remote_addr, [a.ip for a in node.facts.addresses()] if node.facts else [])
 
 
 def _installed(ctx: Context, node, build, st) -> Reply:
