@@ -81,10 +81,15 @@ class ServerConfig(_Section):
     tftp_max_sessions: int = Field(default=256, ge=1, le=4096)  # concurrent transfers; more get ERROR "busy"
     tftp_timeout: float = Field(default=3.0, gt=0, le=60)  # seconds before a DATA block is sent again
     tftp_retries: int = Field(default=5, ge=1, le=20)
+    # transfers one address may have at once (a PXE client fetches one file at a time; more get
+    # ERROR "busy"), and the largest `timeout` option a client may ask for (RFC 2349; above it the
+    # option is not acknowledged and tftp_timeout applies)
+    tftp_per_source_sessions: int = Field(default=16, ge=1, le=4096)
+    tftp_max_client_timeout: int = Field(default=10, ge=1, le=255)
     # processes that send big files (loaders, kernels): the kernel's UDP send is most of a transfer's cost
     tftp_pumps: int = Field(default=2, ge=0, le=64)
-    # the pumps' children send in C ("native", built when provision is installed; where it was not,
-    # serve logs it and uses the same loop in Python) or in Python ("python")
+    # big files go to pump processes whose children send them in C ("native", built when provision
+    # is installed; where it was not, serve logs it), or are sent by the main loop ("python")
     tftp_send_loop: Literal["native", "python"] = "native"
     # the conductor: rebuilds submitted to the API (POST /api/v1/rebuilds) run in this process;
     # its hold on a run is a lease in the database, renewed every third of run_lease seconds and

@@ -40,12 +40,12 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
     cfg = svc.cfg
     s = cfg.server
     _raise_fd_limit(s.tftp_max_sessions + s.http_connection_limit + 256)
-    native = s.tftp_send_loop == "native"
-    if native and s.tftp_pumps and not blocking.native():
+    pumps = s.tftp_pumps if s.tftp_send_loop == "native" else 0
+    if pumps and not blocking.native():
         log.warning("tftp_send_loop = native, but the C send loop was not built when provision was installed "
-                    "(no C compiler?): big files are sent by the Python loop")
+                    "(no C compiler?): every file is sent by the main loop")
     tftp = TftpService(None, max_sessions=s.tftp_max_sessions, timeout=s.tftp_timeout, retries=s.tftp_retries,
-                       native=native)
+                       per_source=s.tftp_per_source_sessions, max_timeout=s.tftp_max_client_timeout)
     thost, tport = split_bind(tftp_bind)
     try:
         tport = tftp.bind(thost, tport)
@@ -75,7 +75,7 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
                                   asyncore_use_poll=True)  # select() fails past descriptor 1023
     svc.bootcache.start()
     tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, svc.bootcache, svc.metrics)
-    tftp.start_pumps(s.tftp_pumps)
+    tftp.start_pumps(pumps)
     threading.Thread(target=tftp.serve_forever, name="tftp", daemon=True).start()
     threading.Thread(target=gate.serve_forever, name="http-gate", daemon=True).start()
     if conductor is not None:

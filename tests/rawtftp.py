@@ -9,12 +9,15 @@ RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
 
 
 def request(port: int, filename: str, opcode: int = RRQ, options: dict | None = None,
-            host: str = "127.0.0.1", timeout: float = 5.0) -> tuple[int, bytes, socket.socket, tuple]:
+            host: str = "127.0.0.1", timeout: float = 5.0, source: str | None = None
+            ) -> tuple[int, bytes, socket.socket, tuple]:
     """Send one RRQ/WRQ; return (opcode, payload, socket, server address) of the first reply."""
     pkt = struct.pack("!H", opcode) + filename.encode() + b"\0octet\0"
     for k, v in (options or {}).items():
         pkt += f"{k}\0{v}\0".encode()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if source is not None:
+        sock.bind((source, 0))
     sock.settimeout(timeout)
     sock.sendto(pkt, (host, port))
     data, addr = sock.recvfrom(65536)

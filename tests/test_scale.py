@@ -15,7 +15,6 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
 import yaml
 from sqlalchemy import event
 
@@ -170,10 +169,10 @@ def test_a_waiting_step_wakes_on_the_callback_not_on_a_poll(tmp_path):
 
 
 # -- the TFTP engine -----------------------------------------------------------------------------
-def _tftp(tmp_path: Path, pumps: int, native: bool = True):
+def _tftp(tmp_path: Path, pumps: int, **limits):
     root = tmp_path / "boot"
     root.mkdir()
-    svc = TftpService(FileResolver(root, tmp_path / "media", None), timeout=1.0, retries=10, native=native)
+    svc = TftpService(FileResolver(root, tmp_path / "media", None), timeout=1.0, retries=10, **limits)
     port = svc.bind("127.0.0.1", 0)
     svc.start_pumps(pumps)
     thread = threading.Thread(target=svc.serve_forever, daemon=True)
@@ -188,13 +187,10 @@ def _curl(port: int, name: str, blksize: int | None = None) -> bytes:
     return res.stdout
 
 
-@pytest.mark.parametrize("loop", ["native", "python"])  # [server] tftp_send_loop
-def test_big_files_go_through_the_pumps_and_arrive_intact(tmp_path, loop):
-    svc, thread, root, port = _tftp(tmp_path, pumps=2, native=loop == "native")
+def test_big_files_go_through_the_pumps_and_arrive_intact(tmp_path):
+    svc, thread, root, port = _tftp(tmp_path, pumps=2)
     try:
-        assert all(p.alive for p in svc.pumps)  # start_pumps returned once each pump said it is ready
-        # each pump was told which loop its children run
-        assert all(open(f"/proc/{p.pid}/cmdline").read().split("\0")[-2] == loop for p in svc.pumps)
+        assert len(svc.pumps) == 2 and all(p.alive for p in svc.pumps)  # each said it is ready
         data = os.urandom(3 * 1024 * 1024 + 17)
         (root / "loader.efi").write_bytes(data)
         (root / "small.cfg").write_bytes(b"tiny\n")

@@ -1,8 +1,9 @@
-"""The send loop a pump's child runs for one big TFTP transfer (provision/tftp/blocking.py), in both
-of its forms: the C loop (`_sendloop.c`, built when provision is installed) and the Python loop
-it falls back to. Each test drives one of them over real UDP sockets on loopback, the test
-playing the client packet by packet: the same protocol from both, whatever the file or the
-client does."""
+"""The parity suite of the TFTP send loops, one per language: the C loop a pump's child runs for one
+big transfer (`_sendloop.c` through provision/tftp/blocking.py, built when provision is installed)
+and the engine's own event loop (provision/tftp/engine.py), which sends small files and, where the
+C loop was not built, every file. Each test drives one of them over real UDP sockets on loopback,
+the test playing the client packet by packet: the same protocol from both, whatever the file or
+the client does."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from provision.tftp import blocking
+from provision.tftp.engine import TftpService
+from provision.tftp.transfer import Source
 
-LOOPS = ["native", "python"]
+LOOPS = ["native", "engine"]
 ACK, DATA, ERROR = 4, 3, 5
 
 
@@ -24,6 +27,30 @@ def test_the_c_loop_is_built_by_the_install():
     """`make test` installs provision as users do (pip install -e .); setup.py builds the C loop
     there. Were it silently not built, every test below would still pass on the Python loop."""
     assert blocking.native(), "provision/tftp/_sendloop.c was not built (no C compiler or Python headers?)"
+
+
+class _OneTransfer(TftpService):
+    """The engine with one session started by hand; `ended` is set when it ends."""
+
+    def __init__(self, timeout: float, retries: int) -> None:
+        super().__init__(None, timeout=timeout, retries=retries)
+        self.ended = threading.Event()
+
+    def _end(self, fd: int, ok: bool = False) -> None:
+        had = fd in self.sessions
+        super()._end(fd, ok)
+        if had:
+            self.ended.set()
+            self.stop()
+
+
+def _engine_send(server: socket.socket, fd: int, size: int, blksize: int, timeout: float, retries: int,
+                 first: bytes) -> bool:
+    engine = _OneTransfer(timeout, retries)
+    server.setblocking(False)
+    engine._start(server, server.getpeername(), Source(fd=os.dup(fd), size=size), blksize, timeout, first)
+    engine._loop()
+    return engine.completed == 1
 
 
 class Transfer:
@@ -46,8 +73,9 @@ class Transfer:
 
         def run() -> None:
             try:
-                self.result.append(blocking.send_file(self.server, self.fd, len(data) if size is None else size,
-                                                      blksize, timeout, retries, first, loop == "native"))
+                send = blocking.send_file if loop == "native" else _engine_send
+                self.result.append(send(self.server, self.fd, len(data) if size is None else size,
+                                        blksize, timeout, retries, first))
             finally:
                 self.done.set()
 
@@ -113,14 +141,25 @@ def test_block_numbers_wrap_past_65535(tmp_path, loop):
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_a_file_that_shrank_ends_at_its_short_block(tmp_path, loop):
-    """The size was taken when the request came; the file is shorter by the time it is read. Its
-    short block ends the transfer, as the client takes it: no empty blocks after it, no waiting
-    out the retries for ACKs that will not come."""
+def test_a_file_that_shrank_is_an_error_not_a_short_end(tmp_path, loop):
+    """The size was told (tsize) when the request came; the file is shorter by the time it is read.
+    A short block would look like the end of a whole file: the client gets an ERROR instead, and
+    the transfer is not counted as sent."""
     data = os.urandom(2000)
     t = Transfer(tmp_path, data, loop, size=300_000, timeout=5, retries=5)
-    assert _receive_all(t, 512) == data
-    assert t.finish() is True  # returned on the last ACK: finish() waits 60 s, the retries 25
+    packet = t.recv()
+    assert packet[:4] == b"\0\5\0\0" and b"changed" in packet
+    assert t.finish() is False
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("told", [1000, 1024])
+def test_a_file_that_grew_is_sent_to_the_size_told(tmp_path, loop, told):
+    """Grown since the request: exactly the bytes told, ending with the short (or empty) block."""
+    data = os.urandom(3000)
+    t = Transfer(tmp_path, data, loop, size=told)
+    assert _receive_all(t, 512) == data[:told]
+    assert t.finish() is True
 
 
 @pytest.mark.parametrize("loop", LOOPS)

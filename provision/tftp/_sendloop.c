@@ -1,9 +1,12 @@
 /* The lockstep send loop of one TFTP transfer (RFC 1350, with the options of RFC 2347/2348/2349
  * already agreed by the caller), in C: the pump's child calls it with the GIL released and does
- * nothing else until the file is sent. Same protocol as provision/tftp/blocking.py, which is the
- * fallback when this module is not built:
+ * nothing else until the file is sent. Same protocol as the engine's own loop (provision/tftp/engine.py),
+ * which sends everything when this module is not built:
  *   - the OACK `first`, when given, is acknowledged by block 0;
- *   - DATA blocks 1.. until a short (possibly empty) one; block numbers roll over past 65535;
+ *   - DATA blocks 1.. of exactly the `size` told in the request's answer, the last one short (possibly
+ *     empty), whatever the file does meanwhile: one that grew is sent to that size, one that shrank
+ *     ends with an ERROR, never a short block the client would take for the end;
+ *   - block numbers roll over past 65535;
  *   - a duplicate or stale ACK is ignored (a resend happens on timeout only: no Sorcerer's
  *     Apprentice), and it does not stretch the wait for the right one;
  *   - `retries` timeouts in a row, an ERROR from the client, or a socket error (an ICMP error on
@@ -122,6 +125,7 @@ static int run(int s, int fd, long long size, int blksize, int seconds, int retr
         long long n = last - block + 1 < per ? last - block + 1 : per;
         off_t offset = (off_t)(block - 1) * blksize;
         size_t want = (size_t)(n * blksize);
+        if ((long long)want > size - (long long)offset) want = (size_t)(size - (long long)offset);  /* the size told */
         size_t got = 0;
         while (got < want) {  /* pread may return less than asked */
             ssize_t r = pread(fd, chunk + got, want - got, offset + (off_t)got);
@@ -132,6 +136,11 @@ static int run(int s, int fd, long long size, int blksize, int seconds, int retr
             if (r == 0) break;
             got += (size_t)r;
         }
+        if (got < want) {  /* the file shrank since its size was told: the client must not take it as whole */
+            static const char changed[] = "\0\5\0\0file changed while it was sent";
+            (void)send(s, changed, sizeof changed, 0);
+            return GONE;
+        }
         for (long long i = 0; i < n; i++, block++) {
             size_t start = (size_t)(i * blksize);
             size_t len = start >= got ? 0 : (got - start < (size_t)blksize ? got - start : (size_t)blksize);
@@ -140,7 +149,7 @@ static int run(int s, int fd, long long size, int blksize, int seconds, int retr
             iov[1].iov_base = chunk + start;
             iov[1].iov_len = len;
             if (send_and_wait(s, &msg, (unsigned)block, seconds, retries) != GOT_ACK) return GONE;
-            if (len < (size_t)blksize) return GOT_ACK;  /* a short block ends the file (even one that shrank) */
+            if (len < (size_t)blksize) return GOT_ACK;  /* the short block at the size told ends the file */
         }
     }
     return GOT_ACK;

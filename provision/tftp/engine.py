@@ -10,14 +10,23 @@ ends on an unexpected exception and uses select() (which fails past descriptor 1
   `retries` the session ends;
 - write requests are refused (ERROR 2, read-only server); a datagram that does not parse is
   dropped with a log line; no exception ends the loop;
-- at most `max_sessions` transfers at once: a further request gets ERROR 0 "server busy";
+- at most `max_sessions` transfers at once, and `per_source` from one address (a few hundred
+  half-open requests from one place cannot lock the other clients out): a further request gets
+  ERROR 0 "server busy";
+- a client's `timeout` option is taken up to `max_timeout` seconds and ignored above (RFC 2349:
+  not acknowledged), so no session outlives retries x max_timeout;
+- a transfer sends exactly the size told (tsize) when the request came: a file that grew is sent to
+  that size, one that shrank ends with ERROR 0, never with a short block taken for the end;
 - block numbers roll over past 65535 to 0 (as tftpd-hpa does), so files larger than
   65535 blocks still transfer;
 - a file of HANDOFF_BLOCKS blocks or more is handed, with its connected socket and open file, to
   one of `[server] tftp_pumps` pump processes (pump.py), which forks a child per transfer that
-  sends it in a blocking loop (blocking.py, in C where it was built), as tftpd-hpa does: one loop serving many big
+  sends it in the C loop (blocking.py), as tftpd-hpa does: one loop serving many big
   transfers left clients waiting and cores idle. Resolution and every refusal stay in the main
-  process; a child has the socket and the file it was given, nothing else to open.
+  process; a child has the socket and the file it was given, nothing else to open. Where the C
+  loop was not built there are no pumps, and this loop sends every file;
+- a transfer handed to a pump still holds its peer's entry (a retransmitted request starts no
+  second transfer) and its source's count until the pump reports its end.
 `resolver(path, host, port)` returns a files.Source or None (not found / refused)."""
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from tftpy.TftpPacketFactory import TftpPacketFactory
@@ -49,22 +59,24 @@ class TftpService:
     whether the loop is running; `session_count` is what it and its pumps have open."""
 
     def __init__(self, resolver: Callable | None, *, timeout: float = 5.0, retries: int = 5,
-                 max_sessions: int = 512, native: bool = True) -> None:
+                 max_sessions: int = 512, per_source: int = 16, max_timeout: float = 10.0) -> None:
         self.resolver = resolver
-        self.native = native  # pumps' children send with the C loop when it is built
         self.timeout, self.retries, self.max_sessions = timeout, retries, max_sessions
+        self.per_source, self.max_timeout = per_source, max_timeout
         self.sessions: dict[int, Session] = {}  # by the session socket's descriptor
-        self._peers: dict[tuple, int] = {}  # (host, port) -> its session's descriptor
+        self._peers: dict[tuple, int | Pump] = {}  # (host, port) -> its session's descriptor, or its pump
+        self._sources: Counter[str] = Counter()  # host -> transfers it has (here and in pumps)
+        self.completed = self.failed = 0  # transfers of this loop that ended acknowledged / not
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
         self.listen_ip = ""
         self.family = socket.AF_INET
         self.alive = False
-        self.refused_busy = 0
+        self.refused_busy = self.refused_source = 0
         self.pumps: list[Pump] = []
         self._handlers: dict[int, Callable[[], None]] = {}
         self._control: socket.socket | None = None
-        self._children: dict[int, int] = {}  # a pump's transfers: pidfd -> child pid
+        self._children: dict[int, tuple[int, bytes]] = {}  # a pump's transfers: pidfd -> (child pid, peer)
         self._poll = select.epoll()
 
     def bind(self, host: str, port: int) -> int:
@@ -102,7 +114,6 @@ class TftpService:
         """A pump process's loop: transfers arrive over `control` (descriptors passed with
         SCM_RIGHTS), each end is reported back on it."""
         self._control = control
-        blocking.prepare(self.native)
         control.send(b"r")  # ready: the main process waits for this before it says it serves
         control.setblocking(False)
         self._handlers[control.fileno()] = self._on_handoff
@@ -132,7 +143,7 @@ class TftpService:
             self.alive = False
             for fd in list(self.sessions):
                 self._end(fd)
-            for pidfd, pid in self._children.items():  # a pump that stops ends its transfers, as before
+            for pidfd, (pid, _peer) in self._children.items():  # a pump that stops ends its transfers
                 os.kill(pid, signal.SIGTERM)
                 os.waitpid(pid, 0)
                 os.close(pidfd)
@@ -146,11 +157,27 @@ class TftpService:
     def start_pumps(self, count: int) -> None:
         """`count` pump processes for big transfers: the kernel's UDP send is most of a transfer's
         cost, and one process cannot spread it over the cores as tftpd-hpa's forks do."""
-        started = [Pump.spawn(self.retries, self.native) for _ in range(count)]
+        started = [Pump.spawn(self.retries) for _ in range(count)] if count and blocking.native() else []
         for pump in started:  # spawned together, so they start in parallel; each says when it is ready
             pump.wait_ready()
             self.pumps.append(pump)
-            self._handlers[pump.control.fileno()] = pump.on_report
+            self._handlers[pump.control.fileno()] = lambda pump=pump: self._pump_report(pump)
+
+    def _pump_report(self, pump: Pump) -> None:
+        """What a pump says: the end of each transfer (its peer), or end-of-file when it exited."""
+        fd = pump.control.fileno()
+        for peer in pump.reports():
+            self._ended_peer(peer)
+        if not pump.alive:  # told once; its transfers are lost, their clients retry
+            for key, owner in list(self._peers.items()):
+                if owner is pump:
+                    self._ended_peer(key)
+            if fd >= 0:
+                self._handlers.pop(fd, None)
+                try:
+                    self._poll.unregister(fd)
+                except (KeyError, ValueError, OSError):
+                    pass
 
     def stop_pumps(self) -> None:
         for pump in self.pumps:
@@ -173,6 +200,7 @@ class TftpService:
             pump.alive = False
             return False
         pump.in_flight += 1
+        self._peers[tuple(addr[:2])] = pump
         sock.close()
         source.close()
         return True
@@ -192,11 +220,11 @@ class TftpService:
                 continue
             blksize, timeout, size, first_len = HANDOFF.unpack_from(msg)
             first = msg[HANDOFF.size:HANDOFF.size + first_len]
-            host, _, port = msg[HANDOFF.size + first_len:].decode(errors="replace").rpartition(":")
-            self._fork_transfer(socket.socket(fileno=fds[0]), fds[1], size, blksize, timeout, first)
+            peer = msg[HANDOFF.size + first_len:]
+            self._fork_transfer(socket.socket(fileno=fds[0]), fds[1], size, blksize, timeout, first, peer)
 
     def _fork_transfer(self, sock: socket.socket, fd: int, size: int, blksize: int, timeout: float,
-                       first: bytes) -> None:
+                       first: bytes, peer: bytes) -> None:
         """A pump's transfer, in a child process of its own; its end is reported when it exits
         (its pidfd becomes readable in this loop). A pump is single-threaded, so forking is safe."""
         pid = os.fork()
@@ -207,31 +235,33 @@ class TftpService:
                 self._control.close()
                 for other in self._children:  # the other transfers' pidfds
                     os.close(other)
-                code = 0 if blocking.send_file(sock, fd, size, blksize, timeout, self.retries, first,
-                                               self.native) else 1
+                code = 0 if blocking.send_file(sock, fd, size, blksize, timeout, self.retries, first) else 1
             finally:
                 os._exit(code)
         sock.close()
         os.close(fd)
         pidfd = os.pidfd_open(pid)
-        self._children[pidfd] = pid
+        self._children[pidfd] = (pid, peer)
         self._handlers[pidfd] = lambda: self._reap(pidfd)
         self._poll.register(pidfd, select.EPOLLIN)
 
     def _reap(self, pidfd: int) -> None:
-        pid = self._children.pop(pidfd)
+        pid, peer = self._children.pop(pidfd)
         self._handlers.pop(pidfd, None)
         self._poll.unregister(pidfd)
         os.close(pidfd)
         os.waitpid(pid, 0)
-        self._report_end()
-
-    def _report_end(self) -> None:
-        if self._control is not None:
+        if self._control is not None:  # one message per end, naming the transfer's peer
             try:
-                self._control.send(b"e")
+                self._control.send(b"e" + peer)
             except OSError:
                 self._stop.set()
+
+    def _ended_peer(self, key) -> None:
+        if self._peers.pop(key, None) is not None:
+            self._sources[key[0]] -= 1
+            if self._sources[key[0]] <= 0:
+                del self._sources[key[0]]
 
     # -- requests -------------------------------------------------------------------------------
     def _reply_error(self, addr, code: int, message: str) -> None:
@@ -285,11 +315,15 @@ class TftpService:
                 asked = int(options["timeout"])
             except ValueError:
                 asked = 0
-            if 1 <= asked <= 255:
+            if 1 <= asked <= min(255, self.max_timeout):
                 timeout, oack["timeout"] = float(asked), str(asked)
         if self.session_count >= self.max_sessions:
             self.refused_busy += 1
             self._reply_error(addr, 0, "server busy, try again")
+            return
+        if self._sources[addr[0]] >= self.per_source:
+            self.refused_source += 1
+            self._reply_error(addr, 0, "server busy: too many transfers from this address")
             return
         source = self.resolver(pkt.filename, addr[0], addr[1]) if self.resolver else None
         if source is None:
@@ -308,7 +342,9 @@ class TftpService:
             log.warning("tftp session for %s:%s: %s", addr[0], addr[1], exc)
             return
         first = struct.pack("!H", OACK) + b"".join(f"{k}\0{v}\0".encode() for k, v in oack.items()) if oack else b""
-        if not self._hand_off(sock, source, blksize, timeout, first, addr):
+        if self._hand_off(sock, source, blksize, timeout, first, addr):
+            self._sources[addr[0]] += 1
+        else:
             self._start(sock, addr, source, blksize, timeout, first)
 
     def _start(self, sock: socket.socket, addr, source, blksize: int, timeout: float, first: bytes) -> None:
@@ -317,6 +353,7 @@ class TftpService:
         fd = sock.fileno()
         self.sessions[fd] = session
         self._peers[tuple(addr[:2])] = fd
+        self._sources[addr[0]] += 1
         self._poll.register(fd, select.EPOLLIN)
         try:
             if first:
@@ -348,11 +385,11 @@ class TftpService:
             if block != session.block & 0xFFFF:
                 return  # a duplicate or stale ACK: the timer, not it, triggers a resend
             if session.block == session.last_block:
-                self._end(fd)  # the final block is acknowledged: done
+                self._end(fd, ok=True)  # the final block is acknowledged: done
                 return
             try:
                 session.send_block(session.block + 1, time.monotonic())
-            except OSError:
+            except OSError:  # the client is gone, or the file shrank (the client was told: ERROR)
                 self._end(fd)
         elif opcode == ERROR:
             self._end(fd)  # the client gave up (or asked a tsize only and aborted)
@@ -372,10 +409,14 @@ class TftpService:
             except OSError:
                 self._end(fd)
 
-    def _end(self, fd: int) -> None:
+    def _end(self, fd: int, ok: bool = False) -> None:
         session = self.sessions.pop(fd, None)
         if session is not None:
-            self._peers.pop(tuple(session.peer[:2]), None)
+            if ok:
+                self.completed += 1
+            else:
+                self.failed += 1
+            self._ended_peer(tuple(session.peer[:2]))
             try:
                 self._poll.unregister(fd)
             except (KeyError, ValueError, OSError):
@@ -384,6 +425,5 @@ class TftpService:
                 session.close()
             except OSError:
                 pass
-            self._report_end()
 
 

@@ -23,10 +23,9 @@ class Pump:
         self.in_flight, self.alive = 0, True
 
     @classmethod
-    def spawn(cls, retries: int, native: bool = True) -> Pump:
+    def spawn(cls, retries: int) -> Pump:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        proc = subprocess.Popen([sys.executable, "-m", "provision.tftp.pump", str(theirs.fileno()), str(retries),
-                                 "native" if native else "python"],
+        proc = subprocess.Popen([sys.executable, "-m", "provision.tftp.pump", str(theirs.fileno()), str(retries)],
                                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         theirs.close()
         return cls(proc, mine)
@@ -45,19 +44,27 @@ class Pump:
             log.error("tftp pump %s did not start (%s); big files go from the main loop", self.pid, self.proc.poll())
             self.alive = False
 
-    def on_report(self) -> None:
-        try:
-            data = self.control.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            log.error("tftp pump %s exited (%s); its transfers are lost, the clients retry", self.pid,
-                      self.proc.poll())
-            self.alive, self.in_flight = False, 0
-            return
-        self.in_flight = max(0, self.in_flight - len(data))
+    def reports(self) -> list[tuple[str, int]]:
+        """The peers (host, port) of the transfers that ended since the last call, one message each;
+        at end-of-file (the pump exited) `alive` turns False, logged once."""
+        ended = []
+        while self.alive:
+            try:
+                data = self.control.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                log.error("tftp pump %s exited (%s); its transfers are lost, the clients retry", self.pid,
+                          self.proc.poll())
+                self.alive, self.in_flight = False, 0
+                break
+            host, _, port = data[1:].decode(errors="replace").rpartition(":")
+            self.in_flight = max(0, self.in_flight - 1)
+            if port.isascii() and port.isdigit():
+                ended.append((host, int(port)))
+        return ended
 
     def stop(self) -> None:
         self.alive = False

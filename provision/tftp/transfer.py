@@ -59,11 +59,15 @@ class Session:
     def send_block(self, block: int, now: float) -> None:
         self.block = block
         offset = (block - 1) * self.blksize
-        if not self.chunk_start <= offset < self.chunk_start + len(self.chunk) or offset + self.blksize > \
-                self.chunk_start + len(self.chunk) and len(self.chunk) == CHUNK:
-            self.chunk_start, self.chunk = offset, self.source.read(offset, max(CHUNK, self.blksize))
+        end = min(offset + self.blksize, self.source.size)  # exactly the size told, whatever the file does
+        if not (self.chunk_start <= offset and end <= self.chunk_start + len(self.chunk)):
+            want = min(max(CHUNK, self.blksize), self.source.size - offset)
+            self.chunk_start, self.chunk = offset, self.source.read(offset, want)
+            if len(self.chunk) < want:  # it shrank: the client must not take a short block for the end
+                self.sock.send(error_packet(0, "file changed while it was sent"))
+                raise OSError("the file shrank while it was sent")
         rel = offset - self.chunk_start
-        packet = HEADER.pack(DATA, block & 0xFFFF) + self.chunk[rel:rel + self.blksize]
+        packet = HEADER.pack(DATA, block & 0xFFFF) + self.chunk[rel:rel + end - offset]
         self.packet, self.sent_at, self.tries = packet, now, 0
         self.sock.send(packet)
 
