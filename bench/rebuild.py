@@ -83,12 +83,12 @@ poll_interval = 2.0
     svc = services.build(config_mod.load(cfg_file), power=power, bootcheck=False,  # no server: simulated nodes
                          engine=FakeEngine(states["engine"], poll=0.02),
                          ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
-    holder["ctx"] = svc.workflow
+    holder["ctx"] = svc
     svc.store.import_nodes(parse_nodes(data))
     names = [n["name"] for n in data["nodes"]]
     run = svc.store.create_rebuild(names, {"max_parallel": PARALLEL})
     t0 = time.perf_counter()
-    result = Batch(svc.workflow, names, rebuild_id=run.id, max_parallel=PARALLEL).run()
+    result = Batch(svc, names, rebuild_id=run.id, max_parallel=PARALLEL).run()
     makespan = time.perf_counter() - t0
     assert result.ok and len(result.done) == N, result
     # each node's own work: its simulated install + enroll, and every fake call it made

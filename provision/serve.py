@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import resource
 import signal
@@ -44,7 +45,8 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
     if pumps and not blocking.native():
         log.warning("tftp_send_loop = native, but the C send loop was not built when provision was installed "
                     "(no C compiler?): every file is sent by the main loop")
-    tftp = TftpService(None, max_sessions=s.tftp_max_sessions, timeout=s.tftp_timeout, retries=s.tftp_retries,
+    resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, svc.bootcache, svc.metrics)
+    tftp = TftpService(resolver, max_sessions=s.tftp_max_sessions, timeout=s.tftp_timeout, retries=s.tftp_retries,
                        per_source=s.tftp_per_source_sessions, max_timeout=s.tftp_max_client_timeout)
     thost, tport = split_bind(tftp_bind)
     try:
@@ -59,10 +61,11 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
         raise ProvisionError(f"http_bind {http_bind}: cannot listen: {exc.strerror}") from None
     gate = Gate(listener, limit=s.http_connection_limit, per_source=s.http_per_source_limit,
                 head_timeout=s.http_head_timeout, exempt=s.trusted_proxies)
-    conductor = Conductor(svc.workflow, lease=s.run_lease, poll=cfg.defaults.poll_interval) if s.conductor else None
-    app = create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token=svc.admin_token(),
-                     secret_key=svc.key, workflow=svc.workflow, metrics=svc.metrics, tftp=tftp,
-                     bootcache=svc.bootcache, gate=gate, conductor=conductor)
+    svc = dataclasses.replace(svc, tftp=tftp, gate=gate)
+    if s.conductor:
+        svc = dataclasses.replace(svc, conductor=Conductor(svc, lease=s.run_lease, poll=cfg.defaults.poll_interval))
+    conductor = svc.conductor
+    app = create_app(svc)
     # waitress reads, parses and answers every request; it is given the gate's listener through its
     # public `sockets` argument (web/gate.py bounds what waitress has no setting for). Its own
     # connection limit is above the gate's, which decides.
@@ -74,7 +77,6 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
                                   max_request_header_size=gate.max_head,
                                   asyncore_use_poll=True)  # select() fails past descriptor 1023
     svc.bootcache.start()
-    tftp.resolver = FileResolver(cfg.paths.bootfiles, cfg.paths.media, svc.bootcache, svc.metrics)
     tftp.start_pumps(pumps)
     threading.Thread(target=tftp.serve_forever, name="tftp", daemon=True).start()
     threading.Thread(target=gate.serve_forever, name="http-gate", daemon=True).start()

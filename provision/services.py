@@ -3,7 +3,14 @@ nothing else constructs a Store, a Renderer or an integration client."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cryptography.fernet import Fernet
 
 from .config import Config, ensure_secret_file
 from .integrations import Unconfigured
@@ -21,21 +28,56 @@ from .render import Renderer
 from .render.cache import BootCache
 from .store import Store
 from .workflow.bootprobe import BootProbe
-from .workflow.context import Context
+
+if TYPE_CHECKING:
+    from .integrations.dns import Dns
+    from .integrations.engine import Engine
+    from .integrations.ipa import Ipa
+    from .integrations.satellite import Satellite
+    from .tftp.engine import TftpService
+    from .web.gate import Gate
+    from .workflow.conductor import Conductor
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
+    """Everything long-lived, built once by `build` from a Config and never changed after: the
+    store, the renderer and its cache, metrics, one client per external system, and the power
+    driver factory. Steps, the CLI and the web app all take this one object. `serve` adds its own
+    listeners (tftp, gate, conductor) with `dataclasses.replace`, making a new one."""
     cfg: Config
     store: Store
     renderer: Renderer
     key: str
     metrics: Metrics
-    workflow: Context
     bootcache: BootCache
+    power: Callable  # node -> PowerDriver
+    engine: Engine
+    ipa: Ipa
+    satellite: Satellite
+    dns: Dns
+    bootcheck: Callable | None = None  # node -> str; raises if the node would not get its install config
+    poll: float = 2.0  # how often a waiting step re-reads its node when no change was signalled
+    tftp: TftpService | None = None  # serve's
+    gate: Gate | None = None
+    conductor: Conductor | None = None
 
     def admin_token(self) -> str:
         return ensure_secret_file(self.cfg.server.admin_token_file)
+
+    def timeout(self, step: str) -> float | None:
+        return self.cfg.defaults.step_timeouts.get(step)
+
+    # Enrollment replies carry the IPA one-time password: stored encrypted with the server key,
+    # only until the node reports `enrolled`.
+    def _fernet(self) -> Fernet:
+        return Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"enroll:" + self.key.encode()).digest()))
+
+    def seal(self, value: dict) -> str:
+        return self._fernet().encrypt(json.dumps(value).encode()).decode()
+
+    def unseal(self, token: str) -> dict:
+        return json.loads(self._fernet().decrypt(token.encode()))
 
     def close(self) -> None:
         self.store.close()
@@ -67,8 +109,7 @@ def build(cfg: Config, *, power=None, bootcheck=None, **overrides) -> Services:
                                    post_attempts=d.redfish_post_attempts, post_delay=d.redfish_post_delay)
     clients = integrations(cfg) | overrides
     bootcheck = BootProbe(cfg) if bootcheck is None else (bootcheck or None)
-    workflow = Context(cfg=cfg, store=store, key=key, power=power, poll=d.poll_interval, bootcheck=bootcheck,
-                       **clients)
     renderer = Renderer(cfg, store, key)
-    return Services(cfg=cfg, store=store, renderer=renderer, key=key, metrics=Metrics(), workflow=workflow,
-                    bootcache=BootCache(store, renderer))
+    return Services(cfg=cfg, store=store, renderer=renderer, key=key, metrics=Metrics(),
+                    bootcache=BootCache(store, renderer), power=power, poll=d.poll_interval, bootcheck=bootcheck,
+                    **clients)

@@ -4,6 +4,7 @@ the drift gate in the rebuild, export and prune."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -212,14 +213,14 @@ def test_rebuild_stops_on_drift_and_resumes_with_accept_drift(wf):  # noqa: F811
     drifted["nics"][3]["mac"] = "0c:c4:7a:3b:03:99"
     with engine_state.edit() as d:
         d["hosts"]["id-rhvnode3"]["network_json"] = engine_json(Facts.model_validate(drifted))
-    wf.workflow.engine = FakeEngine(engine_state, poll=0.01)
+    wf = dataclasses.replace(wf, engine=FakeEngine(engine_state, poll=0.01))
     run = wf.store.create_rebuild(["rhvnode3"], {})
-    result = Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id).run()
+    result = Batch(wf, ["rhvnode3"], rebuild_id=run.id).run()
     st = wf.store.node_state("rhvnode3")
     assert result.failed == ["rhvnode3"] and st.failed_step == S.CAPTURE
     assert "MAC of eno4 changed -> 0c:c4:7a:3b:03:99" in st.fail_reason and "--accept-drift" in st.fail_reason
     assert [c["verb"] for c in engine_state.read()["calls"]].count("deactivate") == 0  # nothing touched
-    Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id, retry={"rhvnode3"}, accept_drift=True).run()
+    Batch(wf, ["rhvnode3"], rebuild_id=run.id, retry={"rhvnode3"}, accept_drift=True).run()
     st = wf.store.node_state("rhvnode3")
     assert st.state != S.FAILED or st.failed_step != S.CAPTURE
     snaps = wf.store.snapshots("rhvnode3")

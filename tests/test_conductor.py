@@ -34,7 +34,7 @@ def _finished(store, run_id: int):
 
 
 def _conductor(svc, **kw) -> Conductor:
-    return Conductor(svc.workflow, lease=kw.pop("lease", 5.0), poll=0.05, **kw).start()
+    return Conductor(svc, lease=kw.pop("lease", 5.0), poll=0.05, **kw).start()
 
 
 def test_a_lease_is_held_by_one_owner_and_taken_over_when_it_expires(wf):
@@ -58,7 +58,7 @@ def test_a_lease_is_held_by_one_owner_and_taken_over_when_it_expires(wf):
 
 def test_a_submitted_run_goes_to_done_in_the_conductor(wf):
     run = wf.store.create_rebuild(NAMES, {"max_parallel": 2, "canary": 1}, runner="service")
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer = FakeInstaller(wf, cycled(wf), callbacks.handle)
     installer.start()
     conductor = _conductor(wf)
     try:
@@ -93,7 +93,7 @@ def test_abort_lets_the_node_in_flight_finish_its_step_and_starts_no_other(wf):
 def test_pause_drains_the_nodes_in_flight_and_continue_starts_the_rest(wf):
     run = wf.store.create_rebuild(NAMES[:2], {"max_parallel": 1, "canary": 0}, runner="service")
     conductor = _conductor(wf)
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer = FakeInstaller(wf, cycled(wf), callbacks.handle)
     try:
         _until("the first node to wait for its installer", lambda: wf.store.node_state("rhvnode3").state == S.INSTALLING)
         wf.store.control_rebuild(run.id, "pause")
@@ -124,7 +124,7 @@ def test_a_second_conductor_takes_over_a_run_whose_holder_stopped_renewing(wf):
     for held in list(first.held.values()):
         held.batch.stop.set()
     second = _conductor(wf, lease=1.0, owner="second")
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer = FakeInstaller(wf, cycled(wf), callbacks.handle)
     try:
         _until("the second conductor to hold the run", lambda: wf.store.rebuild(run.id).owner == "second")
         installer.start()
@@ -158,8 +158,7 @@ def test_a_conductor_that_finds_its_lease_taken_stops_driving_the_run(wf):
 def test_the_rebuild_api_validates_submits_and_controls(wf):
     from provision.web import create_app
 
-    app = create_app(wf.cfg, store=wf.store, renderer=wf.renderer, admin_token="t" * 32, secret_key="k" * 32,
-                     workflow=wf.workflow)
+    app = create_app(wf, admin_token="t" * 32, secret_key="k" * 32)
     client = app.test_client()
     auth = {"Authorization": "Bearer " + "t" * 32}
     assert client.post("/api/v1/rebuilds", json={"nodes": ["rhvnode3"]}).status_code == 401
@@ -215,7 +214,7 @@ def test_a_local_run_is_held_by_its_process_under_a_lease_and_is_aborted_there_o
 
     run = wf.store.create_rebuild(["rhvnode3"], {})
     keeper = Keeper(wf.store, run.id, lease=0.5).take()
-    batch = Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id)
+    batch = Batch(wf, ["rhvnode3"], rebuild_id=run.id)
     keeper.keep(batch)
     assert not wf.store.runner_gone(wf.store.rebuild(run.id))
     assert wf.store.control_rebuild(run.id, "abort").control == "abort"
@@ -241,7 +240,7 @@ def test_the_cli_submits_and_waits_for_the_runs_result(wf, tmp_path):
     from provision.cli import main
 
     cfg = str(tmp_path / "provision.toml")
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle, fail={"rhvnode4"})
+    installer = FakeInstaller(wf, cycled(wf), callbacks.handle, fail={"rhvnode4"})
     installer.start()
     conductor = _conductor(wf)
     try:

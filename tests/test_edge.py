@@ -241,7 +241,7 @@ def _app(tmp_path, **server):
     extra = "".join(f"{k} = {v}\n" for k, v in server.items())
     cfg = config_mod.load(write_config(tmp_path, server_extra=extra))
     svc = services.build(cfg, bootcheck=False)
-    return create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32)
+    return create_app(svc, admin_token="t" * 20, secret_key="k" * 32)
 
 
 def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path):

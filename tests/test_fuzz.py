@@ -126,7 +126,7 @@ def test_fact_uploads_never_raise_anything_but_input_errors(svc, sections, end):
         pass
     before = _fingerprint(svc)
     token = svc.store.create_collection("rhvnode4", 600)
-    status, body = capture.accept_upload(svc.workflow, token, text, "192.0.2.14")
+    status, body = capture.accept_upload(svc, token, text, "192.0.2.14")
     assert status in (200, 422), body
     if status == 422:
         assert _fingerprint(svc) == before
@@ -138,6 +138,6 @@ def test_fact_uploads_never_raise_anything_but_input_errors(svc, sections, end):
        st.sampled_from(["192.0.2.13", "127.0.0.1", "::1", "not-an-ip", ""]), st.binary(max_size=2000))
 def test_callbacks_answer_every_request_and_a_bad_token_changes_nothing(svc, token, phase, addr, body):
     before = _fingerprint(svc)
-    reply = callbacks.handle(svc.workflow, token, phase, addr, body)
+    reply = callbacks.handle(svc, token, phase, addr, body)
     assert reply.status in (403, 404)
     assert _fingerprint(svc) == before

@@ -4,6 +4,7 @@ refuse, and says plainly when it cannot start."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -31,7 +32,8 @@ def _wait_until(cond, timeout: float, what: str) -> None:
 def busy_srv(tmp_path):
     (tmp_path / "bootfiles").mkdir()
     (tmp_path / "bootfiles" / "loader.efi").write_bytes(os.urandom(200_000))
-    yield from start_server(tmp_path, server_extra="tftp_max_sessions = 1200\ntftp_timeout = 1.0\ntftp_retries = 20\n")
+    yield from start_server(tmp_path, server_extra="tftp_max_sessions = 1200\ntftp_timeout = 1.0\ntftp_retries = 20\n"
+                                                      "tftp_per_source_sessions = 4096\n")  # all from 127.0.0.1
 
 
 def test_1100_open_sessions_then_a_transfer_still_works_and_the_cap_answers_busy(busy_srv, tmp_path):
@@ -135,20 +137,20 @@ def test_healthz_reports_a_dead_tftp_loop(cfg_path):
     class DeadTftp:
         alive, sessions = False, {}
 
-    app = create_app(svc.cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32,
-                     tftp=DeadTftp())
+    app = create_app(dataclasses.replace(svc, tftp=DeadTftp()), admin_token="t" * 20, secret_key="k" * 32)
     res = app.test_client().get("/healthz")
     assert res.status_code == 503 and "tftp" in res.json["error"]
     svc.close()
 
 
 def test_slow_clients_do_not_starve_http(server):
-    """More half-open connections than waitress' default limit (100): /healthz still answers."""
+    """More half-open connections than waitress' default limit (100), from another address: /healthz
+    still answers (that address holds at most http_per_source_limit of them, tests/test_edge.py)."""
     port = int(server.http.rsplit(":", 1)[1])
     idle = []
     try:
         for _ in range(150):
-            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.2", 0))
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
             idle.append(s)
         assert requests.get(server.http + "/healthz", timeout=10).json()["status"] == "ok"
@@ -219,11 +221,11 @@ def test_capturing_one_nodes_mac_for_another_is_refused_on_every_path(cfg_path, 
 
         b = parse_nodes({"nodes": [stolen["nodes"][1]]})[0].facts
         with pytest.raises(Exception, match="also used by node 'rhvnode3'"):
-            capture.store(svc.workflow, "rhvnode4", b, "engine")
+            capture.store(svc, "rhvnode4", b, "engine")
         token = svc.store.create_collection("rhvnode4", 600)
         from tests.test_capture import fixture_upload  # the collector's upload of A's host, sent for B
 
-        status, body = capture.accept_upload(svc.workflow, token, fixture_upload(
+        status, body = capture.accept_upload(svc, token, fixture_upload(
             __import__("pathlib").Path(__file__).parent / "data" / "node" / "el8", "uefi"))
         assert status == 422 and "also used by node 'rhvnode3'" in body["error"]
         assert len(svc.store.snapshots("rhvnode4")) == 1
@@ -260,7 +262,7 @@ def test_a_boot_config_request_costs_the_same_store_work_at_any_fleet_size(tmp_p
         nodes.append(n)
     svc = services.build(config_mod.load(write_config(tmp_path)))
     svc.store.import_nodes(parse_nodes({"nodes": nodes}))
-    app = create_app(svc.cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32)
+    app = create_app(svc, admin_token="t" * 20, secret_key="k" * 32)
     client = app.test_client()
     queries = []
     event.listen(svc.store.engine, "before_cursor_execute", lambda *a, **k: queries.append(a[2]))
@@ -286,8 +288,7 @@ def test_a_big_installer_log_is_accepted_truncated_and_marked(tmp_path):
     import_nodes(svc.store, loopback_inventory(pw_file=str(tmp_path / "bmc.pw")))
     advance(svc.store, "rhvnode3", "start")
     _, token = svc.store.arm("rhvnode3", svc.key, 3600)
-    app = create_app(svc.cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32,
-                     workflow=svc.workflow)
+    app = create_app(svc, admin_token="t" * 20, secret_key="k" * 32)
     body = b"y" * (3 << 20) + b"THE-END"
     res = app.test_client().post(f"/api/v1/callback/{token}/failed", data=body,
                                  environ_base={"REMOTE_ADDR": mgmt_ip(0)})
@@ -342,7 +343,7 @@ def test_secure_cookie_behind_https(cfg_path):
     cfg = config_mod.load(cfg_path)
     cfg.server.public_url = "https://provision.lab.example.com"
     svc = services.build(cfg)
-    app = create_app(cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32)
+    app = create_app(svc, admin_token="t" * 20, secret_key="k" * 32)
     app.config["WTF_CSRF_ENABLED"] = False  # the cookie's flags are the point here
     res = app.test_client().post("/login", data={"token": "t" * 20, "next": "/"})
     assert "Secure" in res.headers["Set-Cookie"] and "HttpOnly" in res.headers["Set-Cookie"]
@@ -380,10 +381,10 @@ def test_collector_upload_from_another_address_is_refused_and_does_not_burn_the_
     svc = services.build(config_mod.load(cfg_path))
     svc.store.import_nodes(parse_nodes(yaml.safe_load(EXAMPLE.read_text())))
     token = svc.store.create_collection("rhvnode3", 600)
-    status, body = capture.accept_upload(svc.workflow, token, "### end\n", "198.51.100.250")
+    status, body = capture.accept_upload(svc, token, "### end\n", "198.51.100.250")
     assert status == 403 and "not accepted from this address" in body["error"]
     assert svc.store.collection_node(token) == "rhvnode3"  # still usable by the node itself
-    status, _ = capture.accept_upload(svc.workflow, token, "### end\n", "192.0.2.13")
+    status, _ = capture.accept_upload(svc, token, "### end\n", "192.0.2.13")
     assert status == 422 and svc.store.collection_node(token) is None
     svc.close()
 

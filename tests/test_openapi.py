@@ -21,7 +21,7 @@ def _routes(tmp_path) -> set[tuple[str, str]]:
     tmp_path.mkdir()
     svc = services.build(config_mod.load(write_config(tmp_path)))
     try:
-        app = create_app(svc.cfg, store=svc.store, renderer=svc.renderer, admin_token="t" * 20, secret_key="k" * 32)
+        app = create_app(svc, admin_token="t" * 20, secret_key="k" * 32)
     finally:
         svc.close()
     out = set()

@@ -209,7 +209,7 @@ def test_vmedia_netboot_step_puts_the_served_iso_in_the_bmcs_cd(bmc, tmp_path):
         node = data["nodes"][0]
         node["bmc"] = {"driver": "redfish", "address": bmc.url, "username": "admin", "password_file": str(pw),
                        "system": bmc.uuids["node1"], "boot": "vmedia"}
-        store, ctx = server.svc.store, server.svc.workflow
+        store, ctx = server.svc.store, server.svc
         store.import_nodes(parse_nodes({"nodes": [node]}))
         build, token = store.arm(node["name"], server.svc.key, 3600)
         store.update_data(node["name"], build_id=build.id)

@@ -145,7 +145,7 @@ def test_a_waiting_step_wakes_on_the_callback_not_on_a_poll(tmp_path):
     """The poll interval is an hour: only the change event can wake the runner."""
     svc = _svc(tmp_path)
     try:
-        ctx = svc.workflow
+        ctx = svc
         ctx.poll = 3600.0
         name = "rhvnode3"
         svc.store.set_state(name, S.INSTALLING)

@@ -27,7 +27,7 @@ from provision.workflow.batch import Batch
 
 from .conftest import start_server
 from .redfishsim import start_redfish
-from .workflow_helpers import FakeInstaller, loopback_inventory, seed_fakes
+from .workflow_helpers import FakeInstaller, loopback_inventory, seed_fakes, with_fakes
 
 NODE = "rhvnode3"
 
@@ -56,7 +56,7 @@ def lab(tmp_path, bmc):
     seed_fakes(states["engine"], states["ipa"], states["sat"])
     svc = services.build(config_mod.load(server.config), bootcheck=False, engine=FakeEngine(states["engine"], poll=0.01),
                          ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
-    svc.fakes = states
+    svc = with_fakes(svc, states)
     (tmp_path / "bmc.pw").write_text(bmc.password + "\n")
     yield svc
     svc.close()
@@ -75,11 +75,11 @@ def _import(svc, bmc, tmp_path, vendor: str, boot: str, firmware: str = "uefi") 
 
 def _rebuild(svc) -> tuple:
     installing = lambda name: name == NODE and svc.store.node_state(name).state == S.INSTALLING  # noqa: E731
-    installer = FakeInstaller(svc.workflow, installing, callbacks.handle)
+    installer = FakeInstaller(svc, installing, callbacks.handle)
     installer.start()
     try:
         run = svc.store.create_rebuild([NODE], {})
-        return Batch(svc.workflow, [NODE], rebuild_id=run.id).run(), installer
+        return Batch(svc, [NODE], rebuild_id=run.id).run(), installer
     finally:
         installer.stop.set()
 
@@ -103,7 +103,7 @@ def test_a_rebuild_completes_against_each_vendor_bmc(lab, bmc, tmp_path, vendor,
         while not any(e.message == "virtual media ejected" for e in lab.store.events(NODE)):
             assert time.monotonic() < deadline, [e.message for e in lab.store.events(NODE)]
             time.sleep(0.05)
-        cd = lab.workflow.power(lab.store.get(NODE).node)._run(RedfishDriver._cd)
+        cd = lab.power(lab.store.get(NODE).node)._run(RedfishDriver._cd)
         assert not cd.inserted
     host = next(h for h in lab.fakes["engine"].read()["hosts"].values() if h["name"] == NODE)
     assert host["status"] == "up" and host["fence_agents"][0]["type"] == "redfish"

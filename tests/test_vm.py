@@ -138,7 +138,7 @@ def test_a_machine_reinstalls_itself_from_provision(lab):
         node = svc.store.get(NODE).node
         build, _ = svc.store.arm(NODE, svc.key, 3600)
         _until("serve to pick up the arm (another process)", lambda: "(install el)" in lab.fetch(grub_cfg), 30)
-        power = svc.workflow.power(node)
+        power = svc.power(node)
         t_power = time.time()
         action = power.netboot(uefi=lab.firmware == "uefi", once=f"{NODE}-build{build.id}")
         assert action == "on", action  # it was off: the chassis control starts QEMU
@@ -227,7 +227,7 @@ def _boots_its_iso(lab):
         finally:
             iso.close()
         assert f"ip={NODE_IP}::{SERVER}:255.255.255.0:{NODE}.lab.example.com:eno1:none" in out.getvalue().decode()
-        power = svc.workflow.power(node)
+        power = svc.power(node)
         t_power = time.time()
         power.set_power_state("on")  # the CD drive boots first (the BMC's virtual CD)
         _until("the installed callback", lambda: (b := svc.store.active_build(NODE)) and b.boot_local_at, 900)

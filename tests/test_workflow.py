@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -29,6 +30,7 @@ from .workflow_helpers import (
     loopback_inventory,
     mgmt_ip,
     seed_fakes,
+    with_fakes,
 )
 
 
@@ -56,7 +58,7 @@ def test_a_redfish_node_gets_a_redfish_fence_agent(tmp_path):
                                    "username": "admin", "password_file": str(tmp_path / "bmc.pw"), "verify": False,
                                    "system": "System.Embedded.1"}
         import_nodes(svc.store, data)
-        svc.fakes, svc.power = states, power
+        svc = with_fakes(svc, states)
         result, _ = run_batch(svc, names=["rhvnode3"])
         assert result.ok, result
         host = next(h for h in states["engine"].read()["hosts"].values() if h["name"] == "rhvnode3")
@@ -93,10 +95,10 @@ def test_a_vmedia_node_boots_its_iso_and_ejects_it_when_installed(wf, tmp_path):
 
 
 def run_batch(wf, names=NAMES, fail=None, **kw):
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle, fail=fail)
+    installer = FakeInstaller(wf, cycled(wf), callbacks.handle, fail=fail)
     installer.start()
     run = wf.store.create_rebuild(names, kw)
-    result = Batch(wf.workflow, names, rebuild_id=run.id, **kw).run()
+    result = Batch(wf, names, rebuild_id=run.id, **kw).run()
     installer.stop.set()
     return result, installer
 
@@ -173,9 +175,9 @@ def test_failure_stops_new_nodes_and_resume_retries(wf):
     assert "Incorrect password" in st.fail_reason and "password\n" not in st.fail_reason
     assert wf.store.node_state("rhvnode4").state == S.READY  # never started
     wf.power.bmcs["rhvnode3"].fail = None
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer = FakeInstaller(wf, cycled(wf), callbacks.handle)
     installer.start()
-    result = Batch(wf.workflow, NAMES, rebuild_id=1, max_parallel=2, retry={"rhvnode3"}).run()
+    result = Batch(wf, NAMES, rebuild_id=1, max_parallel=2, retry={"rhvnode3"}).run()
     installer.stop.set()
     assert set(result.done) == set(NAMES)
 
@@ -189,9 +191,9 @@ def test_installer_failure_parks_node_with_log_and_reason(wf):
 
 
 def test_installing_times_out(wf):
-    wf.workflow.cfg.defaults.step_timeouts["installing"] = 0.3
+    wf.cfg.defaults.step_timeouts["installing"] = 0.3
     run = wf.store.create_rebuild(["rhvnode5"], {})
-    result = Batch(wf.workflow, ["rhvnode5"], rebuild_id=run.id).run()
+    result = Batch(wf, ["rhvnode5"], rebuild_id=run.id).run()
     st = wf.store.node_state("rhvnode5")
     assert result.failed == ["rhvnode5"] and st.failed_step == S.INSTALLING
     assert "no installed callback within" in st.fail_reason
@@ -231,7 +233,7 @@ def test_canary_runs_alone_first(wf):
 
 
 def test_callbacks_bound_to_token_address_and_idempotent(wf):
-    store, ctx = wf.store, wf.workflow
+    store, ctx = wf.store, wf
     advance(store, "rhvnode3", "start")
     for _ in range(5):
         advance(store, "rhvnode3", "ok")
@@ -260,15 +262,15 @@ def test_callbacks_bound_to_token_address_and_idempotent(wf):
 def test_failed_callback_log_is_size_capped(wf):
     advance(wf.store, "rhvnode4", "start")
     _, token = wf.store.arm("rhvnode4", wf.key, 3600)
-    wf.workflow.cfg.defaults.installer_log_max = 1024
+    wf.cfg.defaults.installer_log_max = 1024
     body = b"x" * 5000 + b"END"
-    assert callbacks.handle(wf.workflow, token, "failed", mgmt_ip(1), body).status == 200
+    assert callbacks.handle(wf, token, "failed", mgmt_ip(1), body).status == 200
     kept = wf.store.logs("rhvnode4")[0][2]
     marker, _, log = kept.partition("\n")
     assert marker == "[provision: log truncated, last 1024 of 5003 bytes kept]"
     assert len(log) == 1024 and log.endswith("END")
     assert "truncated" in wf.store.node_state("rhvnode4").fail_reason
-    assert callbacks.handle(wf.workflow, token, "failed", mgmt_ip(1), body).status == 200
+    assert callbacks.handle(wf, token, "failed", mgmt_ip(1), body).status == 200
     assert len(wf.store.logs("rhvnode4")) == 1
 
 
@@ -344,8 +346,8 @@ def test_a_host_still_running_the_engine_vm_is_never_retired(wf):
     with wf.fakes["engine"].edit() as d:
         d["hosts"]["id-rhvnode8"] = {"id": "id-rhvnode8", "name": "rhvnode8", "status": "up", "cluster": "ocpcluster",
                                      "hosted_engine": True}
-    real = wf.workflow.engine.deactivate
-    wf.workflow.engine.deactivate = lambda host_id, stop_gluster=False: (real(host_id, stop_gluster), _pin_engine_vm(wf))
+    real = wf.engine.deactivate
+    wf.engine.deactivate = lambda host_id, stop_gluster=False: (real(host_id, stop_gluster), _pin_engine_vm(wf))
     result, _ = run_batch(wf, names=["rhvnode3"])
     st = wf.store.node_state("rhvnode3")
     assert result.failed == ["rhvnode3"] and st.failed_step == S.RETIRE
@@ -390,9 +392,9 @@ def test_gluster_hosts_are_refused_unless_allowed_and_stop_gluster_on_deactivate
     assert result.failed == ["rhvnode3"] and st.failed_step == S.PREFLIGHT
     assert "bricks on it are not recovered" in st.fail_reason and "--allow-gluster" in st.fail_reason
     assert "deactivate" not in [c["verb"] for c in wf.fakes["engine"].read()["calls"]]
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer = FakeInstaller(wf, cycled(wf), callbacks.handle)
     installer.start()
-    result = Batch(wf.workflow, ["rhvnode3"], rebuild_id=1, retry={"rhvnode3"}, allow_gluster=True).run()
+    result = Batch(wf, ["rhvnode3"], rebuild_id=1, retry={"rhvnode3"}, allow_gluster=True).run()
     installer.stop.set()
     assert result.done == ["rhvnode3"], wf.store.node_state("rhvnode3").fail_reason
     deact = next(c for c in wf.fakes["engine"].read()["calls"] if c["verb"] == "deactivate")
@@ -420,7 +422,7 @@ def test_installed_answers_the_same_until_enrolled_and_concurrent_retries_enroll
 
     def ask():
         go.wait()
-        replies.append(callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b""))
+        replies.append(callbacks.handle(wf, token, "installed", mgmt_ip(0), b""))
 
     threads = [threading.Thread(target=ask) for _ in range(6)]
     for t in threads:
@@ -430,8 +432,8 @@ def test_installed_answers_the_same_until_enrolled_and_concurrent_retries_enroll
     assert [r.status for r in replies] == [200] * 6 and all(r.body == replies[0].body for r in replies)
     assert replies[0].body["ipa_otp"] and replies[0].body["satellite_command"]
     assert [c["verb"] for c in wf.fakes["ipa"].read()["calls"]].count("host_add") == 1
-    assert callbacks.handle(wf.workflow, token, "enrolled", mgmt_ip(0), b"").status == 200
-    late = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
+    assert callbacks.handle(wf, token, "enrolled", mgmt_ip(0), b"").status == 200
+    late = callbacks.handle(wf, token, "installed", mgmt_ip(0), b"")
     assert late.status == 200 and late.body["ipa_otp"] == "" and late.body["satellite_command"] == ""
     assert "enroll_reply" not in wf.store.node_state(name).data  # the sealed secrets are gone with `enrolled`
 
@@ -442,7 +444,7 @@ def test_installed_again_after_a_server_died_mid_enrollment_gets_its_enrollment(
     a one-time password that IPA holds, not "already enrolled" with nothing to enroll with."""
     name = "rhvnode3"
     token = _installing(wf, name)
-    sat = wf.workflow.satellite
+    sat = wf.satellite
     real_command = sat.registration_command
 
     def killed(*_a, **_k):
@@ -450,16 +452,16 @@ def test_installed_again_after_a_server_died_mid_enrollment_gets_its_enrollment(
 
     sat.registration_command = killed
     with pytest.raises(SystemExit):
-        callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
+        callbacks.handle(wf, token, "installed", mgmt_ip(0), b"")
     sat.registration_command = real_command
     assert wf.store.node_state(name).state == S.ENROLL and "enroll_reply" not in wf.store.node_state(name).data
-    again = callbacks.handle(wf.workflow, token, "installed", mgmt_ip(0), b"")
+    again = callbacks.handle(wf, token, "installed", mgmt_ip(0), b"")
     assert again.status == 200 and again.body["ipa_otp"], again.body
     fqdn = f"{name}.lab.example.com"
     assert wf.fakes["ipa"].read()["hosts"][fqdn]["otp"] == again.body["ipa_otp"]
     verbs = [c["verb"] for c in wf.fakes["ipa"].read()["calls"] if c.get("fqdn") == fqdn]
     assert verbs.count("host_add") == 2 and "host_del" in verbs[verbs.index("host_add"):]  # the half-made host went
-    assert callbacks.handle(wf.workflow, token, "enrolled", mgmt_ip(0), b"").status == 200
+    assert callbacks.handle(wf, token, "enrolled", mgmt_ip(0), b"").status == 200
 
 
 def test_arm_replaces_an_engine_key_file_left_empty_by_a_killed_run(wf):
@@ -470,7 +472,7 @@ def test_arm_replaces_an_engine_key_file_left_empty_by_a_killed_run(wf):
     key_file = wf.cfg.paths.state_dir / "engine.pub"
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key_file.write_text("")
-    steps.arm(wf.workflow, wf.store.node_state("rhvnode3"))
+    steps.arm(wf, wf.store.node_state("rhvnode3"))
     assert key_file.read_text().startswith("ssh-")
     assert [p.name for p in key_file.parent.iterdir() if p.name.startswith(".engine.pub")] == []
     rendered = wf.renderer.render("rhvnode3", "kickstart", show_secrets=True)
@@ -479,11 +481,11 @@ def test_arm_replaces_an_engine_key_file_left_empty_by_a_killed_run(wf):
 
 def _retry(wf, name: str):
     """What `provision rebuild NAME --retry` runs: a new run that may resume or take over `name`."""
-    installer = FakeInstaller(wf.workflow, cycled(wf), callbacks.handle)
+    installer = FakeInstaller(wf, cycled(wf), callbacks.handle)
     installer.start()
     try:
         run = wf.store.create_rebuild([name], {"retry": True})
-        return Batch(wf.workflow, [name], rebuild_id=run.id, retry={name}).run()
+        return Batch(wf, [name], rebuild_id=run.id, retry={name}).run()
     finally:
         installer.stop.set()
 
@@ -522,7 +524,7 @@ def test_a_failure_after_retire_in_each_system_is_retried_to_done_with_one_power
     errors = {"ipa": IpaError("host_add: Internal error (903)"), "satellite": SatelliteError("HTTP 500"),
               "engine": EngineError("POST /hosts: HTTP 503"), "power": PowerRejected("rhvnode3", "bmc", "busy")}
     if system == "power":  # the factory makes a driver per call: its first netboot for the node fails
-        real, failed = wf.workflow.power, []
+        real, failed = wf.power, []
 
         def power(node, _real=real):
             driver = _real(node)
@@ -535,9 +537,10 @@ def test_a_failure_after_retire_in_each_system_is_retried_to_done_with_one_power
                 return inner(*args, **kwargs)
             setattr(driver, verb, once)
             return driver
-        wf.workflow.power = power
+        power.bmcs = real.bmcs  # the installer stand-in watches the same simulated BMCs
+        wf = dataclasses.replace(wf, power=power)
     else:
-        _Once(getattr(wf.workflow, system), verb, errors[system])
+        _Once(getattr(wf, system), verb, errors[system])
     result, _ = run_batch(wf, names=["rhvnode3"])
     st = wf.store.node_state("rhvnode3")
     assert result.failed == ["rhvnode3"] and (st.state, st.failed_step) == (S.FAILED, step), (st.state, st.fail_reason)
@@ -565,11 +568,11 @@ def test_an_abort_after_arm_disarms_the_node_and_a_retry_arms_it_again(wf):
         if state == S.NETBOOT:
             batch.stop.set()  # the operator's abort, as the conductor or --local process applies it
 
-    batch = Batch(wf.workflow, ["rhvnode3"], rebuild_id=run.id, on_change=stop_at_netboot)
+    batch = Batch(wf, ["rhvnode3"], rebuild_id=run.id, on_change=stop_at_netboot)
     result = batch.run()
     assert result.pending == ["rhvnode3"] and wf.store.node_state("rhvnode3").state == S.NETBOOT
     assert wf.store.active_build("rhvnode3").boots_install
-    assert disarm_after_abort(wf.workflow, run.id, ["rhvnode3"]) == ["rhvnode3"]
+    assert disarm_after_abort(wf, run.id, ["rhvnode3"]) == ["rhvnode3"]
     st = wf.store.node_state("rhvnode3")
     assert (st.state, st.failed_step) == (S.FAILED, S.NETBOOT) and "disarmed" in st.fail_reason
     assert wf.store.active_build("rhvnode3") is None

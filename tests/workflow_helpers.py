@@ -104,8 +104,20 @@ def build_wf(tmp_path):
                          ipa=FakeIpa(states["ipa"]), satellite=FakeSatellite(states["sat"]), dns=FakeDns())
     (tmp_path / "bmc.pw").write_text("password\n")
     import_nodes(svc.store, loopback_inventory(pw_file=str(tmp_path / "bmc.pw")))
-    svc.fakes, svc.power = states, power
-    return svc
+    return with_fakes(svc, states)
+
+
+def with_fakes(svc, states: dict):
+    """`svc` with the fakes' states beside it (`.fakes`), for tests to read and edit."""
+    import dataclasses
+
+    from provision.services import Services
+
+    @dataclasses.dataclass(frozen=True)
+    class Lab(Services):
+        fakes: dict = dataclasses.field(default_factory=dict)
+
+    return Lab(**{f.name: getattr(svc, f.name) for f in dataclasses.fields(svc)}, fakes=states)
 
 
 def cycled(wf):

@@ -3,23 +3,27 @@ each stores a new snapshot (when the facts changed) and reports the differences.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..core.sources import from_node
 from ..domain import Facts, Node
 from ..errors import InputError, NotFound, ProvisionError
-from ..workflow.context import Context
 from .diff import Change, diff
 from .engine import facts_from_engine
 from .node import facts_from_node, warnings
 
+if TYPE_CHECKING:  # services builds what steps use: it imports this package
+    from ..services import Services
 
-def _previous(ctx: Context, name: str) -> Facts | None:
+
+def _previous(ctx: Services, name: str) -> Facts | None:
     try:
         return ctx.store.snapshot(name).facts
     except NotFound:
         return None
 
 
-def store(ctx: Context, name: str, facts: Facts, source: str) -> tuple[int, list[Change]]:
+def store(ctx: Services, name: str, facts: Facts, source: str) -> tuple[int, list[Change]]:
     """Keep `facts` as a new snapshot unless they equal the latest; (snapshot id, changes)."""
     prev = _previous(ctx, name)
     changes = diff(prev, facts) if prev else []
@@ -31,7 +35,7 @@ def store(ctx: Context, name: str, facts: Facts, source: str) -> tuple[int, list
     return snap.id, changes
 
 
-def from_engine(ctx: Context, name: str) -> Facts:
+def from_engine(ctx: Services, name: str) -> Facts:
     node = ctx.store.get(name).node
     host = ctx.engine.find_host(node.name)
     if host is None:
@@ -49,7 +53,7 @@ def from_file(inventory_nodes: list[Node], name: str) -> Facts:
     return node.facts
 
 
-def collector_script(ctx: Context, env, token: str) -> str | None:
+def collector_script(ctx: Services, env, token: str) -> str | None:
     name = ctx.store.collection_node(token) if token else None
     if name is None:
         return None
@@ -58,7 +62,7 @@ def collector_script(ctx: Context, env, token: str) -> str | None:
         node={"fqdn": node.fqdn}, post_url=f"{ctx.cfg.server.public_url}/api/v1/collect/{token}")
 
 
-def accept_upload(ctx: Context, token: str, text: str, remote_addr: str | None = None) -> tuple[int, dict]:
+def accept_upload(ctx: Services, token: str, text: str, remote_addr: str | None = None) -> tuple[int, dict]:
     """The upload must come from one of the node's known addresses (when it has any); one from
     elsewhere is refused without using up the token."""
     name = ctx.store.collection_node(token)

@@ -15,7 +15,7 @@ from .common import svc, table
 def run_checks(s, name: str) -> list[dict]:
     """(check, ok, detail) rows; nothing is changed anywhere."""
     rec = s.store.get(name)
-    node, ctx = rec.node, s.workflow
+    node, ctx = rec.node, s
     rows = []
 
     def check(what: str, fn) -> None:

@@ -37,7 +37,7 @@ def _print_changes(changes, prefix: str = "") -> None:
 def capture(ctx, name, source, file_, use_ssh, wait_s) -> None:
     """Capture NAME's facts into a new immutable snapshot (kept only if something changed)."""
     s = svc(ctx)
-    wf = s.workflow
+    wf = s
     s.store.get(name)
     if source == "engine":
         snap_id, changes = service.store(wf, name, service.from_engine(wf, name), "engine")
@@ -63,7 +63,7 @@ def _capture_from_node(s, name: str, use_ssh: bool, wait_s: int) -> None:
     url = f"{s.cfg.server.public_url}/collect.sh?token={token}"
     fqdn = s.store.get(name).node.fqdn
     if use_ssh:
-        script = service.collector_script(s.workflow, s.renderer.env, token)
+        script = service.collector_script(s, s.renderer.env, token)
         res = subprocess.run(["ssh", "-o", "BatchMode=yes", f"root@{fqdn}", "sh", "-s"], input=script, text=True,
                              capture_output=True, timeout=max(60, wait_s))
         if res.returncode != 0:

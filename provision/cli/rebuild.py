@@ -127,7 +127,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     keeper = Keeper(s.store, run.id, s.cfg.server.run_lease).take()
     retry = set(selected) if retry else ({n for n in names} if resume else set())
     with Progress(selected, mode) as progress:
-        batch = Batch(s.workflow, selected, rebuild_id=run.id, max_parallel=max_parallel, min_up=min_up,
+        batch = Batch(s, selected, rebuild_id=run.id, max_parallel=max_parallel, min_up=min_up,
                       canary=canary, retry=retry, accept_drift=accept_drift, allow_gluster=allow_gluster, resume=resume,
                       on_change=progress)
         keeper.keep(batch)
@@ -141,7 +141,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     status_ = "done" if result.ok else ("failed" if result.failed else "stopped")
     summary = {"done": result.done, "failed": result.failed, "pending": result.pending, "error": result.error,
                "peak_in_flight": result.peak_in_flight, "elsewhere": result.elsewhere}
-    keeper.release(status_, summary, ctx=s.workflow)
+    keeper.release(status_, summary, ctx=s)
     _print_summary(s, run, summary, as_json)
     if not result.ok:
         ctx.exit(1)
@@ -255,7 +255,7 @@ def runs(ctx, as_json) -> None:
 
 
 def _print_plan(s, names, max_parallel, min_up, canary, as_json) -> None:
-    p = submit.plan(s.store, names, max_parallel, min_up, canary, ctx=s.workflow)
+    p = submit.plan(s.store, names, max_parallel, min_up, canary, ctx=s)
     if as_json:
         click.echo(json.dumps(p))
         return

@@ -1,7 +1,5 @@
 from .clock import utcnow
-from .imports import ImportResult
-from .media import Media
-from .runs import NodeState, Rebuild
-from .store import Build, Event, NodeRecord, Snapshot, Store
+from .records import Build, Event, ImportResult, Media, NodeRecord, NodeState, Rebuild, Snapshot
+from .store import Store
 
 __all__ = ["Build", "Event", "ImportResult", "Media", "NodeRecord", "NodeState", "Rebuild", "Snapshot", "Store", "utcnow"]

@@ -1,4 +1,4 @@
-"""What the store hands out: plain frozen records, never ORM rows."""
+"""What the store hands out: plain frozen records, never rows."""
 
 from __future__ import annotations
 
@@ -53,3 +53,67 @@ class Event:
     ts: datetime
     kind: str
     message: str
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    cluster: str
+    state: str
+    step_started_at: datetime | None
+    failed_step: str | None
+    fail_reason: str | None
+    rebuild_id: int | None
+    data: dict
+    generation: int = 0  # of what the node is served, as last read (store.get(name, generation))
+
+
+FINISHED = ("done", "failed", "stopped", "aborted")  # a run in one of these never runs again
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    id: int
+    created_at: datetime
+    nodes: list[str]
+    options: dict
+    status: str
+    runner: str = "cli"
+    owner: str | None = None
+    lease_until: datetime | None = None
+    control: str = "run"
+    finished_at: datetime | None = None
+    summary: dict | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass(frozen=True)
+class Media:
+    name: str
+    kind: str
+    liveimg: str | None
+    files: dict[str, str]
+    size: int
+    source: str
+    imported_at: datetime
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: list[str]
+    updated: list[str]
+    snapshots: list[str]
+
+
+def merge(old: dict | None, new: dict) -> dict:
+    """Step data `new` over `old`; a None value removes its key."""
+    out = dict(old or {})
+    for k, v in new.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out

@@ -7,37 +7,31 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from ..config import Config
 from ..errors import Conflict, InputError, NotFound, ProvisionError
-from ..metrics import Metrics
-from ..render import Renderer
-from ..render.cache import BootCache
-from ..store import Store
+from ..services import Services
 from . import api, boot, callbacks, collect, events, kickstart, openapi, ops, proxies, rebuilds, ui, vmedia
 from .accesslog import loggable_path
+from .deps import WebState
 
 access_log = logging.getLogger("provision.http")
 
 
-def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: str, secret_key: str,
-               workflow=None, metrics: Metrics | None = None, tftp=None, bootcache: BootCache | None = None,
-               gate=None, conductor=None) -> Flask:
+def create_app(svc: Services, *, admin_token: str | None = None, secret_key: str | None = None) -> Flask:
+    """The app over `svc` (deps.services() in a view). Without a started boot-config refresher
+    (tests, no `serve`) every request asks the store and renders once per change."""
+    cfg = svc.cfg
     app = Flask(__name__)
     app.wsgi_app = proxies.middleware(app.wsgi_app, cfg.server.trusted_proxies)  # type: ignore[method-assign]
     # a hard bound on any request body; an installer log larger than installer_log_max is still
     # accepted and truncated (callbacks keep its tail), not refused
-    app.config.update(SECRET_KEY=secret_key, MAX_CONTENT_LENGTH=max(64 << 20, 2 * cfg.defaults.installer_log_max),
+    app.config.update(SECRET_KEY=secret_key or svc.key, MAX_CONTENT_LENGTH=max(64 << 20, 2 * cfg.defaults.installer_log_max),
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=cfg.server.public_url.startswith("https://"))
-    app.extensions["provision"] = {
-        "cfg": cfg, "store": store, "renderer": renderer, "metrics": metrics or Metrics(),
-        "admin_token": admin_token, "workflow": workflow, "tftp": tftp, "gate": gate,
-        "conductor": conductor,
-        # without a started refresher (tests, no `serve`) every request asks the store and renders once per change
-        "bootcache": bootcache or BootCache(store, renderer),
+    app.extensions["provision"] = svc
+    app.extensions["provision.web"] = WebState(
+        admin_token=admin_token or svc.admin_token(),
         # each event stream holds one of the server's threads: at most half of them
-        "event_streams": events.Streams(max(1, cfg.server.threads // 2)),
-    }
+        streams=events.Streams(max(1, cfg.server.threads // 2)))
     for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
                ui.bp, ops.bp):
         app.register_blueprint(bp)
@@ -56,7 +50,7 @@ def create_app(cfg: Config, *, store: Store, renderer: Renderer, admin_token: st
 
     @app.after_request
     def _count(resp):
-        app.extensions["provision"]["metrics"].http_requests.labels(
+        svc.metrics.http_requests.labels(
             request.endpoint or "none", str(resp.status_code)).inc()
         if cfg.server.access_log:  # the path only: a /ks/ token or a query must not reach the log
             access_log.info("http %s %s from %s: %s %s", request.method, loggable_path(request.path),

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from ..domain import load_yaml, parse_nodes
 from ..render import check_kickstart
 from .auth import api_auth
-from .deps import svc
+from .deps import services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -21,7 +21,7 @@ def node_summary(rec, armed: bool) -> dict:
 @bp.get("/nodes")
 @api_auth
 def nodes():
-    store = svc("store")
+    store = services().store
     recs = store.list_nodes(request.args.get("cluster"))
     return jsonify(nodes=[node_summary(r, store.active_build(r.node.name) is not None) for r in recs])
 
@@ -30,14 +30,14 @@ def nodes():
 @api_auth
 def import_nodes():
     data = load_yaml(request.get_data(as_text=True), "request body")
-    result = svc("store").import_nodes(parse_nodes(data, "request body"))
+    result = services().store.import_nodes(parse_nodes(data, "request body"))
     return jsonify(created=result.created, updated=result.updated, snapshots=result.snapshots)
 
 
 @bp.get("/nodes/<name>")
 @api_auth
 def node(name: str):
-    store = svc("store")
+    store = services().store
     rec = store.get(name)
     body = node_summary(rec, store.active_build(name) is not None)
     body["bmc"] = rec.node.bmc.model_dump(mode="json")
@@ -48,7 +48,7 @@ def node(name: str):
 @bp.get("/nodes/<name>/facts")
 @api_auth
 def facts(name: str):
-    snap = svc("store").snapshot(name, request.args.get("snapshot", type=int))
+    snap = services().store.snapshot(name, request.args.get("snapshot", type=int))
     return jsonify(id=snap.id, created_at=snap.created_at.isoformat(), source=snap.source,
                    facts=snap.facts.model_dump(mode="json"))
 
@@ -57,14 +57,14 @@ def facts(name: str):
 @api_auth
 def snapshots(name: str):
     return jsonify(snapshots=[{"id": s.id, "created_at": s.created_at.isoformat(), "source": s.source}
-                              for s in svc("store").snapshots(name)])
+                              for s in services().store.snapshots(name)])
 
 
 @bp.get("/nodes/<name>/render/<kind>")
 @api_auth
 def render(name: str, kind: str):
     install = True if request.args.get("install") in ("1", "true") else None
-    rendered = svc("renderer").render(name, kind, install=install, show_secrets=False,
+    rendered = services().renderer.render(name, kind, install=install, show_secrets=False,
                                       snapshot_id=request.args.get("snapshot", type=int))
     if request.args.get("check") in ("1", "true"):
         problems = check_kickstart(rendered.text) if kind == "kickstart" else []

@@ -9,11 +9,11 @@ import hmac
 
 from flask import jsonify, redirect, request, session, url_for
 
-from .deps import svc
+from .deps import web
 
 
 def token_ok(presented: str | None) -> bool:
-    expected = svc("admin_token")
+    expected = web().admin_token
     return bool(presented) and hmac.compare_digest(presented.encode(), expected.encode())
 
 
@@ -25,7 +25,7 @@ def bearer() -> str | None:
 
 def fingerprint() -> str:
     """What a UI session is bound to: a new admin token ends every session made with the old one."""
-    return hashlib.sha256(b"ui-session:" + svc("admin_token").encode()).hexdigest()[:32]
+    return hashlib.sha256(b"ui-session:" + web().admin_token.encode()).hexdigest()[:32]
 
 
 def api_auth(view):

@@ -7,22 +7,22 @@ from flask import Blueprint, Response, abort, request
 from ..bootnames import mac_from_name
 from ..core.boot import BootFiles
 from ..domain.types import normalize_mac
-from .deps import svc
+from .deps import services
 from .mediafiles import send_opened
 
 bp = Blueprint("boot", __name__)
 
 
 def _boot_files() -> BootFiles:
-    cfg = svc("cfg")
-    return BootFiles(cfg.paths.bootfiles, cfg.paths.media, svc("bootcache"))
+    cfg = services().cfg
+    return BootFiles(cfg.paths.bootfiles, cfg.paths.media, services().bootcache)
 
 
 def _serve(mac: str | None, kind: str) -> Response:
     served = _boot_files().config(kind, mac)
     if served.data is None:
         abort(404)
-    svc("metrics").renders.labels(kind).inc()
+    services().metrics.renders.labels(kind).inc()
     return Response(served.data, mimetype="text/plain")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from ..workflow import callbacks
-from .deps import svc
+from .deps import services
 
 bp = Blueprint("callbacks", __name__)
 
@@ -23,6 +23,6 @@ def _tail(limit: int) -> tuple[bytes, int]:
 
 @bp.post("/api/v1/callback/<token>/<phase>")
 def callback(token: str, phase: str):
-    body, total = _tail(svc("cfg").defaults.installer_log_max)
-    reply = callbacks.handle(svc("workflow"), token, phase, request.remote_addr or "", body, total=total)
+    body, total = _tail(services().cfg.defaults.installer_log_max)
+    reply = callbacks.handle(services(), token, phase, request.remote_addr or "", body, total=total)
     return jsonify(reply.body), reply.status

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..capture import service
-from .deps import svc
+from .deps import services
 
 bp = Blueprint("collect", __name__)
 
@@ -14,7 +14,7 @@ bp = Blueprint("collect", __name__)
 @bp.get("/collect.sh")
 def collect_script():
     token = request.args.get("token", "")
-    text = service.collector_script(svc("workflow"), svc("renderer").env, token)
+    text = service.collector_script(services(), services().renderer.env, token)
     if text is None:
         return Response("unknown, used or expired token\n", status=403, mimetype="text/plain")
     return Response(text, mimetype="text/x-shellscript")
@@ -22,6 +22,6 @@ def collect_script():
 
 @bp.post("/api/v1/collect/<token>")
 def collect_upload(token: str):
-    status, body = service.accept_upload(svc("workflow"), token, request.get_data(as_text=True),
+    status, body = service.accept_upload(services(), token, request.get_data(as_text=True),
                                          request.remote_addr or "")
     return jsonify(body), status

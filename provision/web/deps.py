@@ -1,9 +1,25 @@
-"""Access to the services wired by create_app, for views."""
+"""What views reach: the one Services object the app was created over, and the web side's own state."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 from flask import current_app
 
+if TYPE_CHECKING:
+    from ..services import Services
 
-def svc(name: str):
-    return current_app.extensions["provision"][name]
+
+@dataclass(frozen=True)
+class WebState:
+    admin_token: str
+    streams: Any  # events.Streams
+
+
+def services() -> Services:
+    return current_app.extensions["provision"]
+
+
+def web() -> WebState:
+    return current_app.extensions["provision.web"]

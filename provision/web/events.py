@@ -17,7 +17,7 @@ import time
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from .auth import api_or_ui_auth
-from .deps import svc
+from .deps import services, web
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
 POLL, HEARTBEAT = 0.5, 15.0
@@ -49,7 +49,7 @@ def _start() -> int:
                 return max(0, int(value))
             except ValueError:
                 return -1
-    return svc("store").last_event_id()
+    return services().store.last_event_id()
 
 
 @bp.get("/events")
@@ -58,10 +58,10 @@ def events():
     after = _start()
     if after < 0:
         return jsonify(error="Last-Event-ID / since: not an event id (a whole number)"), 400
-    streams: Streams = svc("event_streams")
+    streams: Streams = web().streams
     if not streams.take():
         return jsonify(error=f"too many event streams open (at most {streams.limit})"), 503, {"Retry-After": "5"}
-    store = svc("store")
+    store = services().store
 
     def feed(after: int):
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from ..core import kickstart as rules
-from .deps import svc
+from .deps import services
 
 bp = Blueprint("kickstart", __name__)
 
@@ -17,17 +17,17 @@ def sent_macs() -> list[str]:
 
 @bp.route("/ks/<token>", methods=["GET", "HEAD"])
 def kickstart(token: str):
-    store = svc("store")
-    decision = rules.decide(store, token, sent_macs(), request.remote_addr, svc("cfg").server.install_sources)
+    store = services().store
+    decision = rules.decide(store, token, sent_macs(), request.remote_addr, services().cfg.server.install_sources)
     if not decision.allowed:
-        svc("metrics").ks_denied.labels(decision.reason).inc()
+        services().metrics.ks_denied.labels(decision.reason).inc()
         if decision.detail:
             store.add_event(decision.build.node, "ks-denied", decision.detail)
         return Response(f"{'not found' if decision.status == 404 else 'forbidden'}\n", status=decision.status,
                         mimetype="text/plain")
-    data = svc("bootcache").kickstart(decision.build)
+    data = services().bootcache.kickstart(decision.build)
     if request.method == "HEAD":
         return Response(mimetype="text/plain", headers={"Content-Length": str(len(data))})
     store.mark_ks_fetched(decision.build.id, f"kickstart fetched by {request.remote_addr}")
-    svc("metrics").renders.labels("kickstart").inc()
+    services().metrics.renders.labels("kickstart").inc()
     return Response(data, mimetype="text/plain")

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, abort, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..core.files import open_under
-from .deps import svc
+from .deps import services
 from .mediafiles import send_opened
 
 bp = Blueprint("ops", __name__)
@@ -15,13 +15,13 @@ bp = Blueprint("ops", __name__)
 @bp.get("/healthz")
 def healthz():
     try:
-        generation = svc("store").generation()
+        generation = services().store.generation()
     except Exception as exc:  # the database and the TFTP loop are what a health check must report
         return jsonify(status="error", error=type(exc).__name__), 503
-    tftp = svc("tftp")
+    tftp = services().tftp
     if tftp is not None and not tftp.alive:
         return jsonify(status="error", error="tftp loop not running"), 503
-    cache, gate = svc("bootcache"), svc("gate")
+    cache, gate = services().bootcache, services().gate
     return jsonify(status="ok", generation=generation, bootcache={"warm": cache.warmed, "nodes": len(cache.node_macs),
                                                                   "synced_generation": cache.seen,
                                                                   "renders": cache.renders},
@@ -31,13 +31,13 @@ def healthz():
 
 @bp.get("/metrics")
 def metrics():
-    return Response(generate_latest(svc("metrics").registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(services().metrics.registry), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.route("/media/<path:path>", methods=["GET", "HEAD"])
 def media(path: str):
     """Installation media under [paths] media, as core/files.py opens them (the TFTP policy)."""
-    _outcome, opened = open_under(svc("cfg").paths.media, path)
+    _outcome, opened = open_under(services().cfg.paths.media, path)
     if opened is None:
         abort(404)
     return send_opened(opened)

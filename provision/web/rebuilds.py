@@ -3,11 +3,11 @@ conductor in `serve` runs them (workflow/conductor.py); these views only parse, 
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from ..workflow import submit
 from .auth import api_auth
-from .deps import svc
+from .deps import services
 
 bp = Blueprint("rebuilds", __name__, url_prefix="/api/v1")
 
@@ -33,7 +33,7 @@ def run_json(run, store, nodes: bool = True) -> dict:
 
 def wake_conductor() -> None:
     """A run was submitted or continued: this process's conductor looks now, not at its next tick."""
-    conductor = current_app.extensions["provision"].get("conductor")
+    conductor = services().conductor
     if conductor is not None:
         conductor.wake()
 
@@ -42,13 +42,13 @@ def wake_conductor() -> None:
 @api_auth
 def create():
     req = submit.RebuildRequest.parse(request.get_json(silent=True))
-    store = svc("store")
+    store = services().store
     selected = submit.select(store, req.nodes, req.cluster)
     submit.check_rebuildable(store, selected, False, req.accept_foreign_vg, retry=req.retry)
     canary = submit.default_canary(req.canary, selected)
     if req.dry_run:
         return jsonify(dry_run=True, **submit.plan(store, selected, req.max_parallel, req.min_up, canary,
-                                                   ctx=svc("workflow")))
+                                                   ctx=services()))
     options = {"max_parallel": req.max_parallel, "min_up": req.min_up, "canary": canary,
                "accept_drift": req.accept_drift, "allow_gluster": req.allow_gluster, "retry": req.retry}
     run = store.create_rebuild(selected, options, runner="service")
@@ -59,19 +59,19 @@ def create():
 @bp.get("/rebuilds")
 @api_auth
 def index():
-    store = svc("store")
+    store = services().store
     return jsonify(rebuilds=[run_json(r, store, nodes=False) for r in reversed(store.rebuilds())])
 
 
 @bp.get("/rebuilds/<int:run_id>")
 @api_auth
 def show(run_id: int):
-    store = svc("store")
+    store = services().store
     return jsonify(run_json(store.rebuild(run_id), store))
 
 
 def _control(run_id: int, action: str):
-    store = svc("store")
+    store = services().store
     run = store.control_rebuild(run_id, action)
     wake_conductor()
     return jsonify(run_json(run, store)), 202

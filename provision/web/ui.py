@@ -17,7 +17,7 @@ from ..store import utcnow
 from ..workflow import states as S
 from ..workflow import submit
 from .auth import fingerprint, token_ok, ui_auth
-from .deps import svc
+from .deps import services
 from .rebuilds import run_json, wake_conductor
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/console")
@@ -63,7 +63,7 @@ def logout():
 @bp.get("/")
 @ui_auth
 def index():
-    store = svc("store")
+    store = services().store
     q, cluster, state = (request.args.get(k, "").strip() for k in ("q", "cluster", "state"))
     recs = store.list_nodes()
     rows, runs = [], {}
@@ -92,14 +92,14 @@ def index():
 @bp.get("/nodes/<name>")
 @ui_auth
 def node(name: str):
-    store = svc("store")
+    store = services().store
     rec = store.get(name)
     snaps = store.snapshots(name)
     history = [(s, diff(snaps[i - 1].facts, s.facts) if i else None) for i, s in enumerate(snaps)]
     previews = []
     for kind in KINDS:
         try:
-            text = svc("renderer").render(name, kind, install=True, show_secrets=False).text
+            text = services().renderer.render(name, kind, install=True, show_secrets=False).text
             previews.append((kind, text, None, check_kickstart(text) if kind == "kickstart" else None))
         except ProvisionError as exc:
             previews.append((kind, "", str(exc), None))
@@ -111,7 +111,7 @@ def node(name: str):
 @bp.get("/runs")
 @ui_auth
 def runs():
-    store = svc("store")
+    store = services().store
     runs_ = list(reversed(store.rebuilds()))
     return render_template("runs.html", title="Rebuild runs", runs=runs_,
                            gone={r.id for r in runs_ if store.runner_gone(r)})
@@ -120,7 +120,7 @@ def runs():
 @bp.get("/runs/<int:run_id>")
 @ui_auth
 def run(run_id: int):
-    store = svc("store")
+    store = services().store
     r = store.rebuild(run_id)
     canary, width = int(r.options.get("canary") or 0), int(r.options.get("max_parallel") or 1)
     nodes = []
@@ -140,7 +140,7 @@ def run(run_id: int):
 @bp.get("/runs/<int:run_id>.json")
 @ui_auth
 def run_json_view(run_id: int):
-    store = svc("store")
+    store = services().store
     return jsonify(run_json(store.rebuild(run_id), store))
 
 
@@ -149,7 +149,7 @@ def run_json_view(run_id: int):
 def control(run_id: int, action: str):
     if action not in ("abort", "pause", "continue"):
         abort(404)
-    svc("store").control_rebuild(run_id, action)
+    services().store.control_rebuild(run_id, action)
     wake_conductor()
     return redirect(url_for("ui.run", run_id=run_id))
 
@@ -159,7 +159,7 @@ def control(run_id: int, action: str):
 def retry():
     """Retry failed nodes (or nodes a run left part-way) in a new service run, each from where it
     stopped; the button names the nodes and the step."""
-    store = svc("store")
+    store = services().store
     names = submit.select(store, request.form.getlist("nodes"), None)
     submit.check_rebuildable(store, names, False, retry=True)
     width = min(max(1, int(request.form.get("max_parallel") or 1)), 500)
@@ -181,7 +181,7 @@ def _request_from_form() -> submit.RebuildRequest:
 
 def _prepare():
     req = _request_from_form()
-    store = svc("store")
+    store = services().store
     names = submit.select(store, req.nodes, None)
     submit.check_rebuildable(store, names, False, req.accept_foreign_vg)
     canary = submit.default_canary(req.canary, names)
@@ -194,7 +194,7 @@ def _prepare():
 @ui_auth
 def plan():
     store, names, o = _prepare()
-    p = submit.plan(store, names, o["max_parallel"], o["min_up"], o["canary"], ctx=svc("workflow"))
+    p = submit.plan(store, names, o["max_parallel"], o["min_up"], o["canary"], ctx=services())
     return render_template("plan.html", title="Plan a rebuild", names=names, plan=p, options=o, error=None)
 
 

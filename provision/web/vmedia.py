@@ -8,7 +8,7 @@ from flask import Blueprint, Response, send_file
 
 from .. import tokens
 from ..vmedia import ensure_iso
-from .deps import svc
+from .deps import services
 
 bp = Blueprint("vmedia", __name__)
 
@@ -19,7 +19,7 @@ def _deny(status: int) -> Response:
 
 @bp.route("/vmedia/<token>/boot.iso", methods=["GET", "HEAD"])
 def vmedia(token: str):
-    store = svc("store")
+    store = services().store
     if not tokens.looks_valid(token):
         return _deny(404)
     build = store.build_by_digest(tokens.digest(token))
@@ -27,5 +27,5 @@ def vmedia(token: str):
         return _deny(404)
     if not build.boots_install:  # ended, expired, or `installed` was accepted
         return _deny(403)
-    path = ensure_iso(svc("cfg"), store, svc("renderer"), build)
+    path = ensure_iso(services().cfg, store, services().renderer, build)
     return send_file(path, mimetype="application/x-iso9660-image", conditional=True, etag=True, max_age=0)

@@ -11,11 +11,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import states as S
-from .context import Context
 from .machine import advance
 from .runner import drive
+
+if TYPE_CHECKING:  # services builds what steps use: it imports this package
+    from ..services import Services
 
 
 @dataclass
@@ -33,7 +36,7 @@ class BatchResult:
 
 
 class Batch:
-    def __init__(self, ctx: Context, names: list[str], *, rebuild_id: int, max_parallel: int = 1,
+    def __init__(self, ctx: Services, names: list[str], *, rebuild_id: int, max_parallel: int = 1,
                  min_up: int | None = None, canary: int = 0, retry: set[str] | None = None,
                  accept_drift: bool = False, allow_gluster: bool = False, resume: bool = True,
                  on_change: Callable[[str, str, str | None], None] | None = None) -> None:
@@ -167,10 +170,12 @@ class Batch:
         if self.min_up is None or queued.state in S.ACTIVE:
             return None
         cluster = queued.cluster
-        up = sum(1 for h in self.ctx.engine.cluster_hosts(cluster) if h.status == "up")
-        # a node handed to a worker that has not recorded its start yet counts as going down too
+        # a node handed to a worker that has not recorded its start yet counts as going down too.
+        # The store first, then the engine: a node read as still up here and deactivated before
+        # the engine is asked counts twice (safe); the other order could count it as neither
         going_down = sum(1 for st in self.ctx.store.node_states(list(self.in_flight)).values()
                          if st.cluster == cluster and (st.state in S.STILL_UP or st.state in (S.READY, S.DONE)))
+        up = sum(1 for h in self.ctx.engine.cluster_hosts(cluster) if h.status == "up")
         if up - going_down - 1 >= self.min_up:
             return None
         return (f"cluster {cluster}: {up} host(s) Up, {going_down} about to go down; rebuilding {name} "
@@ -211,7 +216,7 @@ class Batch:
                 f"(hosted_engine_min_up {self.he_min_up}: the engine VM needs somewhere to run)")
 
 
-def disarm_after_abort(ctx: Context, rebuild_id: int, names: list[str]) -> list[str]:
+def disarm_after_abort(ctx: Services, rebuild_id: int, names: list[str]) -> list[str]:
     """An abort leaves no node armed that nobody will power-cycle: a node of the run that stopped
     armed before its netboot (its boot configs say install: anyone's reboot would reinstall it) is
     disarmed and parked in failed(netboot), from which a retry arms it again. Nodes past the power

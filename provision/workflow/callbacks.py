@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import tokens
 from ..core.sources import from_node
@@ -18,8 +19,10 @@ from ..power.base import PowerError
 from ..vmedia import remove_iso
 from . import enroll
 from . import states as S
-from .context import Context
 from .machine import advance, transition
+
+if TYPE_CHECKING:  # services builds what steps use: it imports this package
+    from ..services import Services
 
 PHASES = ("installed", "enrolled", "failed")
 
@@ -30,7 +33,7 @@ class Reply:
     body: dict
 
 
-def handle(ctx: Context, token: str, phase: str, remote_addr: str, body: bytes, total: int | None = None) -> Reply:
+def handle(ctx: Services, token: str, phase: str, remote_addr: str, body: bytes, total: int | None = None) -> Reply:
     """`body` may be the tail of a longer upload of `total` bytes (an installer log is truncated)."""
     if phase not in PHASES:
         return Reply(404, {"error": "unknown phase"})
@@ -54,7 +57,7 @@ def _from_node(node, remote_addr: str) -> bool:
     return from_node(remote_addr, [a.ip for a in node.facts.addresses()] if node.facts else [])
 
 
-def _installed(ctx: Context, node, build, st) -> Reply:
+def _installed(ctx: Services, node, build, st) -> Reply:
     """Hand over the enrollment prepared at `arm`: the same answer to every repeat until the node
     reports `enrolled` (a curl retry, an answer lost on the way), one request at a time per node."""
     with enroll.node_lock(node.name):
@@ -64,7 +67,7 @@ def _installed(ctx: Context, node, build, st) -> Reply:
     return reply
 
 
-def _installed_locked(ctx: Context, node, build, st) -> tuple[Reply, bool]:
+def _installed_locked(ctx: Services, node, build, st) -> tuple[Reply, bool]:
     ctx.store.set_boot_local(build.id)  # reinstall-loop guard, before anything else
     name, state = node.name, st.state
     if state in (S.REGISTER, S.DONE):
@@ -89,7 +92,7 @@ def _installed_locked(ctx: Context, node, build, st) -> tuple[Reply, bool]:
         return Reply(502, {"error": "enrollment failed on the server; see provision status"}), eject
 
 
-def _eject(ctx: Context, name: str, build) -> None:
+def _eject(ctx: Services, name: str, build) -> None:
     """The installed system boots from its disk: take the ISO out of the virtual CD (the served
     URL already refuses it: the build no longer boots the install) and delete it."""
     try:
@@ -101,7 +104,7 @@ def _eject(ctx: Context, name: str, build) -> None:
     remove_iso(ctx.cfg, build)
 
 
-def _enrolled(ctx: Context, name: str, state: str) -> Reply:
+def _enrolled(ctx: Services, name: str, state: str) -> Reply:
     if state in (S.REGISTER, S.DONE):
         return Reply(200, {"status": "ok"})
     if state != S.ENROLL:
@@ -111,7 +114,7 @@ def _enrolled(ctx: Context, name: str, state: str) -> Reply:
     return Reply(200, {"status": "ok"})
 
 
-def _failed(ctx: Context, name: str, state: str, body: bytes, total: int) -> Reply:
+def _failed(ctx: Services, name: str, state: str, body: bytes, total: int) -> Reply:
     cap = ctx.cfg.defaults.installer_log_max
     truncated = total > cap
     text = ((f"[provision: log truncated, last {cap} of {total} bytes kept]\n" if truncated else "")

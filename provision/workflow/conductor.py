@@ -20,12 +20,15 @@ import secrets
 import socket
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import ProvisionError
 from . import states as S
 from .batch import Batch, BatchResult, disarm_after_abort
-from .context import Context
 from .lease import apply_control
+
+if TYPE_CHECKING:  # services builds what steps use: it imports this package
+    from ..services import Services
 
 log = logging.getLogger("provision.conductor")
 
@@ -40,7 +43,7 @@ class _Held:
 
 
 class Conductor:
-    def __init__(self, ctx: Context, *, lease: float = 30.0, poll: float = 2.0, owner: str | None = None) -> None:
+    def __init__(self, ctx: Services, *, lease: float = 30.0, poll: float = 2.0, owner: str | None = None) -> None:
         self.ctx, self.lease, self.poll = ctx, lease, poll
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.held: dict[int, _Held] = {}

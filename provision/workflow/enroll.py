@@ -12,9 +12,12 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ProvisionError
-from .context import Context
+
+if TYPE_CHECKING:  # services builds what steps use: it imports this package
+    from ..services import Services
 
 # one `installed`/`enrolled` at a time per node in this process: a curl retry that arrives while the
 # first request is still working waits for it and gets its answer, it never enrolls a second time
@@ -27,7 +30,7 @@ def node_lock(name: str) -> threading.Lock:
         return _locks[name]
 
 
-def prepare(ctx: Context, node, data: dict) -> dict:
+def prepare(ctx: Services, node, data: dict) -> dict:
     """IPA host_add with a fresh one-time password (IPv4 and IPv6 addresses) and the recorded
     memberships (host groups, netgroups, HBAC and sudo rules, managedby); a Satellite registration
     command. Sealed into the step data (`enroll_reply`) until the node reports `enrolled`."""
@@ -50,7 +53,7 @@ def prepare(ctx: Context, node, data: dict) -> dict:
     return reply
 
 
-def reply(ctx: Context, node, data: dict) -> dict:
+def reply(ctx: Services, node, data: dict) -> dict:
     """The sealed reply, or one prepared now (a retried enrollment, or a run armed before replies
     were prepared at arm)."""
     if data.get("enroll_reply"):
@@ -58,7 +61,7 @@ def reply(ctx: Context, node, data: dict) -> dict:
     return prepare(ctx, node, data)
 
 
-def satellite_ca(ctx: Context) -> str:
+def satellite_ca(ctx: Services) -> str:
     """The configured Satellite CA (PEM), handed to the node to trust before it registers."""
     path = ctx.cfg.satellite.ca_file
     if path is None or ctx.cfg.satellite.insecure:

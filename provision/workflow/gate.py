@@ -10,9 +10,12 @@ organization, activation keys); the engine cluster the host is added back into."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ProvisionError
-from .context import Context
+
+if TYPE_CHECKING:  # services builds what steps use: it imports this package
+    from ..services import Services
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ def describe_dns(plan: dict, fqdn: str) -> str:
     return f"zone {zone} in IPA: " + ("; ".join(parts) or "no address")
 
 
-def checks(ctx: Context, node) -> list[tuple[str, object]]:
+def checks(ctx: Services, node) -> list[tuple[str, object]]:
     """(system, check) pairs: each check returns what it found or raises ProvisionError."""
     mgmt = node.facts.management
     ips = [str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None]
@@ -57,12 +60,12 @@ def run_check(system: str, fn) -> Row:
         return Row(system, False, f"{type(exc).__name__}: {exc}")
 
 
-def rows(ctx: Context, node) -> list[Row]:
+def rows(ctx: Services, node) -> list[Row]:
     """One row per system, in turn; a system that cannot be asked is a failed row naming why."""
     return [run_check(system, fn) for system, fn in checks(ctx, node)]
 
 
-def rows_of_many(ctx: Context, nodes: list, deadline: float = 8.0, workers: int = 16) -> dict[str, list[Row]]:
+def rows_of_many(ctx: Services, nodes: list, deadline: float = 8.0, workers: int = 16) -> dict[str, list[Row]]:
     """The rows of many nodes at once (a plan of a whole cluster), at most `workers` checks at a time;
     one still running at `deadline` seconds is a failed row saying so (preflight waits its full
     timeouts). Daemon threads: a dry run ends at its deadline, not when a dead BMC's timeouts do."""
@@ -91,7 +94,7 @@ def rows_of_many(ctx: Context, nodes: list, deadline: float = 8.0, workers: int 
     return out
 
 
-def bmc(ctx: Context, node) -> str:
+def bmc(ctx: Services, node) -> str:
     driver = ctx.power(node)
     driver.validate()
     if node.bmc.driver != "redfish":
@@ -105,13 +108,13 @@ def bmc(ctx: Context, node) -> str:
             f"{info['media_home']}; netboot: " + "; ".join(info["plan"]))
 
 
-def engine(ctx: Context, node) -> str:
+def engine(ctx: Services, node) -> str:
     if not ctx.engine.cluster_exists(node.cluster):
         raise ProvisionError(f"the engine has no cluster {node.cluster} to add {node.name} back into")
     return f"cluster {node.cluster} exists"
 
 
-def passed(ctx: Context, node) -> list[tuple[str, str]]:
+def passed(ctx: Services, node) -> list[tuple[str, str]]:
     """Preflight's gate: the rows as events, or a ProvisionError naming every row that failed."""
     checked = rows(ctx, node)
     failed = [r for r in checked if not r.ok]

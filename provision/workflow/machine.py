@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from ..store import NodeState, Store
-from .states import ARM, FAILED, NETBOOT, RESUME_CLEARS, InvalidTransition, next_state
+from ..store.store import KEEP
+from .states import ARM, FAILED, NETBOOT, PREFLIGHT, RESUME_CLEARS, InvalidTransition, next_state
+
+
+def failure_after(state: str, new: str, reason: str | None):
+    """What a move does to the node's failed_step and fail_reason: a failure records the step it
+    failed in and why; leaving `failed` (a retry, a new rebuild) or starting over at preflight
+    clears them; any other move keeps them (KEEP)."""
+    if new == FAILED:
+        return state, reason
+    if state == FAILED or new == PREFLIGHT:
+        return None, None
+    return KEEP
 
 
 def transition(store: Store, name: str, event: str, *, expect: str | None = None, reason: str | None = None,
@@ -30,7 +42,7 @@ def transition(store: Store, name: str, event: str, *, expect: str | None = None
         data = {**{k: None for k in RESUME_CLEARS[new]}, **(data or {})}
     message = f"{state} -> {new} ({event})" + (f": {reason}" if reason else "")
     return store.compare_and_set_state(name, state, new, message,
-                                       failed_step=state if new == FAILED else None, reason=reason,
+                                       failure=failure_after(state, new, reason),
                                        rebuild_id=rebuild_id, data=data if event != "start" else (data or {}),
                                        replace_data=event == "start",  # a new rebuild starts with no step data
                                        events=events, wake=wake)

@@ -5,18 +5,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import ProvisionError
 from ..store import utcnow
 from . import states as S
 from . import steps
-from .context import Context
 from .machine import transition
+
+if TYPE_CHECKING:  # services builds what steps use: it imports this package
+    from ..services import Services
 
 log = logging.getLogger("provision.workflow")
 
 
-def drive(ctx: Context, name: str, *, stop: threading.Event,
+def drive(ctx: Services, name: str, *, stop: threading.Event,
           on_change: Callable[[str, str, str | None], None] | None = None) -> str:
     """Run steps for `name` from whatever state it is in. Returns the state it stopped in.
     With `stop` set, the node finishes the step it is in and goes no further.

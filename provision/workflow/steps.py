@@ -12,6 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import tokens
 from ..capture import service
@@ -24,8 +25,10 @@ from ..store import NodeState, utcnow
 from . import enroll, fencing, gate
 from . import states as S
 from .bootprobe import boot_mac, probe_iso
-from .context import Context
 from .nicmap import map_by_mac
+
+if TYPE_CHECKING:  # services builds what steps use: it imports this package
+    from ..services import Services
 
 
 class StepError(ProvisionError):
@@ -39,14 +42,14 @@ class Done:
     events: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _node(ctx: Context, st: NodeState):
+def _node(ctx: Services, st: NodeState):
     rec = ctx.store.get(st.name, st.generation)
     if rec.node.facts is None:
         raise StepError(f"node {st.name}: no facts snapshot; capture or import facts before a rebuild")
     return rec.node
 
 
-def preflight(ctx: Context, st: NodeState) -> Done:
+def preflight(ctx: Services, st: NodeState) -> Done:
     name, data = st.name, st.data
     node = _node(ctx, st)
     facts = node.facts
@@ -74,7 +77,7 @@ def preflight(ctx: Context, st: NodeState) -> Done:
     return Done({"engine_host_id": host.id, **keep}, events)
 
 
-def capture(ctx: Context, st: NodeState) -> Done:
+def capture(ctx: Services, st: NodeState) -> Done:
     """Refresh the facts from the engine and compare them with the last snapshot: drift (MACs,
     bonds, network placement, IPs, disks) stops the node unless the run accepts drift. The
     snapshot the rebuild will use is pinned in the step data."""
@@ -96,7 +99,7 @@ def capture(ctx: Context, st: NodeState) -> Done:
     return Done({"snapshot_id": snapshot_id})
 
 
-def drain(ctx: Context, st: NodeState) -> None:
+def drain(ctx: Services, st: NodeState) -> None:
     name, data = st.name, st.data
     node = _node(ctx, st)
     host = ctx.engine.find_host(node.name)
@@ -107,7 +110,7 @@ def drain(ctx: Context, st: NodeState) -> None:
     ctx.engine.wait_status(host.id, {"maintenance"}, ctx.timeout(S.DRAIN) or 1800)
 
 
-def retire(ctx: Context, st: NodeState) -> Done:
+def retire(ctx: Services, st: NodeState) -> Done:
     name, data = st.name, st.data
     node = _node(ctx, st)
     host = ctx.engine.find_host(node.name)
@@ -141,11 +144,11 @@ def retire(ctx: Context, st: NodeState) -> Done:
     return Done({"retired_at": utcnow().isoformat()})
 
 
-def engine_key_path(ctx: Context) -> Path:
+def engine_key_path(ctx: Services) -> Path:
     return ctx.cfg.paths.state_dir / "engine.pub"
 
 
-def arm(ctx: Context, st: NodeState) -> Done | None:
+def arm(ctx: Services, st: NodeState) -> Done | None:
     name, data = st.name, st.data
     path = engine_key_path(ctx)
     if ctx.cfg.defaults.ssh_key_file is None and not (path.is_file() and path.read_text().strip()):
@@ -170,7 +173,7 @@ def arm(ctx: Context, st: NodeState) -> Done | None:
     return Done({"build_id": build.id})
 
 
-def netboot(ctx: Context, st: NodeState) -> None:
+def netboot(ctx: Services, st: NodeState) -> None:
     """At most one power action per build: the driver keys the operation by the build, so a
     resumed step (after kill -9 anywhere) finds it done instead of power-cycling again."""
     name, data = st.name, st.data
@@ -190,7 +193,7 @@ def netboot(ctx: Context, st: NodeState) -> None:
         if action == "already" else f"one-shot network boot set (uefi={uefi}); power {action}")])
 
 
-def _vmedia_boot(ctx: Context, node, data: dict, uefi: bool) -> None:
+def _vmedia_boot(ctx: Services, node, data: dict, uefi: bool) -> None:
     """The build's ISO in the BMC's virtual CD, a one-time boot from it, then power: no DHCP."""
     name, build = node.name, ctx.store.active_build(node.name)
     token = tokens.derive(ctx.key, build.nonce)
@@ -211,7 +214,7 @@ def _vmedia_boot(ctx: Context, node, data: dict, uefi: bool) -> None:
         if action == "already" else f"one-shot boot from virtual CD set (uefi={uefi}); power {action}")])
 
 
-def register(ctx: Context, st: NodeState) -> None:
+def register(ctx: Services, st: NodeState) -> None:
     name, data = st.name, st.data
     node = _node(ctx, st)
     if data.get("satellite_placement") and not data.get("satellite_restored"):
