@@ -99,8 +99,10 @@ test-stress: system-deps $(TSTAMP)
 bench: $(STAMP) system-deps bench-deps
 	$(BIN)/python -m bench
 
+# style and types: CI runs it before the tests
 lint: $(STAMP)
 	$(BIN)/ruff check provision tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) var

@@ -171,7 +171,7 @@ class DefaultsConfig(_Section):
     installer_log_max: int = Field(default=1024 * 1024, ge=1024)
     # seconds each step may take before the node is failed (installing: until the `installed` callback)
     step_timeouts: dict[str, float] = Field(default_factory=lambda: {
-        "drain": 1800, "installing": 5400, "enroll": 1800, "register": 3600})
+        "drain": 1800.0, "installing": 5400.0, "enroll": 1800.0, "register": 3600.0})
     poll_interval: float = Field(default=2.0, gt=0, le=60)
     ipmi_timeout: float = Field(default=30.0, gt=0)
     ipmi_attempts: int = Field(default=3, ge=1, le=10)

@@ -82,7 +82,9 @@ def plan(cfg: Config, store: Store, next_server: str | None = None, ipxe: bool =
     except ValueError:
         raise InputError(f"--next-server: {next_server!r} is not an IPv4 address (PXE firmware's TFTP "
                          "server is an IPv4 address)") from None
-    hosts, subnets, skipped = [], {}, []
+    hosts: list[Host] = []
+    subnets: dict = {}  # network -> Subnet
+    skipped: list[str] = []
     for rec in store.list_nodes():
         node = rec.node
         if node.facts is None:
@@ -92,8 +94,9 @@ def plan(cfg: Config, store: Store, next_server: str | None = None, ipxe: bool =
         vlan = node.facts.vlan(mgmt.interface)
         note = (f"management is on VLAN {vlan.id}: the firmware asks untagged, so serve this MAC on the "
                 "native VLAN of its port" if vlan else "")
-        ip = net = None
-        if mgmt.address is not None:
+        ip: ipaddress.IPv4Address | None = None
+        net: ipaddress.IPv4Network | None = None
+        if isinstance(mgmt.address, ipaddress.IPv4Interface):  # `address` is IPv4, `address6` IPv6
             ip, net = mgmt.address.ip, mgmt.address.network
             sub = subnets.setdefault(net, Subnet(net))
             if sub.gateway is None and mgmt.gateway is not None:

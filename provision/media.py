@@ -84,7 +84,7 @@ class Iso:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(dest, "wb") as out:
             sink = _Hashing(out)
-            self.iso.get_file_from_iso_fp(sink, **{self.kw: "/" + rel})
+            self.iso.get_file_from_iso_fp(sink, **{self.kw: "/" + rel})  # type: ignore[arg-type]  # a writable
         return sink.sha.hexdigest(), sink.size
 
     def close(self) -> None:

@@ -96,8 +96,8 @@ def _write(out: Path, pxe: Path, boot: Path, configs: dict[str, bytes], *, bios:
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=LABEL)
     with contextlib.ExitStack() as files:
         def add(iso_name: str, path: str, source: Path | None = None, data: bytes | None = None) -> None:
-            fp = files.enter_context(open(source, "rb")) if source else io.BytesIO(data)
-            length = source.stat().st_size if source else len(data)
+            fp = files.enter_context(open(source, "rb")) if source else io.BytesIO(data or b"")
+            length = source.stat().st_size if source else len(data or b"")
             iso.add_fp(fp, length, iso_name, rr_name=path.rsplit("/", 1)[-1], joliet_path=path)
 
         for d in ("/images", "/images/pxeboot", "/isolinux", "/EFI", "/EFI/BOOT"):

@@ -77,9 +77,9 @@ def diff(old: Facts, new: Facts) -> list[Change]:
             add("disk", f"disk {d.id} missing" + (" (the install disk)" if d.install else ""))
         elif match.install != d.install:
             add("disk", f"install disk changed: {d.id} is {'no longer' if d.install else 'now'} the install disk")
-    for n in new.disks:
-        if not any(same(d, n) for d in old.disks):
-            add("disk", f"new disk {n.id}")
+    for nd in new.disks:
+        if not any(same(d, nd) for d in old.disks):
+            add("disk", f"new disk {nd.id}")
     if old.firmware != new.firmware:
         add("firmware", f"firmware changed {old.firmware} -> {new.firmware}")
     if [str(s) for s in old.dns_servers] != [str(s) for s in new.dns_servers] or old.dns_search != new.dns_search:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import Any
 
 from ..domain import Facts
 
@@ -32,9 +33,10 @@ def lsblk_pairs(text: str) -> dict:
             continue
         if "NAME" not in row:
             continue
-        dev = {k.lower(): (v if v != "" else None) for k, v in row.items()}
-        if dev.get("size"):
-            dev["size"] = int(dev["size"]) if dev["size"].isdigit() else dev["size"]
+        dev: dict[str, Any] = {k.lower(): (v if v != "" else None) for k, v in row.items()}
+        size = dev.get("size")
+        if size:
+            dev["size"] = int(size) if size.isdigit() else size
         if dev.get("type") in ("disk", "rom", "loop") or not disks:
             disks.append(dev)
         else:

@@ -50,14 +50,14 @@ def links_oneline(text: str) -> list[dict]:
                     link["address"] = w[1].lower()
             elif w[0] in KINDS and "info_kind" not in info:
                 info["info_kind"] = w[0]
-                if w[0] == "vlan" and _word_after(w, "id"):
-                    info["info_data"] = {"id": int(_word_after(w, "id")), "protocol": _word_after(w, "protocol")}
+                if w[0] == "vlan" and (vid := _word_after(w, "id")):
+                    info["info_data"] = {"id": int(vid), "protocol": _word_after(w, "protocol")}
                 elif w[0] == "bond":
                     info["info_data"] = {"mode": _word_after(w, "mode")}
             elif w[0].endswith("_slave"):
                 info["info_slave_kind"] = w[0].removesuffix("_slave")
-                if _word_after(w, "perm_hwaddr"):
-                    info["info_slave_data"] = {"perm_hwaddr": _word_after(w, "perm_hwaddr").lower()}
+                if perm := _word_after(w, "perm_hwaddr"):
+                    info["info_slave_data"] = {"perm_hwaddr": perm.lower()}
         if info:
             link["linkinfo"] = info
         out.append(link)

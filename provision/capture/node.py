@@ -9,6 +9,7 @@ the same device. The management network is the one carrying the default route.""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -45,7 +46,9 @@ def _json(sec: dict, name: str, default):
 
 def parse_bonding(text: str) -> dict:
     """/proc/net/bonding/<bond> -> {'mode', 'options', 'slaves': {name: perm_mac}}."""
-    mode, opts, slaves, current = None, {}, {}, None
+    mode, current = None, None
+    opts: dict[str, str] = {}
+    slaves: dict[str, str | None] = {}
     for line in text.splitlines():
         key, _, value = (p.strip() for p in line.partition(":"))
         if key == "Bonding Mode":
@@ -160,7 +163,7 @@ def _facts_from_node(text: str, previous: Facts | None) -> Facts:
     default_dev = gateways[4] | gateways[6]
 
     def ips(dev: str) -> dict:
-        out = {}
+        out: dict[str, Any] = {}
         for a in addrs.get(dev, {}).get("addr_info", []):
             if a.get("scope") != "global":
                 continue

@@ -137,12 +137,13 @@ class Disk(_Model):
             if self.wwn is None:
                 raise ValueError("a disk needs an id (/dev/disk/by-id name) or a wwn")
             object.__setattr__(self, "id", udev_link(self.wwn, self.multipath))
+        link: str = self.id  # type: ignore[assignment]  # set just above when it was None
         for bad in ("wwn-eui.", "wwn-nvme.", "wwn-naa."):
-            if self.id.startswith(bad):
-                raise ValueError(f"id {self.id}: udev creates no such link; an NVMe namespace is "
-                                 f"nvme-{self.id.removeprefix('wwn-')}, a SCSI NAA id is wwn-0x<hex>")
-        if self.multipath and not self.id.startswith(("dm-uuid-mpath-", "dm-name-")):
-            raise ValueError(f"id {self.id}: a multipath disk must be named by its multipath device "
+            if link.startswith(bad):
+                raise ValueError(f"id {link}: udev creates no such link; an NVMe namespace is "
+                                 f"nvme-{link.removeprefix('wwn-')}, a SCSI NAA id is wwn-0x<hex>")
+        if self.multipath and not link.startswith(("dm-uuid-mpath-", "dm-name-")):
+            raise ValueError(f"id {link}: a multipath disk must be named by its multipath device "
                              f"(dm-uuid-mpath-<WWID>), not by one of its paths")
         if self.install and self.wwn is None and self.serial is None:
             raise ValueError(f"install disk {self.id}: needs a wwn or serial to be identified uniquely")
@@ -204,7 +205,7 @@ class Facts(_Model):
         if mgmt[0].address is None and mgmt[0].address6 is None:
             raise ValueError(f"networks: management network {mgmt[0].network} needs a static address")
         _unique("networks", [str(a.ip) for a in self.addresses()], "IP address")
-        _unique("disks", [d.id for d in self.disks], "disk id")
+        _unique("disks", [d.id for d in self.disks if d.id], "disk id")
         _unique("disks", [d.wwn for d in self.disks if d.wwn], "disk wwn")
         installs = [d for d in self.disks if d.install]
         if self.disks and len(installs) != 1:
@@ -251,7 +252,7 @@ class Facts(_Model):
         vlan = self.vlan(self.management.interface)
         base = vlan.parent if vlan else self.management.interface
         bond = self.bond(base)
-        return [self.nic(n) for n in (bond.slaves if bond else [base])]
+        return [nic for n in (bond.slaves if bond else [base]) if (nic := self.nic(n)) is not None]
 
     def in_use(self) -> list[Nic]:
         """NICs that carry something: a bond slave, a VLAN base, or a network attachment's device."""

@@ -84,7 +84,7 @@ def no_gc():
             gc.enable()
 
 
-class _StrictLoader(yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader):
+class _StrictLoader(yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader):  # type: ignore[misc]
     """A safe loader that refuses duplicate keys (YAML says they are an error; PyYAML keeps the
     last), nesting deeper than MAX_DEPTH and documents that expand past MAX_NODES through aliases."""
 

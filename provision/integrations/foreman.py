@@ -125,7 +125,7 @@ class ForemanSatellite:
         return found[0]["id"]
 
     def rhsm_command(self) -> str:
-        url = self.cfg.url
+        url = self.cfg.url or ""
         org = shlex.quote(self.cfg.organization or "")
         keys = shlex.quote(",".join(self.cfg.activation_keys))
         return (f"rpm -Uvh {shlex.quote(url + '/pub/katello-ca-consumer-latest.noarch.rpm')} && "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from ..config import EngineConfig, read_secret
 from ..domain import Facts
@@ -147,7 +148,7 @@ class OvirtEngine:
         """The host's fence agents (FenceAgentsService.list), in their order, as a restore needs them:
         type, address, port, username, order, encrypt_options and options. The engine never shows an
         agent's password."""
-        out = []
+        out: list[dict] = []
         for a in self._api("GET", f"/hosts/{host_id}/fenceagents").get("agent", []):
             where = f"host {host_id}: fence agent {a.get('id')}"
             out.append({"type": a.get("type") or "", "address": a.get("address") or "",
@@ -232,7 +233,7 @@ def setup_networks_body(facts: Facts) -> dict:
             if att.gateway6 is not None:
                 ip6["gateway"] = str(att.gateway6)
             assignments.append({"assignment_method": "static", "ip": ip6})
-        entry = {"network": {"name": att.network}, "host_nic": {"name": vlan.parent if vlan else att.interface}}
+        entry: dict[str, Any] = {"network": {"name": att.network}, "host_nic": {"name": vlan.parent if vlan else att.interface}}
         if assignments:
             entry["ip_address_assignments"] = {"ip_address_assignment": assignments}
         attachments.append(entry)

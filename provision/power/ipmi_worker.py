@@ -86,7 +86,8 @@ def _network_boot(cmd, persist: bool, uefi: bool) -> dict:
     data = bytes(got.get("data") or b"")
     selector = (data[3] >> 2) & 0x0F if len(data) > 3 else None
     if selector != 1:
-        raise BootNotHeld(f"boot device read back as {_BOOT_DEVICES.get(selector, selector)!s}, not network: "
+        shown = "nothing" if selector is None else _BOOT_DEVICES.get(selector, selector)
+        raise BootNotHeld(f"boot device read back as {shown!s}, not network: "
                           "the BMC did not keep the one-time network boot")
     return result
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import sushy
 from sushy import exceptions as sx
@@ -118,7 +119,7 @@ class RedfishDriver(BmcDriver):
             where, members = _media_home(system)
             media = [(m.identity, sorted(_val(t) for t in m.media_types or ())) for m in members]
             targets = sorted(_val(v) for v in system.boot.allowed_values or ())
-            info = {"power": "on" if system.power_state in _ON else "off",
+            info: dict[str, Any] = {"power": "on" if system.power_state in _ON else "off",
                     "reset": sorted(_val(v) for v in system.get_allowed_reset_system_values()),
                     "boot_targets": targets, "virtual_media": media, "media_home": where,
                     "vendor": " ".join(x for x in (system.manufacturer, system.model) if x),

@@ -69,6 +69,7 @@ class BootCache:
             if hit is None:
                 return None
             name, gen = hit
+        assert name is not None
         entry = self._entries.get((name, kind))
         if entry is not None and self._fresh(entry, gen):
             return entry.data

@@ -101,7 +101,7 @@ def _mgmt(facts: Facts) -> dict:
     base = vlan.parent if vlan else att.interface
     bond = facts.bond(base)
     nics = [{"name": n.name, "mac": n.mac} for n in facts.management_nics()]
-    mtu = (vlan.mtu if vlan else None) or (bond.mtu if bond else None) or (None if bond else facts.nic(base).mtu)
+    mtu = (vlan.mtu if vlan else None) or (bond.mtu if bond else None) or (None if bond else getattr(facts.nic(base), "mtu", None))
     a4, a6 = att.address, att.address6
     return {
         "network": att.network,

@@ -81,7 +81,7 @@ class Renderer:
                  self.cfg.paths.state_dir / "engine.pub"]
         for sub in ("kickstarts", "bootfiles"):  # the template loader's search path (render/env.py)
             paths += sorted((self.cfg.paths.templates / sub).rglob("*.j2"))  # snippets/ too
-        stamp = []
+        stamp: list[tuple] = []
         for p in paths:
             if p is None:
                 continue

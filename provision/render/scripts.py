@@ -53,7 +53,8 @@ def check_args(spec: dict, args: list[str]) -> str | None:
             i += 1
             continue
         if a.startswith("--") or (spec.get("single_dash_long") and len(a) > 2):
-            name, eq, val = a.partition("=")
+            name, eq, given = a.partition("=")
+            val: str | None = given
             if name in flags and not eq:
                 pass
             elif name in with_arg:

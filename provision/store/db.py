@@ -26,9 +26,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
 
-from .models import MetaRow, NodeRow
+from .models import MetaRow, NodeRow, table
 
-T_META, T_NODE = MetaRow.__table__, NodeRow.__table__
+T_META, T_NODE = table(MetaRow), table(NodeRow)
 
 
 @dataclass

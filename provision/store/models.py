@@ -4,8 +4,9 @@ an import or a rebuild."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -148,3 +149,8 @@ class MediaRow(Base):
     size: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(255))  # the ISO's file name and volume id
     imported_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+def table(model: type[Base]) -> Table:
+    """A model's Table, for Core statements (the declarative attribute is typed as a FromClause)."""
+    return cast(Table, model.__table__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, delete, func, insert, make_url, or_, select, update
@@ -36,13 +36,14 @@ from .models import (
     NodeRow,
     RebuildRow,
     SnapshotRow,
+    table,
 )
 from .records import FINISHED, Build, Event, ImportResult, Media, NodeRecord, NodeState, Rebuild, Snapshot, merge
 from .schema import ensure_schema
 
-N, S, B, E = NodeRow.__table__, SnapshotRow.__table__, BuildRow.__table__, EventRow.__table__
-A, L, C, R, M, META = (AddressRow.__table__, LogRow.__table__, CollectRow.__table__, RebuildRow.__table__,
-                       MediaRow.__table__, MetaRow.__table__)
+N, S, B, E = table(NodeRow), table(SnapshotRow), table(BuildRow), table(EventRow)
+A, L, C, R, M, META = (table(AddressRow), table(LogRow), table(CollectRow), table(RebuildRow), table(MediaRow),
+                       table(MetaRow))
 _STATE = (N.c.name, N.c.cluster, N.c.state, N.c.step_started_at, N.c.failed_step, N.c.fail_reason, N.c.rebuild_id,
           N.c.data, N.c.generation)
 _BUILD = (B.c.id, N.c.name, B.c.nonce, B.c.snapshot_id, B.c.created_at, B.c.expires_at, B.c.ks_fetched_at,
@@ -79,6 +80,11 @@ def _state(r) -> NodeState:
 def _rebuild(r) -> Rebuild:
     return Rebuild(r.id, r.created_at, list(r.nodes), dict(r.options), r.status, r.runner or "cli", r.owner,
                    r.lease_until, r.control or "run", r.finished_at, dict(r.summary) if r.summary else None)
+
+
+def _build(r) -> Build:
+    return Build(r.id, r.name, r.nonce, r.snapshot_id, r.created_at, r.expires_at, r.ks_fetched_at, r.ended_at,
+                 r.end_reason, r.boot_local_at)
 
 
 def _media(r) -> Media:
@@ -356,7 +362,7 @@ class Store:
                              .where(B.c.node_id == r.id, B.c.ended_at.is_(None)).order_by(B.c.id.desc()).limit(1)).first()
             record = self._node_record(conn, r)
             snapshot = Snapshot(snap.id, name, snap.created_at, snap.source, self._facts_of(conn, snap.id))
-        build = Build(*b) if b is not None else None
+        build = _build(b) if b is not None else None
         return record, snapshot, build if build and build.live() else None
 
     def prune_snapshots(self, name: str, keep: int) -> list[int]:
@@ -397,7 +403,7 @@ class Store:
 
     def compare_and_set_state(self, name: str, expected: str, new: str, message: str, *,
                               failure=KEEP, rebuild_id: int | None = None, data: dict | None = None,
-                              replace_data: bool = False, events: list[tuple[str, str]] = (),
+                              replace_data: bool = False, events: Sequence[tuple[str, str]] = (),
                               wake: bool = True) -> NodeState | None:
         """Move `name` from `expected` to `new` in one transaction with its event row (and
         `events`, (kind, message) pairs a step recorded on its way); the new NodeState, or None
@@ -430,7 +436,7 @@ class Store:
         """Merge step data (None removes a key); returns the new data."""
         return self.record_step(name, values)
 
-    def record_step(self, name: str, values: dict, events: list[tuple[str, str]] = ()) -> dict:
+    def record_step(self, name: str, values: dict, events: Sequence[tuple[str, str]] = ()) -> dict:
         """Merge step data (None removes a key) and add (kind, message) events in one transaction;
         returns the new data."""
         with self.db.write() as tx:
@@ -487,13 +493,13 @@ class Store:
                              .where(N.c.name == name, B.c.ended_at.is_(None)).order_by(B.c.id.desc()).limit(1)).first()
             if r is None:
                 self._node_id(conn, name)
-        build = Build(*r) if r is not None else None
+        build = _build(r) if r is not None else None
         return build if build and build.live() else None
 
     def build_by_digest(self, digest: str) -> Build | None:
         with self.db.read() as conn:
             r = conn.execute(select(*_BUILD).join(N, N.c.id == B.c.node_id).where(B.c.token_digest == digest)).first()
-        return Build(*r) if r is not None else None
+        return _build(r) if r is not None else None
 
     def arm(self, name: str, key: str, ttl_seconds: int, snapshot_id: int | None = None) -> tuple[Build, str]:
         """Start a build: a fresh nonce and the token derived from it with the server `key`

@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 
 try:
-    from . import _sendloop  # setup.py builds it; optional
+    from . import _sendloop  # type: ignore[attr-defined]  # setup.py builds it; optional
 except ImportError:  # not built (no C compiler where provision was installed)
     _sendloop = None
 

@@ -31,6 +31,7 @@ ends on an unexpected exception and uses select() (which fails past descriptor 1
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
@@ -161,7 +162,7 @@ class TftpService:
         for pump in started:  # spawned together, so they start in parallel; each says when it is ready
             pump.wait_ready()
             self.pumps.append(pump)
-            self._handlers[pump.control.fileno()] = lambda pump=pump: self._pump_report(pump)
+            self._handlers[pump.control.fileno()] = functools.partial(self._pump_report, pump)
 
     def _pump_report(self, pump: Pump) -> None:
         """What a pump says: the end of each transfer (its peer), or end-of-file when it exited."""
@@ -206,6 +207,7 @@ class TftpService:
         return True
 
     def _on_handoff(self) -> None:
+        assert self._control is not None, "a pump's loop"
         for _ in range(64):
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(self._control, 4096, 2)
@@ -232,7 +234,8 @@ class TftpService:
             code = 1
             try:
                 self._poll.close()
-                self._control.close()
+                if self._control is not None:
+                    self._control.close()
                 for other in self._children:  # the other transfers' pidfds
                     os.close(other)
                 code = 0 if blocking.send_file(sock, fd, size, blksize, timeout, self.retries, first) else 1
@@ -265,12 +268,14 @@ class TftpService:
 
     # -- requests -------------------------------------------------------------------------------
     def _reply_error(self, addr, code: int, message: str) -> None:
+        assert self.sock is not None
         try:
             self.sock.sendto(error_packet(code, message), addr)
         except OSError:
             pass
 
     def _accept(self) -> None:
+        assert self.sock is not None
         for _ in range(64):  # drain a burst of requests before going back to the transfers
             try:
                 buffer, addr = self.sock.recvfrom(2048)

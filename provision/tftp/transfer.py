@@ -30,6 +30,7 @@ class Source:
     def read(self, offset: int, length: int) -> bytes:
         if self.data is not None:
             return self.data[offset:offset + length]
+        assert self.fd is not None, "a closed source"
         return os.pread(self.fd, length, offset)
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from .deps import web
 
 def token_ok(presented: str | None) -> bool:
     expected = web().admin_token
-    return bool(presented) and hmac.compare_digest(presented.encode(), expected.encode())
+    return presented is not None and bool(presented) and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def bearer() -> str | None:

@@ -43,7 +43,7 @@ class _Handed(socket.socket):
         self._gate, self._source = gate, source
 
     def close(self) -> None:
-        gate, self._gate = self._gate, None
+        gate, self._gate = self._gate, None  # type: ignore[assignment]  # closed once
         super().close()
         if gate is not None:
             gate.release(self._source)
@@ -76,7 +76,7 @@ class Gate:
         self.listener, self.limit, self.per_source = listener, limit, per_source
         self.head_timeout, self.max_head = head_timeout, max_head
         self.exempt = [ipaddress.ip_network(n) for n in exempt]
-        self.refused = Counter()  # reason -> connections closed by the gate
+        self.refused: Counter[str] = Counter()  # reason -> connections closed by the gate
         self._lock = threading.Lock()
         self._open: Counter[str] = Counter()  # source -> connections open (waiting here or in waitress)
         self._total = 0

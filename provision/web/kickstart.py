@@ -19,9 +19,9 @@ def sent_macs() -> list[str]:
 def kickstart(token: str):
     store = services().store
     decision = rules.decide(store, token, sent_macs(), request.remote_addr, services().cfg.server.install_sources)
-    if not decision.allowed:
+    if not decision.allowed or decision.build is None:
         services().metrics.ks_denied.labels(decision.reason).inc()
-        if decision.detail:
+        if decision.detail and decision.build is not None:
             store.add_event(decision.build.node, "ks-denied", decision.detail)
         return Response(f"{'not found' if decision.status == 404 else 'forbidden'}\n", status=decision.status,
                         mimetype="text/plain")

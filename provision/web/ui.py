@@ -96,7 +96,7 @@ def node(name: str):
     rec = store.get(name)
     snaps = store.snapshots(name)
     history = [(s, diff(snaps[i - 1].facts, s.facts) if i else None) for i, s in enumerate(snaps)]
-    previews = []
+    previews: list[tuple[str, str, str | None, list[str] | None]] = []
     for kind in KINDS:
         try:
             text = services().renderer.render(name, kind, install=True, show_secrets=False).text

@@ -53,6 +53,7 @@ class BootProbe:
 
     def _once(self, node: Node) -> str:
         facts = node.facts
+        assert facts is not None, "a node with facts"
         uefi = facts.firmware == "uefi"
         mac = boot_mac(node)
         dashed = mac.replace(":", "-")
@@ -91,4 +92,5 @@ def probe_iso(node: Node, url: str, timeout: float = 120.0) -> str:
 
 def boot_mac(node: Node) -> str:
     """The management network's first NIC: the one the boot configs are armed for."""
+    assert node.facts is not None, "a node with facts"
     return node.facts.management_nics()[0].mac

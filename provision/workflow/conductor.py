@@ -83,7 +83,7 @@ class Conductor:
     def _tick(self) -> None:
         store = self.ctx.store
         for held in list(self.held.values()):
-            if not held.thread.is_alive():
+            if held.thread is None or not held.thread.is_alive():
                 self._finish(held)
                 continue
             control = store.renew_lease(held.run_id, self.owner, self.lease)

@@ -39,10 +39,11 @@ def checks(ctx: Services, node) -> list[tuple[str, object]]:
     mgmt = node.facts.management
     ips = [str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None]
     out: list[tuple[str, object]] = []
-    if ctx.bootcheck is not None:
+    probe = ctx.bootcheck
+    if probe is not None and hasattr(probe, "media"):
         def media() -> str:
             liveimgs = {m.name: m.liveimg for m in ctx.store.list_media() if m.liveimg}
-            return ctx.bootcheck.media(node, liveimgs)
+            return probe.media(node, liveimgs)
         out.append(("media", media))
     out += [("bmc", lambda: bmc(ctx, node)),
             ("ipa", lambda: describe_dns(ctx.ipa.dns_plan(node.fqdn, ips), node.fqdn)),

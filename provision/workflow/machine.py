@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..store import NodeState, Store
 from ..store.store import KEEP
 from .states import ARM, FAILED, NETBOOT, PREFLIGHT, RESUME_CLEARS, InvalidTransition, next_state
@@ -20,7 +22,7 @@ def failure_after(state: str, new: str, reason: str | None):
 
 def transition(store: Store, name: str, event: str, *, expect: str | None = None, reason: str | None = None,
                rebuild_id: int | None = None, data: dict | None = None,
-               events: list[tuple[str, str]] = (), wake: bool = True) -> NodeState | None:
+               events: Sequence[tuple[str, str]] = (), wake: bool = True) -> NodeState | None:
     """Apply `event` to node `name` and persist the move (state, timestamp, step data, event log)
     atomically; the node's new state, data included.
 

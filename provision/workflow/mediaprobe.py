@@ -67,6 +67,7 @@ def tftp_size(host: str, port: int, name: str, timeout: float = 5.0) -> int | No
 def probe_media(cfg: Config, node: Node, liveimgs: dict[str, str], timeout: float = 5.0) -> str:
     """What was checked; raises ProvisionError naming every file the node would not get."""
     facts, name = node.facts, media_name(node, cfg)
+    assert facts is not None, "probe_media: a node with facts"
     uefi, vmedia = facts.firmware == "uefi", node.bmc.boot == "vmedia"
     urls = media_urls(node, cfg, liveimgs)
     problems, tftp_files = [], []

@@ -42,11 +42,11 @@ def drive(ctx: Services, name: str, *, stop: threading.Event,
             limit = ctx.timeout(st.state)
             waited = (utcnow() - st.step_started_at).total_seconds() if st.step_started_at else 0
             if limit and waited > limit:
-                reason = f"no {S.WAITING[st.state]} callback within {limit:.0f} s"
+                late = f"no {S.WAITING[st.state]} callback within {limit:.0f} s"
                 changed.clear()
-                st = transition(ctx.store, name, "fail", expect=st.state, reason=reason, wake=False)
+                st = transition(ctx.store, name, "fail", expect=st.state, reason=late, wake=False)
                 if st:
-                    notify(name, S.FAILED, reason)
+                    notify(name, S.FAILED, late)
                 continue
             # a callback received in this process wakes us at once; one from another process (a
             # `serve` while this runner is the CLI) is seen on the next read of this one row
@@ -55,7 +55,7 @@ def drive(ctx: Services, name: str, *, stop: threading.Event,
             continue
         if stop.is_set():
             return st.state
-        event, reason, done = "ok", None, None
+        event, done, reason = "ok", None, None
         try:
             done = steps.RUN[st.state](ctx, st)
         except ProvisionError as exc:

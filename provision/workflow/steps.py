@@ -196,6 +196,8 @@ def netboot(ctx: Services, st: NodeState) -> None:
 def _vmedia_boot(ctx: Services, node, data: dict, uefi: bool) -> None:
     """The build's ISO in the BMC's virtual CD, a one-time boot from it, then power: no DHCP."""
     name, build = node.name, ctx.store.active_build(node.name)
+    if build is None:
+        raise ProvisionError(f"node {name}: no live build to boot (armed builds expire: [defaults] build_token_ttl)")
     token = tokens.derive(ctx.key, build.nonce)
     url = f"{ctx.cfg.server.public_url}/vmedia/{token}/boot.iso"
     shown = url.replace(token, "********")
