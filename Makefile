@@ -8,9 +8,9 @@ TSTAMP := $(VENV)/.installed-apimodels
 # dash (the strict POSIX shell every rendered script is run under), postgresql (the store tests and
 # an e2e rebuild also run on a real PostgreSQL server the tests start themselves), dnsmasq-base,
 # kea-dhcp4-server and isc-dhcp-server (their checkers read `provision dhcp export`), chromium and
-# chromium-driver (the web console's browser test, through selenium), and the VM
-# test's packages (VM_COMMANDS, VM_FILES below); for `make bench`
-# also wrk (HTTP load) and nginx-light (the HTTP peer)
+# chromium-driver (the web console's browser test, through selenium), nginx-light (an e2e rebuild
+# runs through the documented nginx front, docs/nginx.md; it is the bench's HTTP peer too), and the VM
+# test's packages (VM_COMMANDS, VM_FILES below); for `make bench` also wrk (HTTP load)
 DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql dnsmasq-base kea-dhcp4-server isc-dhcp-server \
                 qemu-system-x86 ovmf ipxe-qemu shim-signed grub-efi-amd64-bin pxelinux isolinux syslinux-common \
                 linux-image-amd64 dracut dracut-network isc-dhcp-client iputils-arping
@@ -36,7 +36,7 @@ venv: $(STAMP)
 # `make bench` also needs its load generator and HTTP peer: wrk and nginx.
 DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev \
                 dnsmasq:dnsmasq-base kea-dhcp4:kea-dhcp4-server dhcpd:isc-dhcp-server \
-                chromium:chromium chromedriver:chromium-driver
+                chromium:chromium chromedriver:chromium-driver nginx:nginx-light
 # the virtual machine of tests/test_vm.py (`make e2e`): QEMU with OVMF and iPXE ROMs, Debian's shim,
 # GRUB's EFI modules, pxelinux.0, isolinux.bin and their ldlinux.c32, a kernel, and dracut with its network modules (dhclient and arping for them),
 # mkfs.vfat and mtools (a UEFI El Torito image); for its Redfish case libvirtd with its QEMU driver and
@@ -55,7 +55,7 @@ VM_FILES := /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/shim/shimx64.efi.signe
             /usr/lib/x86_64-linux-gnu/pkgconfig/libvirt.pc:libvirt-dev
 system-deps bench-deps:
 	@missing=""; \
-	for cmd in $(DEB_COMMANDS) $(VM_COMMANDS) $(if $(filter bench-deps,$@),wrk:wrk nginx:nginx-light); do \
+	for cmd in $(DEB_COMMANDS) $(VM_COMMANDS) $(if $(filter bench-deps,$@),wrk:wrk); do \
 	  command -v $${cmd%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${cmd%%:*} ] || missing="$$missing $${cmd##*:}"; \
 	done; \
 	for f in $(VM_FILES); do [ -e $${f%%:*} ] || missing="$$missing $${f##*:}"; done; \

@@ -44,7 +44,9 @@ class Lab:
     """The outside world as HTTPS fakes (engine, IPA, Satellite), a DNS responder and ipmi_sim
     BMCs, all in the test process; provision's processes reach them with the real clients."""
 
-    def __init__(self, tmp: Path, db_url: str | None = None) -> None:
+    def __init__(self, tmp: Path, db_url: str | None = None, front: bool = False) -> None:
+        """`front`: nodes and operators reach serve through a real nginx configured as
+        docs/nginx/provision.conf ships it (public_url is nginx's; serve trusts it as a proxy)."""
         self.tmp = tmp
         self.bmcs = {n: start_bmc(tmp, n) for n in NAMES}
         for b in self.bmcs.values():
@@ -70,8 +72,16 @@ class Lab:
             (tmp / f"{name}.pw").write_text(value + "\n")
         stub_media(tmp)  # what media import and the loaders leave: the gate before retire fetches them
         self.http_port, self.tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
-        # run_lease: a serve killed while it holds a submitted run loses it after 3 s (the conductor)
-        self.cfg = write_config(tmp, self.http_port, self.tftp_port, server_extra="run_lease = 3", extra=f"""
+        self.node_port = self.http_port  # where nodes send their HTTP requests
+        self.front = None
+        server_extra = "run_lease = 3"  # a serve killed while it holds a submitted run loses it after 3 s
+        if front:
+            from .nginxfront import start_nginx
+
+            self.front = start_nginx(tmp / "nginx", f"127.0.0.1:{self.http_port}", tmp / "media", tls.cert, tls.key)
+            self.node_port = self.front.http_port
+            server_extra += '\ntrusted_proxies = ["127.0.0.1/32"]'
+        self.cfg = write_config(tmp, self.http_port, self.tftp_port, server_extra=server_extra, extra=f"""
 [engine]
 url = "{self.ovirt.url}/ovirt-engine"
 password_file = "{tmp}/engine.pw"
@@ -104,6 +114,9 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
 """)
         if db_url:
             use_db(self.cfg, db_url)
+        if self.front is not None:  # what nodes are told: nginx's address
+            self.cfg.write_text(self.cfg.read_text().replace(f'public_url = "http://127.0.0.1:{self.http_port}"',
+                                                             f'public_url = "{self.front.http}"'))
         self.svc = services.build(config_mod.load(self.cfg))
         import_nodes(self.svc.store, loopback_inventory({n: b.port for n, b in self.bmcs.items()}, str(tmp / "bmc.pw")))
         for n in NAMES:  # the engine's view of each host's NICs matches its snapshot: no drift
@@ -216,7 +229,7 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
     def _call(self, method: str, path: str, ip: str, headers: dict | None = None) -> tuple[int, str]:
         for _ in range(600):  # a serve may be down for a restart
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10, source_address=(ip, 0))
+                conn = http.client.HTTPConnection("127.0.0.1", self.node_port, timeout=10, source_address=(ip, 0))
                 conn.request(method, path, headers=headers or {})
                 resp = conn.getresponse()
                 return resp.status, resp.read().decode()
@@ -232,6 +245,8 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
             b.stop()
         for fake in (self.ovirt, self.ipa, self.sat, self.dns):
             fake.close()
+        if self.front is not None:
+            self.front.stop()
         self.svc.close()
 
 
@@ -302,6 +317,32 @@ def assert_all_done_one_cycle_each(lab: Lab) -> None:
         reg = next(r for r in lab.sat.registrations if r.get("hostgroup_id") == 7)
         assert reg["lifecycle_environment_id"] == 3 and reg["insecure"] is False
     assert lab.ovirt.engine_vm_on in ("rhvnode8", "rhvnode9"), "the engine VM moved off the rebuilt host"
+
+
+def test_three_nodes_rebuild_end_to_end_through_the_documented_nginx_front(tmp_path):
+    """The production layout: nginx (docs/nginx/provision.conf) in front. Every kickstart, callback
+    and media probe goes through it and is accepted by its source checks from the node's forwarded
+    address (a forged X-Forwarded-For from anywhere else: tests/test_edge.py); the console is served
+    over TLS, the nodes' side over plain HTTP."""
+    lab = Lab(tmp_path, front=True)
+    try:
+        proc = lab.rebuild(*NAMES, "--max-parallel", "3", "--yes")
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out + (tmp_path / "serve.log").read_text()[-3000:]
+        assert_all_done_one_cycle_each(lab)
+        log = (tmp_path / "nginx" / "access.log").read_text()
+        for i, _n in enumerate(NAMES):  # each node's own requests went through nginx, from its address
+            assert re.search(rf"^{re.escape(mgmt_ip(i))} .*\"GET /ks/[^ ]+ HTTP/1.1\" 200", log, re.M), log[-2000:]
+            assert re.search(rf"^{re.escape(mgmt_ip(i))} .*\"POST /api/v1/callback/[^ ]+/enrolled HTTP/1.1\" 200",
+                             log, re.M)
+        assert re.search(r'"(GET|HEAD) /media/[^ ]+ HTTP/1.1" 20[06]', log)  # the media probe, served by nginx
+        for i, n in enumerate(NAMES):  # serve saw each node's own address (X-Forwarded-For from its trusted proxy)
+            assert any(e.message == f"kickstart fetched by {mgmt_ip(i)}" for e in lab.svc.store.events(n))
+        assert requests.get(lab.front.http + "/", timeout=10, allow_redirects=False).status_code == 308
+        console = requests.get(lab.front.https + "/healthz", timeout=10, verify=str(tmp_path / "tls" / "ca.pem"))
+        assert console.status_code == 200 and console.json()["status"] == "ok"
+    finally:
+        lab.close()
 
 
 def test_three_nodes_rebuild_end_to_end(lab):
