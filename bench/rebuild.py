@@ -1,6 +1,8 @@
 """Rebuild orchestration at scale: N simulated nodes (fake BMCs, fake engine/IPA/Satellite with
-per-call latency, a timed installer) with --max-parallel P. Reports makespan against the lower
-bound (waves x slowest node's own work), orchestration overhead per node, and peak memory."""
+per-call latency, a timed installer of 20-30 s) with --max-parallel P. Reports the makespan against
+its floor (every node's own work spread evenly over the slots: no schedule does better), the
+orchestration CPU per node (this process's CPU time over the batch, fakes included, / N), and peak
+memory."""
 
 from __future__ import annotations
 
@@ -29,11 +31,11 @@ from .__main__ import REPO
 from .gen import nodes as gen_nodes
 from .table import Row
 
-N = int(os.environ.get("BENCH_REBUILD_NODES", "500"))
+N = int(os.environ.get("BENCH_REBUILD_NODES", "200"))
 PARALLEL = int(os.environ.get("BENCH_REBUILD_PARALLEL", "50"))
 CALL = 0.005      # each engine / IPA / Satellite call
 BMC = 0.05        # each BMC operation
-INSTALL = (1.0, 1.5)  # simulated install time, uniform
+INSTALL = (20.0, 30.0)  # simulated install time, uniform
 ENROLL = 0.2      # first boot to `enrolled`
 
 
@@ -87,9 +89,9 @@ poll_interval = 2.0
     svc.store.import_nodes(parse_nodes(data))
     names = [n["name"] for n in data["nodes"]]
     run = svc.store.create_rebuild(names, {"max_parallel": PARALLEL})
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     result = Batch(svc, names, rebuild_id=run.id, max_parallel=PARALLEL).run()
-    makespan = time.perf_counter() - t0
+    makespan, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     assert result.ok and len(result.done) == N, result
     # each node's own work: its simulated install + enroll, and every fake call it made
     # (each fake call is one simulated round trip of CALL seconds, recorded by the fake; a call
@@ -114,13 +116,15 @@ poll_interval = 2.0
     overhead = sum(durations[n] - work[n] for n in names) / N
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     svc.close()
+    cpu_ms = cpu / N * 1000
     return [
-        Row(f"rebuild {N} simulated nodes, --max-parallel {PARALLEL}: makespan / lower bound",
-            f"{makespan / bound:.2f}x ({makespan:.1f} s vs {bound:.1f} s)", target="<= 1.10x", ok=makespan / bound <= 1.10),
-        Row(f"  lower bound: {waves} waves x slowest node's own work {max(work.values()):.2f} s", f"{bound:.1f} s"),
-        Row("  makespan / all nodes' own work spread evenly over the slots (a rolling batch can beat waves)",
-            f"{makespan / floor:.2f}x ({floor:.1f} s)"),
-        Row("  orchestration overhead per node (its duration - its own work)", f"{overhead:.2f} s",
-            target="< 0.2 s", ok=overhead < 0.2),
+        Row(f"rebuild {N} simulated nodes, --max-parallel {PARALLEL}, installs {INSTALL[0]:.0f}-{INSTALL[1]:.0f} s: "
+            "makespan / floor", f"{makespan / floor:.3f}x ({makespan:.1f} s vs {floor:.1f} s)", target="<= 1.05x",
+            ok=makespan / floor <= 1.05),
+        Row("  floor: all nodes' own work spread evenly over the slots", f"{floor:.1f} s"),
+        Row(f"  waves x slowest node's own work ({waves} x {max(work.values()):.2f} s)", f"{bound:.1f} s"),
+        Row("  orchestration CPU per node (this process over the batch, fakes included)", f"{cpu_ms:.0f} ms",
+            target="< 100 ms", ok=cpu_ms < 100),
+        Row("  orchestration overhead per node (its duration - its own work)", f"{overhead:.2f} s"),
         Row("  peak in flight; peak RSS of the bench process", f"{result.peak_in_flight}; {peak_mb:.0f} MiB"),
     ]

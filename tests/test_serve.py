@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import subprocess
@@ -160,6 +161,24 @@ def test_ks_with_matching_mac_header_renders_and_is_recorded(srv):
     head = requests.head(f"{srv.http}/ks/{token}", headers={"X-RHN-Provisioning-MAC-0": f"eth0 {MAC3}"}, timeout=10)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) > 1000
     assert [e.kind for e in srv.svc.store.events("rhvnode3")].count("ks-fetched") == 1  # HEAD records no fetch
+
+
+def test_ks_is_not_served_to_another_machine_with_the_token_and_the_mac(srv):
+    """The token is in the node's public boot config and its MAC in the file name: a machine that
+    is not the node gets neither the kickstart nor a recorded fetch (install_sources here is
+    127.0.0.1/32; the example node's own addresses are 192.0.2.x)."""
+    build, token = srv.svc.store.arm("rhvnode3", srv.svc.key, 3600)
+    conn = http.client.HTTPConnection("127.0.0.1", int(srv.http.rsplit(":", 1)[1]), timeout=10,
+                                      source_address=("127.0.0.2", 0))
+    conn.request("GET", f"/ks/{token}", headers={"X-RHN-Provisioning-MAC-0": f"eth0 {MAC3}"})
+    resp = conn.getresponse()
+    body = resp.read().decode()
+    conn.close()
+    assert resp.status == 403 and "network" not in body
+    assert srv.svc.store.active_build("rhvnode3").ks_fetched_at is None
+    denied = [e.message for e in srv.svc.store.events("rhvnode3") if e.kind == "ks-denied"]
+    assert denied and "127.0.0.2" in denied[-1]
+    assert srv.get(f"/ks/{token}", headers={"X-RHN-Provisioning-MAC-0": f"eth0 {MAC3}"}).status_code == 200
 
 
 def test_ks_is_not_served_once_installed_was_accepted(srv):

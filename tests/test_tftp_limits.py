@@ -143,3 +143,33 @@ def test_a_transfer_handed_to_a_pump_still_holds_its_peer(tftp):
         assert svc.pumps[0].in_flight == 0
     finally:
         sock.close()
+
+
+def test_a_name_cannot_forge_a_log_line_and_misses_do_not_flood_the_log(tftp, caplog):
+    import logging
+
+    svc, root, port = tftp()
+    (root / "f").write_bytes(b"x")
+    caplog.set_level(logging.INFO, logger="provision.tftp")
+    op, _payload, sock, _addr = rawtftp.request(port, "nothing\nprovision.serve INFO all good")
+    sock.close()
+    assert op == rawtftp.ERROR
+    for _ in range(200):  # a miss storm: nothing at INFO
+        rawtftp.send_raw(port, _rrq("missing"))
+    assert _curl(port, "f") == b"x"
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not any("\n" in m for m in lines)
+    assert not any("missing" in m or "nothing" in m for m in lines), lines
+
+
+def test_a_pump_that_exits_is_reported_once(tftp, caplog):
+    import logging
+
+    svc, _root, _port = tftp(pumps=1)
+    caplog.set_level(logging.ERROR, logger="provision.tftp")
+    pump = svc.pumps[0]
+    pump.proc.kill()
+    pump.proc.wait(30)
+    _until("the main loop saw the pump go", lambda: not pump.alive)
+    threading.Event().wait(0.5)  # the loop goes round many times meanwhile
+    assert sum("exited" in r.getMessage() for r in caplog.records) == 1

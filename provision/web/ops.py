@@ -25,7 +25,9 @@ def healthz():
     return jsonify(status="ok", generation=generation, bootcache={"warm": cache.warmed, "nodes": len(cache.node_macs),
                                                                   "synced_generation": cache.seen,
                                                                   "renders": cache.renders},
-                   **({"tftp_sessions": tftp.session_count} if tftp is not None else {}),
+                   **({"tftp_sessions": tftp.session_count,
+                       "tftp_refused": {"busy": tftp.refused_busy, "per-source": tftp.refused_source}}
+                      if tftp is not None else {}),
                    **({"http": {"refused": dict(gate.refused)}} if gate is not None else {}))
 
 
