@@ -583,3 +583,19 @@ def test_an_abort_after_arm_disarms_the_node_and_a_retry_arms_it_again(wf):
     assert wf.power.bmcs["rhvnode3"].cycles() == 1
     assert any("netboot -> arm (resume)" in e.message or "failed -> arm (resume)" in e.message
                for e in wf.store.events("rhvnode3"))
+
+
+@pytest.mark.parametrize("state, new, reason, want", [
+    (S.RETIRE, S.FAILED, "engine down", (S.RETIRE, "engine down")),   # a failure names its step and cause
+    (S.FAILED, S.RETIRE, None, (None, None)),                         # a retry clears them
+    (S.DONE, S.PREFLIGHT, None, (None, None)),                        # a new rebuild starts clean
+    (S.READY, S.PREFLIGHT, None, (None, None)),
+    (S.DRAIN, S.RETIRE, None, "keep"),                                # any other move keeps them
+])
+def test_what_a_move_does_to_the_failure_record(state, new, reason, want):
+    """The state machine's rule (workflow/machine.py), not the store's."""
+    from provision.store.store import KEEP
+    from provision.workflow.machine import failure_after
+
+    got = failure_after(state, new, reason)
+    assert (got is KEEP) if want == "keep" else got == want
