@@ -22,7 +22,7 @@ from .domain.inventory import format_errors
 from .errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
-_KARG = re.compile(r"^[A-Za-z0-9_.:,=/@+-]{1,200}$")
+_KARG = re.compile(r"^[A-Za-z0-9_.:,=/@+-]{1,200}\Z")
 
 
 def _bind(value: str) -> str:
@@ -33,7 +33,7 @@ def _bind(value: str) -> str:
 
 
 def _url(value: str) -> str:
-    if not re.match(r"^https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._~/%-]*)?$", value):
+    if not re.match(r"^https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._~/%-]*)?\Z", value):
         raise ValueError(f"{value!r} is not an http(s) URL without query or spaces")
     return value.rstrip("/")
 

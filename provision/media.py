@@ -28,7 +28,7 @@ from pycdlib.pycdlibexception import PyCdlibException
 from .errors import InputError, ProvisionError
 from .store import Media, Store
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 KERNEL, INITRD = "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"
 # anaconda's stage 2 and what it fetches beside it from the same tree: images/product.img carries an
 # oVirt Node / RHVH ISO's installer classes (its partitioning rules); without it anaconda goes on

@@ -98,8 +98,8 @@ class NetworkAttachment(_Model):
 
 
 _WWN = re.compile(r"^(0x[0-9a-f]{16}|0x[0-9a-f]{32}|eui\.[0-9a-f]{16,32}|naa\.[0-9a-f]{16,32}"
-                  r"|nvme\.[0-9a-f]{4}-[0-9a-f]{2,80}-[0-9a-f]{2,80}-[0-9a-f]{8})$")
-_SERIAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+                  r"|nvme\.[0-9a-f]{4}-[0-9a-f]{2,80}-[0-9a-f]{2,80}-[0-9a-f]{8})\Z")
+_SERIAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 VgName = Annotated[str, Field(pattern=r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")]
 
 

@@ -14,8 +14,8 @@ from .types import Fqdn, Hostname, Name, Str, show
 
 PROFILES = ("rhvh", "el")
 
-_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,32}$")
-_PATH = re.compile(r"^[A-Za-z0-9_./@+-]{1,1024}$")
+_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,32}\Z")
+_PATH = re.compile(r"^[A-Za-z0-9_./@+-]{1,1024}\Z")
 
 
 def _bmc_address(value: str) -> str:
@@ -23,7 +23,7 @@ def _bmc_address(value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
-    if re.match(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$", value.lower()):
+    if re.match(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\Z", value.lower()):
         return value.lower()
     raise ValueError(f"{show(value)} is neither an IP address nor a host name")
 

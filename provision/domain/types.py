@@ -14,17 +14,17 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_HOSTNAME_RE = re.compile(rf"^{_LABEL}$")
-_FQDN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})+$")
-_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
-_IFNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_DISK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+@-]{0,199}$")
+_HOSTNAME_RE = re.compile(rf"^{_LABEL}\Z")
+_FQDN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})+\Z")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}\Z")
+_IFNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}\Z")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_DISK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+@-]{0,199}\Z")
 _SSH_KEY_RE = re.compile(
     r"^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
-    r" [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._+-]{1,100})?$"
+    r" [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._+-]{1,100})?\Z"
 )
-_CRYPT_RE = re.compile(r"^\$(1|5|6|y|2[abxy]?)\$[A-Za-z0-9./$=,]{8,200}$")
+_CRYPT_RE = re.compile(r"^\$(1|5|6|y|2[abxy]?)\$[A-Za-z0-9./$=,]{8,200}\Z")
 
 
 def show(value: object) -> str:

@@ -22,7 +22,7 @@ from .rebuilds import run_json, wake_conductor
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/console")
 
-_LOCAL_PATH = re.compile(r"^/(?:[A-Za-z0-9_.~-]+(?:/[A-Za-z0-9_.~-]+)*/?)?$")  # /a/b: never //host, \t, CR
+_LOCAL_PATH = re.compile(r"^/(?:[A-Za-z0-9_.~-]+(?:/[A-Za-z0-9_.~-]+)*/?)?\Z")  # /a/b: never //host, \t, CR
 MARKS = {S.DONE: "✔", S.FAILED: "✘"}
 
 
