@@ -10,7 +10,14 @@ An import copies what the nodes fetch over HTTP and TFTP under `[paths] media`/N
 - Enterprise Linux (no `liveimg`): the whole tree, the repositories included.
 Every file is hashed while it is copied; `SHA256SUMS` (`sha256sum -c` format) lists them. The
 copy is made in a hidden directory and renamed into place, then registered in the store, so an
-import that fails leaves nothing behind."""
+import that fails leaves nothing behind (and the leftovers of a killed import are removed by the
+next one).
+
+An ISO is the vendor's, but its names and extents are read, not trusted: a Rock Ridge or Joliet
+name must be a plain name (no `/`, `.`, `..`, control characters; at most 255 bytes), every file's
+extent must lie inside the image, and what the chosen files would take may not exceed twice the
+image (extents shared by many names), so nothing is written outside the target directory and
+nothing is copied that the image does not faithfully hold."""
 
 from __future__ import annotations
 
@@ -51,6 +58,14 @@ class _Hashing:
         return self.out.write(data)
 
 
+SHARED_BOUND = 2  # what an import copies, at most this many times the image's size
+
+
+def _plain(name: str) -> bool:
+    return (name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name) and len(name.encode(errors="replace")) <= 255)
+
+
 class Iso:
     """An ISO's files by their Rock Ridge (or Joliet) names, relative to its root."""
 
@@ -69,22 +84,60 @@ class Iso:
             self.close()
             raise InputError(f"ISO {path}: has neither Rock Ridge nor Joliet names (not an installer ISO)")
         self.files: list[str] = []
-        for dirname, _dirs, files in self.iso.walk(**{self.kw: "/"}):
+        self.size = path.stat().st_size
+        for dirname, dirs, files in self.iso.walk(**{self.kw: "/"}):
             base = dirname.strip("/")
+            for f in list(dirs) + list(files):
+                if not _plain(f) or (base and not all(_plain(p) for p in base.split("/"))):
+                    self.close()
+                    raise InputError(f"ISO {path}: the name {ascii(f)} under /{base} is not a plain file name "
+                                     "(it could write outside the media directory): refused")
             self.files += [f"{base}/{f}" if base else f for f in files]
         pvd = self.iso.pvd
         self.volume = pvd.volume_identifier.decode(errors="replace").strip() if pvd else ""
+
+    def extent(self, rel: str) -> tuple[int, int]:
+        """(first byte in the image, length) of a file's data."""
+        rec = self.iso.get_record(**{self.kw: "/" + rel})
+        block = self.iso.pvd.logical_block_size() if self.iso.pvd else 2048
+        return rec.extent_location() * block, rec.get_data_length()
+
+    def check_extents(self, wanted: list[str]) -> None:
+        """Refuse what the image cannot hold faithfully: a file whose data lies (partly) beyond the
+        end of the image, or files that together would take more than SHARED_BOUND x the image."""
+        pvd = self.iso.pvd
+        declared = pvd.space_size * pvd.logical_block_size() if pvd else 0
+        if self.size < declared:  # pycdlib silently cuts each file short at the end of what is there
+            raise InputError(f"ISO {self.path}: {self.size} bytes of the {declared} its volume descriptor declares: "
+                             "truncated (extents beyond the image), refused")
+        total = 0
+        for rel in wanted:
+            start, length = self.extent(rel)
+            if length < 0 or start + length > self.size:
+                raise InputError(f"ISO {self.path}: {rel} claims {length} bytes at offset {start}, beyond the "
+                                 f"image's {self.size}: truncated or hostile, refused")
+            total += length
+        if total > SHARED_BOUND * self.size:
+            raise InputError(f"ISO {self.path}: its files would take {total} bytes from a {self.size}-byte image "
+                             f"(names sharing extents): more than {SHARED_BOUND}x the image, refused")
 
     def read(self, rel: str) -> bytes:
         buf = io.BytesIO()
         self.iso.get_file_from_iso_fp(buf, **{self.kw: "/" + rel})
         return buf.getvalue()
 
-    def copy(self, rel: str, dest: Path) -> tuple[str, int]:
+    def copy(self, rel: str, root: Path) -> tuple[str, int]:
+        """Copy `rel` to the same path under `root`, never outside it, never over a file already
+        there; its length must be the extent's."""
+        dest = root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(dest, "wb") as out:
+        if not dest.parent.resolve().is_relative_to(root.resolve()):
+            raise InputError(f"ISO {self.path}: {rel} would be written outside the media directory: refused")
+        with open(dest, "xb") as out:  # O_EXCL: a second record of one name does not overwrite the first
             sink = _Hashing(out)
             self.iso.get_file_from_iso_fp(sink, **{self.kw: "/" + rel})  # type: ignore[arg-type]  # a writable
+        if sink.size != self.extent(rel)[1]:
+            raise InputError(f"ISO {self.path}: {rel}: {sink.size} bytes read of {self.extent(rel)[1]}: refused")
         return sink.sha.hexdigest(), sink.size
 
     def close(self) -> None:
@@ -124,14 +177,16 @@ def import_iso(store: Store, media_root: Path, iso_path: Path, name: str,
             kind = "ovirt-node"
             wanted = sorted({KERNEL, INITRD, liveimg} | {f for f in STAGE2 + (EFIBOOT,) if f in iso.files}
                             | {f for f in iso.files if "/" not in f and f.endswith(".ks")})
+        iso.check_extents(wanted)
         Path(media_root).mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(Path(media_root))
         tmp = Path(media_root) / f".{name}.partial-{os.getpid()}"
         try:
             sums, size = {}, 0
             for rel in wanted:
                 if progress:
                     progress(rel, size)
-                sums[rel], n = iso.copy(rel, tmp / rel)
+                sums[rel], n = iso.copy(rel, tmp)
                 size += n
             (tmp / "SHA256SUMS").write_text("".join(f"{h}  {rel}\n" for rel, h in sums.items()))
             for d in sorted({p for p in tmp.rglob("*") if p.is_dir()} | {tmp}):
@@ -143,6 +198,8 @@ def import_iso(store: Store, media_root: Path, iso_path: Path, name: str,
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+    except FileExistsError as exc:
+        raise InputError(f"ISO {iso_path}: two files named {exc.filename!r}: refused") from None
     except (OSError, PyCdlibException) as exc:
         raise ProvisionError(f"media {name}: copying from {iso_path} failed: {exc}") from None
     finally:
@@ -152,6 +209,14 @@ def import_iso(store: Store, media_root: Path, iso_path: Path, name: str,
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+
+
+def _remove_leftovers(media_root: Path) -> None:
+    """The hidden copies of imports whose process is gone (killed mid-copy)."""
+    for tmp in media_root.glob(".*.partial-*"):
+        pid = tmp.name.rpartition("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove(store: Store, media_root: Path, name: str, media_of_profile: Callable[[str], str]) -> None:

@@ -34,3 +34,111 @@ def test_a_public_url_with_a_trailing_newline_is_refused(tmp_path):
     cfg.write_text('[server]\npublic_url = "http://127.0.0.1:8080\\n"\n')
     with pytest.raises(InputError, match="public_url"):
         config_mod.load(cfg)
+
+
+# -- hostile ISOs ---------------------------------------------------------------------------------
+def _el_iso(path, extra: dict[str, bytes] | None = None):
+    import os
+
+    from .isos import make_iso
+
+    files = {"images/pxeboot/vmlinuz": os.urandom(6000), "images/pxeboot/initrd.img": os.urandom(9000),
+             ".treeinfo": b"[general]\nname = EL 9\n", "BaseOS/repodata/repomd.xml": b"<repomd/>"}
+    return make_iso(path, files | (extra or {}))
+
+
+def _patch(path, old: bytes, new: bytes) -> None:
+    """Rewrite a name in the image's Rock Ridge and Joliet records (same length, so the image stays valid)."""
+    assert len(old) == len(new)
+    data = path.read_bytes()
+    utf16 = (old.decode().encode("utf-16-be"), new.decode().encode("utf-16-be"))
+    assert old in data
+    path.write_bytes(data.replace(old, new).replace(*utf16))
+
+
+@pytest.fixture
+def media_store(tmp_path):
+    from provision import config as config_mod
+    from provision import services
+
+    from .conftest import write_config
+
+    svc = services.build(config_mod.load(write_config(tmp_path)), bootcheck=False)
+    yield svc
+    svc.close()
+
+
+@pytest.mark.parametrize("hostile", ["../../../../tmp/x", "..", "a\nb"])
+def test_a_hostile_iso_name_writes_nothing_outside_the_media_directory(tmp_path, media_store, hostile):
+    """A Rock Ridge (and Joliet) name `../../../../tmp/x` was used as a path: the file outside was
+    overwritten with the ISO's bytes and the import said success."""
+    from provision.errors import InputError
+    from provision.media import import_iso
+
+    placeholder = "Q" * len(hostile)
+    iso = _el_iso(tmp_path / "hostile.iso", {f"BaseOS/{placeholder}": b"PAYLOAD" * 100})
+    _patch(iso, placeholder.encode(), hostile.encode())
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    media = victim / "a" / "b" / "c" / "media"  # ../../../../tmp/x from media/NAME/BaseOS lands in victim/
+    with pytest.raises(InputError, match="not a plain file name"):
+        import_iso(media_store.store, media, iso, "el9")
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and b"PAYLOAD" in p.read_bytes() and p != iso]
+    assert written == [] and media_store.store.media("el9") is None
+    assert not media.exists() or list(media.iterdir()) == []
+
+
+def test_an_extent_beyond_the_image_is_refused_not_hashed(tmp_path, media_store):
+    """An image truncated after its directory records: the last file's extent lies beyond its end;
+    it was copied short and its short hash went into SHA256SUMS."""
+    import os
+
+    from provision.errors import InputError
+    from provision.media import import_iso
+
+    iso = _el_iso(tmp_path / "cut.iso", {"zz/big.img": os.urandom(400_000)})
+    data = iso.read_bytes()
+    iso.write_bytes(data[: len(data) - 300_000])
+    with pytest.raises(InputError, match="beyond the image"):
+        import_iso(media_store.store, tmp_path / "media", iso, "el9")
+    assert media_store.store.media("el9") is None and not (tmp_path / "media" / "el9").exists()
+
+
+def test_many_names_on_one_extent_are_refused(tmp_path, media_store):
+    """300 hard links to one 1 MB file: a 1 MB image that an import turned into 300 MB."""
+    import os
+
+    import pycdlib
+
+    from provision.errors import InputError
+    from provision.media import import_iso
+
+    iso_path = _el_iso(tmp_path / "links.iso", {"BaseOS/one.rpm": os.urandom(1 << 20)})
+    iso = pycdlib.PyCdlib()
+    iso.open(str(iso_path))
+    src = next(r for r in iso.list_children(rr_path="/BaseOS") if r.rock_ridge and r.rock_ridge.name() == b"one.rpm")
+    src_iso = "/BASEOS/" + src.file_identifier().decode()
+    for i in range(300):
+        iso.add_hard_link(iso_old_path=src_iso, iso_new_path=f"/BASEOS/L{i:04d}.RPM;1", rr_name=f"l{i:04d}.rpm")
+    out = tmp_path / "links2.iso"
+    iso.write(str(out))
+    iso.close()
+    assert out.stat().st_size < 3 << 20
+    with pytest.raises(InputError, match="sharing extents"):
+        import_iso(media_store.store, tmp_path / "media", out, "el9")
+    assert not (tmp_path / "media" / "el9").exists()
+
+
+def test_a_killed_imports_leftovers_are_never_served_and_are_cleaned_by_the_next(tmp_path, media_store):
+    from provision.core.boot import BootFiles
+    from provision.core.files import open_media
+    from provision.media import import_iso
+
+    media = tmp_path / "media"
+    leftover = media / ".el9.partial-999999999"  # no such process
+    (leftover / "images").mkdir(parents=True)
+    (leftover / "images" / "install.img").write_bytes(b"half")
+    assert open_media(media, ".el9.partial-999999999/images/install.img") == ("refused", None)
+    assert BootFiles(tmp_path, media, None).lookup("media/.el9.partial-999999999/images/install.img").file is None
+    import_iso(media_store.store, media, _el_iso(tmp_path / "ok.iso"), "el9")
+    assert not leftover.exists() and (media / "el9" / "SHA256SUMS").is_file()

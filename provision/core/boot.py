@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..bootnames import classify
-from .files import Opened, open_under
+from .files import Opened, open_media, open_under
 
 if TYPE_CHECKING:  # the TFTP pump processes import this module, not the store behind the cache
     from ..render.cache import BootCache
@@ -48,6 +48,8 @@ class BootFiles:
         if per_mac is not None:
             return self.config(*per_mac)
         rel = name.lstrip("/")
-        root, rel = (self.media, rel[len("media/"):]) if rel.startswith("media/") else (self.bootfiles, rel)
-        outcome, opened = open_under(root, rel)
+        if rel.startswith("media/"):
+            outcome, opened = open_media(self.media, rel[len("media/"):])
+        else:
+            outcome, opened = open_under(self.bootfiles, rel)
         return Served(outcome, file=opened)

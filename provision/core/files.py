@@ -56,5 +56,13 @@ def open_under(root: Path, rel: str) -> tuple[str, Opened | None]:
     return "file", Opened(fd, st.st_size, rel.rsplit("/", 1)[-1], st)
 
 
+def open_media(root: Path, rel: str) -> tuple[str, Opened | None]:
+    """open_under for [paths] media, whose top level holds only imported media by their names: a
+    hidden entry there (an import still copying, `.NAME.partial-PID`) is never served."""
+    if rel.startswith("."):
+        return "refused", None
+    return open_under(root, rel)
+
+
 def etag(st: os.stat_result) -> str:
     return f"{st.st_mtime_ns:x}-{st.st_size:x}-{st.st_ino:x}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..core.files import open_under
+from ..core.files import open_media
 from .deps import services
 from .mediafiles import send_opened
 
@@ -39,7 +39,7 @@ def metrics():
 @bp.route("/media/<path:path>", methods=["GET", "HEAD"])
 def media(path: str):
     """Installation media under [paths] media, as core/files.py opens them (the TFTP policy)."""
-    _outcome, opened = open_under(services().cfg.paths.media, path)
+    _outcome, opened = open_media(services().cfg.paths.media, path)
     if opened is None:
         abort(404)
     return send_opened(opened)
