@@ -6,6 +6,7 @@ fallback when a pump dies (real sockets, real curl)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import socket
@@ -145,8 +146,7 @@ def test_a_waiting_step_wakes_on_the_callback_not_on_a_poll(tmp_path):
     """The poll interval is an hour: only the change event can wake the runner."""
     svc = _svc(tmp_path)
     try:
-        ctx = svc
-        ctx.poll = 3600.0
+        ctx = dataclasses.replace(svc, poll=3600.0)
         name = "rhvnode3"
         svc.store.set_state(name, S.INSTALLING)
         stop, result, waiting = threading.Event(), [], threading.Event()

@@ -22,18 +22,21 @@ SKIP_KINDS = {"veth", "tun", "tap", "dummy", "ifb", "macvtap", "openvswitch", "v
 SKIP_PREFIX = ("vnet", "virbr", "docker", ";vdsm", "ovs-", "br-int", "lo")
 
 
+MAX_WARNINGS = 20  # the collector's warnings recorded one by one; the rest are counted
+
+
 def sections(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    name = None
+    """The upload's `### name` sections, in one pass (linear in the upload, whatever its shape)."""
+    parts: dict[str, list[str]] = {}
+    lines: list[str] | None = None
     for line in text.splitlines():
         if line.startswith("### "):
-            name = line[4:].strip()
-            out[name] = ""
-        elif name is not None:
-            out[name] += line + "\n"
-    if "end" not in out:
+            lines = parts[line[4:].strip()] = []
+        elif lines is not None:
+            lines.append(line)
+    if "end" not in parts:
         raise InputError("node capture: the upload is incomplete (no '### end' section)")
-    return out
+    return {name: "".join(f"{line}\n" for line in lines) for name, lines in parts.items()}
 
 
 def _json(sec: dict, name: str, default):
@@ -42,6 +45,8 @@ def _json(sec: dict, name: str, default):
         return json.loads(text) if text else default
     except json.JSONDecodeError:
         raise InputError(f"node capture: section {name!r} is not valid JSON") from None
+    except RecursionError:
+        raise InputError(f"node capture: section {name!r} is nested too deeply") from None
 
 
 def parse_bonding(text: str) -> dict:
@@ -105,12 +110,16 @@ def _blocks(sec: dict) -> dict:
 
 
 def warnings(text: str) -> list[str]:
-    """What the collector said it could not read (one line each)."""
-    return [w for w in sections(text).get("warnings", "").splitlines() if w.strip()]
+    """What the collector said it could not read (one line each, each at most 300 characters): the
+    first MAX_WARNINGS, then one line counting the rest."""
+    said = [w[:300] for w in sections(text).get("warnings", "").splitlines() if w.strip()]
+    if len(said) > MAX_WARNINGS:
+        return said[:MAX_WARNINGS] + [f"... and {len(said) - MAX_WARNINGS} more warnings (not recorded)"]
+    return said
 
 
 def _warned(sec: dict) -> str:
-    w = [line for line in sec.get("warnings", "").splitlines() if line.strip()]
+    w = [line[:300] for line in sec.get("warnings", "").splitlines() if line.strip()][:MAX_WARNINGS]
     return f"; the collector reported: {'; '.join(w)}" if w else ""
 
 

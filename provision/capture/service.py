@@ -64,7 +64,7 @@ def collector_script(ctx: Services, env, token: str) -> str | None:
 
 def accept_upload(ctx: Services, token: str, text: str, remote_addr: str | None = None) -> tuple[int, dict]:
     """The upload must come from one of the node's known addresses (when it has any); one from
-    elsewhere is refused without using up the token."""
+    elsewhere, or one that does not parse, is refused without using up the token."""
     name = ctx.store.collection_node(token)
     if name is None:
         return 403, {"error": "unknown, used or expired token"}
@@ -73,22 +73,22 @@ def accept_upload(ctx: Services, token: str, text: str, remote_addr: str | None 
     if remote_addr is not None and known and not from_node(remote_addr, known, ctx.cfg.server.collect_sources):
         ctx.store.add_event(name, "capture-denied", f"collector upload from {remote_addr}: not the node's address")
         return 403, {"error": "not accepted from this address"}
-    if ctx.store.collection_node(token, consume=True) is None:
-        return 403, {"error": "unknown, used or expired token"}
-    try:
-        facts = facts_from_node(text, _previous(ctx, name))
+    try:  # parsed before the token is used up: a malformed upload can be sent again, fixed
+        facts = facts_from_node(text, prev)
     except InputError as exc:
         ctx.store.add_event(name, "capture-failed", str(exc))
         return 422, {"error": str(exc)}
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:  # a malformed upload, never a 500
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:  # malformed, never a 500
         ctx.store.add_event(name, "capture-failed", f"malformed upload: {type(exc).__name__}")
         return 422, {"error": f"node capture: malformed upload ({type(exc).__name__}: {exc})"[:300]}
+    if ctx.store.collection_node(token, consume=True) is None:
+        return 403, {"error": "unknown, used or expired token"}
     try:
         snap_id, changes = store(ctx, name, facts, "node")
     except InputError as exc:  # e.g. a MAC or IP that another node owns: nothing stored
         ctx.store.add_event(name, "capture-failed", str(exc))
         return 422, {"error": str(exc)}
-    said = warnings(text)
-    for w in said:
-        ctx.store.add_event(name, "capture-warning", w)
+    said = warnings(text)  # bounded: the first MAX_WARNINGS and a count, in one write
+    if said:
+        ctx.store.record_step(name, {}, [("capture-warning", w) for w in said])
     return 200, {"node": name, "snapshot": snap_id, "changes": [c.text for c in changes], "warnings": said}

@@ -456,12 +456,19 @@ class Store:
             node_id = self._node_id(tx.conn, name)
             tx.execute(insert(E).values(node_id=node_id, ts=utcnow(), kind=kind, message=message))
 
-    def events(self, name: str) -> list[Event]:
+    def events(self, name: str, limit: int | None = None) -> list[Event]:
+        """The node's events, oldest first; with `limit`, only the newest `limit` of them."""
         with self.db.read() as conn:
             node_id = self._node_id(conn, name)
-            rows = conn.execute(select(E.c.ts, E.c.kind, E.c.message).where(E.c.node_id == node_id)
-                                .order_by(E.c.id)).all()
+            q = select(E.c.ts, E.c.kind, E.c.message).where(E.c.node_id == node_id)
+            rows = (conn.execute(q.order_by(E.c.id)).all() if limit is None
+                    else list(reversed(conn.execute(q.order_by(E.c.id.desc()).limit(limit)).all())))
         return [Event(r.ts, r.kind, r.message) for r in rows]
+
+    def event_count(self, name: str) -> int:
+        with self.db.read() as conn:
+            node_id = self._node_id(conn, name)
+            return conn.execute(select(func.count()).select_from(E).where(E.c.node_id == node_id)).scalar_one()
 
     def events_since(self, after: int, limit: int = 500) -> list[tuple[int, datetime, str, str, str]]:
         """(id, ts, node, kind, message) of every node's events with an id above `after`, oldest

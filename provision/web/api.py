@@ -5,11 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..domain import load_yaml, parse_nodes
+from ..errors import InputError
 from ..render import check_kickstart
 from .auth import api_auth
 from .deps import services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+EVENTS_SHOWN = 200  # a node's newest events in its view (API: ?events=N)
 
 
 def node_summary(rec, armed: bool) -> dict:
@@ -41,7 +43,12 @@ def node(name: str):
     rec = store.get(name)
     body = node_summary(rec, store.active_build(name) is not None)
     body["bmc"] = rec.node.bmc.model_dump(mode="json")
-    body["events"] = [{"ts": e.ts.isoformat(), "kind": e.kind, "message": e.message} for e in store.events(name)]
+    limit = request.args.get("events", default=EVENTS_SHOWN, type=int)
+    if limit is None or not 0 <= limit <= 100_000:
+        raise InputError("events: a number of events, 0..100000")
+    body["events"] = [{"ts": e.ts.isoformat(), "kind": e.kind, "message": e.message}
+                      for e in store.events(name, limit=limit)]  # the newest, oldest first
+    body["events_total"] = store.event_count(name)
     return jsonify(body)
 
 

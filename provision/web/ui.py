@@ -16,6 +16,7 @@ from ..render import KINDS, check_kickstart
 from ..store import utcnow
 from ..workflow import states as S
 from ..workflow import submit
+from .api import EVENTS_SHOWN
 from .auth import fingerprint, token_ok, ui_auth
 from .deps import services
 from .rebuilds import run_json, wake_conductor
@@ -104,7 +105,8 @@ def node(name: str):
         except ProvisionError as exc:
             previews.append((kind, "", str(exc), None))
     return render_template("node.html", title=name, rec=rec, facts=rec.node.facts, history=list(reversed(history)),
-                           previews=previews, events=list(reversed(store.events(name))),
+                           previews=previews, events=list(reversed(store.events(name, limit=EVENTS_SHOWN))),
+                           events_total=store.event_count(name),
                            retry_at=submit.retry_at(store, name))
 
 
