@@ -315,10 +315,15 @@ def test_ui_sessions_end_with_logout_and_with_a_new_admin_token(tmp_path):
         s = requests.Session()
         assert ui_login(s, srv.http, srv.token).status_code == 200
         assert s.get(srv.http + "/", allow_redirects=False, timeout=10).status_code == 200
+        copied = s.cookies.get("session")  # what someone who saw the cookie keeps
         assert s.post(srv.http + "/logout", timeout=10).status_code == 400  # a form without its CSRF token
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', s.get(srv.http + "/", timeout=10).text).group(1)
         s.post(srv.http + "/logout", data={"csrf_token": csrf}, timeout=10)
         assert s.get(srv.http + "/", allow_redirects=False, timeout=10).status_code == 302
+        replay = requests.Session()
+        replay.cookies.set("session", copied)  # the cookie from before the logout: ended with it
+        assert replay.get(srv.http + "/", allow_redirects=False, timeout=10).status_code == 302
+        assert replay.get(srv.http + "/api/v1/events", allow_redirects=False, timeout=10).status_code == 401
         ui_login(s, srv.http, srv.token)
         cookie = s.cookies.get("session")
         assert "Secure" not in str(s.cookies)  # http public_url

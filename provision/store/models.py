@@ -115,6 +115,18 @@ class RebuildRow(Base):
     summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
+class UiSessionRow(Base):
+    """A console login: the cookie carries its token, the store its digest; logout ends it, so a
+    copied cookie is worth nothing after it."""
+
+    __tablename__ = "ui_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class MetaRow(Base):
     """Key/value counters; `generation` grows by one on every write that may change a boot config
     or kickstart, and the nodes it touched take its new value."""

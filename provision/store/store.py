@@ -36,6 +36,7 @@ from .models import (
     NodeRow,
     RebuildRow,
     SnapshotRow,
+    UiSessionRow,
     table,
 )
 from .records import FINISHED, Build, Event, ImportResult, Media, NodeRecord, NodeState, Rebuild, Snapshot, merge
@@ -44,6 +45,7 @@ from .schema import ensure_schema
 N, S, B, E = table(NodeRow), table(SnapshotRow), table(BuildRow), table(EventRow)
 A, L, C, R, M, META = (table(AddressRow), table(LogRow), table(CollectRow), table(RebuildRow), table(MediaRow),
                        table(MetaRow))
+U = table(UiSessionRow)
 _STATE = (N.c.name, N.c.cluster, N.c.state, N.c.step_started_at, N.c.failed_step, N.c.fail_reason, N.c.rebuild_id,
           N.c.data, N.c.generation)
 _BUILD = (B.c.id, N.c.name, B.c.nonce, B.c.snapshot_id, B.c.created_at, B.c.expires_at, B.c.ks_fetched_at,
@@ -578,6 +580,29 @@ class Store:
             if consume:
                 tx.execute(update(C).where(C.c.id == r.id).values(used_at=now))
             return r.name
+
+    # -- console sessions -------------------------------------------------------------------------
+    def create_ui_session(self, ttl_seconds: int) -> str:
+        token = secrets.token_urlsafe(24)
+        now = utcnow()
+        with self.db.write() as tx:
+            tx.execute(delete(U).where(U.c.expires_at < now))  # old ones go as new ones come
+            tx.execute(insert(U).values(digest=tokens.digest(token), created_at=now,
+                                        expires_at=now + timedelta(seconds=ttl_seconds)))
+        return token
+
+    def ui_session_live(self, token: str | None) -> bool:
+        if not token:
+            return False
+        with self.db.read() as conn:
+            r = conn.execute(select(U.c.expires_at, U.c.ended_at).where(U.c.digest == tokens.digest(token))).first()
+        return r is not None and r.ended_at is None and utcnow() < r.expires_at
+
+    def end_ui_session(self, token: str | None) -> None:
+        if token:
+            with self.db.write() as tx:
+                tx.execute(update(U).where(U.c.digest == tokens.digest(token), U.c.ended_at.is_(None))
+                           .values(ended_at=utcnow()))
 
     # -- rebuild runs -----------------------------------------------------------------------------
     def create_rebuild(self, nodes: list[str], options: dict, runner: str = "cli") -> Rebuild:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..errors import Conflict, InputError, NotFound, ProvisionError
 from ..services import Services
-from . import api, boot, callbacks, collect, events, kickstart, openapi, ops, proxies, rebuilds, ui, vmedia
+from . import api, auth, boot, callbacks, collect, events, kickstart, openapi, ops, proxies, rebuilds, ui, vmedia
 from .accesslog import loggable_path
 from .deps import WebState
 
@@ -26,6 +27,7 @@ def create_app(svc: Services, *, admin_token: str | None = None, secret_key: str
     # accepted and truncated (callbacks keep its tail), not refused
     app.config.update(SECRET_KEY=secret_key or svc.key, MAX_CONTENT_LENGTH=max(64 << 20, 2 * cfg.defaults.installer_log_max),
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                      PERMANENT_SESSION_LIFETIME=timedelta(hours=auth.SESSION_HOURS),
                       SESSION_COOKIE_SECURE=cfg.server.public_url.startswith("https://"))
     app.extensions["provision"] = svc
     app.extensions["provision.web"] = WebState(

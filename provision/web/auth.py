@@ -9,7 +9,7 @@ import hmac
 
 from flask import jsonify, redirect, request, session, url_for
 
-from .deps import web
+from .deps import services, web
 
 
 def token_ok(presented: str | None) -> bool:
@@ -28,6 +28,14 @@ def fingerprint() -> str:
     return hashlib.sha256(b"ui-session:" + web().admin_token.encode()).hexdigest()[:32]
 
 
+SESSION_HOURS = 12  # a console login lasts this long (or until logout)
+
+
+def session_ok() -> bool:
+    """A console session made with the current admin token whose login the store still holds live."""
+    return session.get("admin") == fingerprint() and services().store.ui_session_live(session.get("sid"))
+
+
 def api_auth(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
@@ -40,7 +48,7 @@ def api_auth(view):
 def ui_auth(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not (session.get("admin") == fingerprint() or token_ok(bearer())):
+        if not (token_ok(bearer()) or session_ok()):
             return redirect(url_for("ui.login", next=request.path))
         return view(*args, **kwargs)
     return wrapped
@@ -51,7 +59,7 @@ def api_or_ui_auth(view):
     console's EventSource cannot send an Authorization header)."""
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not (token_ok(bearer()) or session.get("admin") == fingerprint()):
+        if not (token_ok(bearer()) or session_ok()):
             return jsonify(error="missing or wrong bearer token"), 401, {"WWW-Authenticate": "Bearer"}
         return view(*args, **kwargs)
     return wrapped

@@ -17,7 +17,7 @@ from ..store import utcnow
 from ..workflow import states as S
 from ..workflow import submit
 from .api import EVENTS_SHOWN
-from .auth import fingerprint, token_ok, ui_auth
+from .auth import SESSION_HOURS, fingerprint, token_ok, ui_auth
 from .deps import services
 from .rebuilds import run_json, wake_conductor
 
@@ -50,6 +50,7 @@ def login():
         if token_ok(request.form.get("token")):
             session.clear()
             session["admin"] = fingerprint()
+            session["sid"] = services().store.create_ui_session(SESSION_HOURS * 3600)
             return redirect(nxt)
         error = "wrong token"
     return render_template("login.html", title="log in", next=nxt, error=error), (401 if error else 200)
@@ -57,6 +58,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    services().store.end_ui_session(session.get("sid"))  # a copy of the cookie ends with it
     session.clear()
     return redirect("/login")
 
