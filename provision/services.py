@@ -7,12 +7,13 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet
 
 from .config import Config, ensure_secret_file
+from .core.denials import Denials
 from .integrations import Unconfigured
 from .integrations.dns import DnsChecker, FakeDns
 from .integrations.engine import FakeEngine
@@ -58,6 +59,7 @@ class Services:
     dns: Dns
     bootcheck: Callable | None = None  # node -> str; raises if the node would not get its install config
     poll: float = 2.0  # how often a waiting step re-reads its node when no change was signalled
+    denials: Denials = field(default_factory=Denials)  # refusals told in event logs at a bounded rate
     tftp: TftpService | None = None  # serve's
     gate: Gate | None = None
     conductor: Conductor | None = None

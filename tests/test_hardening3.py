@@ -215,3 +215,44 @@ def test_a_nodes_view_shows_its_newest_events_not_all(tmp_path):
         assert client.get("/api/v1/nodes/rhvnode3?events=-1", headers=auth).status_code == 400
     finally:
         svc.close()
+
+
+# -- refusals in the event log ----------------------------------------------------------------------
+def test_refusals_are_told_at_a_bounded_rate():
+    from provision.core.denials import Denials
+
+    now = [0.0]
+    log: list[tuple[str, str, str]] = []
+    d = Denials(window=60, clock=lambda: now[0])
+    record = lambda node, kind, msg: log.append((node, kind, msg))  # noqa: E731
+    assert d.tell(record, "n1", "ks-denied", "first")
+    for _ in range(500):
+        assert not d.tell(record, "n1", "ks-denied", "again")
+    assert d.tell(record, "n2", "ks-denied", "another node")  # per node
+    assert d.tell(record, "n1", "callback-denied", "another kind")  # per kind
+    now[0] = 61
+    assert d.tell(record, "n1", "ks-denied", "later")
+    assert [m for n, k, m in log if (n, k) == ("n1", "ks-denied")] == [
+        "first", "later (500 more refused in the last 60 s, not recorded)"]
+
+
+def test_a_flood_of_refused_kickstart_fetches_writes_one_event(tmp_path):
+    """~650 event rows a second, unauthenticated, before."""
+    from provision import config as config_mod
+    from provision import services
+    from provision.domain import load_yaml, parse_nodes
+    from provision.web import create_app
+
+    from .conftest import EXAMPLE, write_config
+
+    svc = services.build(config_mod.load(write_config(tmp_path)), bootcheck=False)
+    try:
+        svc.store.import_nodes(parse_nodes(load_yaml(EXAMPLE.read_text(), "x")))
+        _b, token = svc.store.arm("rhvnode3", svc.key, 3600)
+        client = create_app(svc, admin_token="t" * 20, secret_key="k" * 32).test_client()
+        for _ in range(300):
+            assert client.get(f"/ks/{token}", environ_base={"REMOTE_ADDR": "192.0.2.99"},
+                              headers={"X-RHN-Provisioning-MAC-0": "eth0 0c:c4:7a:3b:03:01"}).status_code == 403
+        assert [e.kind for e in svc.store.events("rhvnode3")].count("ks-denied") == 1
+    finally:
+        svc.close()

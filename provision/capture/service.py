@@ -71,7 +71,8 @@ def accept_upload(ctx: Services, token: str, text: str, remote_addr: str | None 
     prev = _previous(ctx, name)
     known = [a.ip for a in prev.addresses()] if prev else []
     if remote_addr is not None and known and not from_node(remote_addr, known, ctx.cfg.server.collect_sources):
-        ctx.store.add_event(name, "capture-denied", f"collector upload from {remote_addr}: not the node's address")
+        ctx.denials.tell(ctx.store.add_event, name, "capture-denied",
+                         f"collector upload from {remote_addr}: not the node's address")
         return 403, {"error": "not accepted from this address"}
     try:  # parsed before the token is used up: a malformed upload can be sent again, fixed
         facts = facts_from_node(text, prev)

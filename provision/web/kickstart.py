@@ -22,7 +22,7 @@ def kickstart(token: str):
     if not decision.allowed or decision.build is None:
         services().metrics.ks_denied.labels(decision.reason).inc()
         if decision.detail and decision.build is not None:
-            store.add_event(decision.build.node, "ks-denied", decision.detail)
+            services().denials.tell(store.add_event, decision.build.node, "ks-denied", decision.detail)
         return Response(f"{'not found' if decision.status == 404 else 'forbidden'}\n", status=decision.status,
                         mimetype="text/plain")
     data = services().bootcache.kickstart(decision.build)

@@ -43,7 +43,8 @@ def handle(ctx: Services, token: str, phase: str, remote_addr: str, body: bytes,
     name = build.node
     node = ctx.store.get(name).node
     if not _from_node(node, remote_addr):
-        ctx.store.add_event(name, "callback-denied", f"{phase} callback from {remote_addr}: not the node's address")
+        ctx.denials.tell(ctx.store.add_event, name, "callback-denied",
+                         f"{phase} callback from {remote_addr}: not the node's address")
         return Reply(403, {"error": "not accepted from this address"})
     state = ctx.store.node_state(name)
     if phase == "failed":
