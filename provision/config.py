@@ -252,11 +252,17 @@ def load(path: str | os.PathLike | None = None) -> Config:
         return Config()
     file = Path(path)
     try:
-        data = tomllib.loads(file.read_text())
+        data = tomllib.loads(file.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise InputError(f"config {file}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config {file}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"config {file}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"config {file}: not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise InputError(f"config {file}: not valid TOML: {str(exc).split(':')[0]}") from None
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:

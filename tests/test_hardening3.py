@@ -256,3 +256,51 @@ def test_a_flood_of_refused_kickstart_fetches_writes_one_event(tmp_path):
         assert [e.kind for e in svc.store.events("rhvnode3")].count("ks-denied") == 1
     finally:
         svc.close()
+
+
+# -- unreadable input: exit 2 (or 400), never a traceback ------------------------------------------
+_NODE = ("nodes:\n  - name: a\n    fqdn: a.lab.example.com\n    cluster: c\n    profile: rhvh\n"
+         "    bmc: {address: 127.0.0.1, username: u, password_file: /etc/hostname}\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    (_NODE + "    when: 2001-02-30\n", "day is out of range"),
+    ("nodes:\n  - name: " + "9" * 5000 + "\n", "integer string conversion"),
+])
+def test_an_unreadable_inventory_value_is_an_input_error(tmp_path, text, message):
+    from .conftest import run_cli, write_config
+
+    (tmp_path / "inv.yaml").write_text(text)
+    res = run_cli("node", "import", str(tmp_path / "inv.yaml"), config=write_config(tmp_path))
+    assert res.returncode == 2 and "Traceback" not in res.stderr and message in res.stderr, res.stderr
+
+
+def test_the_api_answers_an_unreadable_inventory_with_400(tmp_path):
+    from provision import config as config_mod
+    from provision import services
+    from provision.web import create_app
+
+    from .conftest import write_config
+
+    svc = services.build(config_mod.load(write_config(tmp_path)), bootcheck=False)
+    try:
+        client = create_app(svc, admin_token="t" * 20, secret_key="k" * 32).test_client()
+        res = client.post("/api/v1/nodes", data=_NODE + "    when: 2001-02-30\n",
+                          headers={"Authorization": "Bearer " + "t" * 20})
+        assert res.status_code == 400 and "day is out of range" in res.json["error"]
+    finally:
+        svc.close()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[server]\nthreads = 8\n\xff\xfe\n", "not UTF-8"),
+    (b"a = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
+    (b"[server]\nthreads = " + b"9" * 5000 + b"\n", "integer string conversion"),
+])
+def test_an_unreadable_config_is_an_input_error(tmp_path, content, message):
+    from .conftest import run_cli
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_bytes(content)
+    res = run_cli("node", "list", config=cfg)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and message in res.stderr, res.stderr

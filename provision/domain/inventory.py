@@ -174,6 +174,9 @@ def load_yaml(text: str, source: str) -> object:
         raise InputError(f"{source}: not valid YAML{where}: {what}") from None
     except RecursionError:
         raise InputError(f"{source}: not valid YAML: nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # a date like 2001-02-30, an integer of 5,000 digits
+        # only the message's first part: the rest may quote the value, and a value may be a secret
+        raise InputError(f"{source}: not valid YAML: a value cannot be read ({str(exc).split(':')[0]})") from None
 
 
 def parse_nodes(data: object, source: str = "inventory") -> list[Node]:
