@@ -12,13 +12,17 @@ pycdlib writes an ISO 9660 image (Rock Ridge and Joliet names, volume label PROV
 Both boot configs carry the node's whole installer command line: static network (ip=, bond=,
 vlan=, ifname=, nameserver=) and inst.ks= with the build's token. The BIOS loaders come from
 [paths] bootfiles; the ones the node's firmware needs must be there. The image is written once per
-build under state_dir/vmedia (0600: it holds the build token) and removed with the build."""
+build under state_dir/vmedia (0600: it holds the build token), by one writer at a time per build
+(the BMC's first fetches come together), and removed with the build; writing a node's new build's
+image removes its older builds' images and what a killed writer left."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import tempfile
+import threading
 from pathlib import Path
 
 import pycdlib
@@ -33,8 +37,12 @@ LABEL = "PROVISION"
 BIOS_FILES = ("isolinux.bin", "ldlinux.c32")
 
 
+_LOCKS: dict[int, threading.Lock] = {}  # build id -> its writer's lock (this process's requests)
+_LOCKS_LOCK = threading.Lock()
+
+
 def iso_path(cfg: Config, build: Build) -> Path:
-    return cfg.paths.state_dir / "vmedia" / f"build-{build.id}.iso"
+    return cfg.paths.state_dir / "vmedia" / f"{build.node}-build-{build.id}.iso"
 
 
 def ensure_iso(cfg: Config, store: Store, renderer: Renderer, build: Build) -> Path:
@@ -42,6 +50,15 @@ def ensure_iso(cfg: Config, store: Store, renderer: Renderer, build: Build) -> P
     path = iso_path(cfg, build)
     if path.is_file():
         return path
+    with _LOCKS_LOCK:
+        lock = _LOCKS.setdefault(build.id, threading.Lock())
+    with lock:  # the others wait for the one writing, then find its image
+        if path.is_file():
+            return path
+        return _build(cfg, store, renderer, build, path)
+
+
+def _build(cfg: Config, store: Store, renderer: Renderer, build: Build, path: Path) -> Path:
     node = store.get(build.node).node
     problems = missing_inputs(cfg, node)
     if problems:
@@ -53,15 +70,29 @@ def ensure_iso(cfg: Config, store: Store, renderer: Renderer, build: Build) -> P
     pxe = images / "pxeboot"
     configs = {kind: renderer.render_build(build, kind).text.encode() for kind in ("isolinux", "grub-iso")}
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    _remove_stale(path.parent, build)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.")  # 0600, one per writer
+    os.close(fd)
+    tmp = Path(name)
     try:
         _write(tmp, pxe, boot, configs, bios=not missing, efiboot=efiboot)
-        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _remove_stale(directory: Path, build: Build) -> None:
+    """The node's older builds' images (superseded: their tokens are dead) and the temporary
+    files of writers whose process is gone (killed mid-write; they hold a token)."""
+    for old in directory.glob(f"{build.node}-build-*.iso"):
+        if old.name != f"{build.node}-build-{build.id}.iso":
+            old.unlink(missing_ok=True)
+    for tmp in directory.glob(".*.iso.*"):
+        pid = tmp.name.split(".iso.", 1)[1].split(".", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            tmp.unlink(missing_ok=True)
 
 
 def _efiboot(cfg: Config, node) -> Path | None:

@@ -223,7 +223,7 @@ def test_vmedia_netboot_step_puts_the_served_iso_in_the_bmcs_cd(bmc, tmp_path):
         events = [e.message for e in store.events(node["name"])]
         assert any(m.startswith("boot ISO served") for m in events), events
         assert f"/vmedia/{token}/" not in " ".join(events)  # the token stays out of the event log
-        iso = server.svc.cfg.paths.state_dir / "vmedia" / f"build-{build.id}.iso"
+        iso = server.svc.cfg.paths.state_dir / "vmedia" / f"{build.node}-build-{build.id}.iso"
         assert iso.is_file()
         callbacks._eject(ctx, node["name"], build)
         cd.refresh()

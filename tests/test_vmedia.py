@@ -85,7 +85,7 @@ def test_a_uefi_nodes_iso_carries_its_kernel_initrd_and_boot_configs(srv):
         assert "ifname=eno1:0c:c4:7a:3b:03:01" in text
     assert "  linux /images/pxeboot/vmlinuz inst.ks=" in grub and "search --no-floppy --set=root --label PROVISION" in grub
     assert "  APPEND initrd=/images/pxeboot/initrd.img inst.ks=" in isolinux
-    path = server.svc.cfg.paths.state_dir / "vmedia" / f"build-{build.id}.iso"
+    path = server.svc.cfg.paths.state_dir / "vmedia" / f"{build.node}-build-{build.id}.iso"
     assert oct(path.stat().st_mode & 0o777) == "0o600"  # it holds the build token
     assert loggable_path(f"/vmedia/{token}/boot.iso") == "/vmedia/********/boot.iso"
 
@@ -136,3 +136,34 @@ def test_a_bios_nodes_iso_needs_isolinux_and_boots_it(srv):
         assert _read(iso, "/isolinux/ldlinux.c32") == b"ldlinux"
     finally:
         iso.close()
+
+
+def test_first_fetches_at_once_all_get_the_image_and_nothing_is_left_behind(srv):
+    """Four first fetches of a build's ISO at once (a BMC opens several ranges): three got 500 on a
+    shared temporary name. A killed writer's temporary file (it holds a token) and a superseded
+    build's image are removed when the node's next image is written."""
+    import threading
+
+    server, _ = srv
+    vdir = server.svc.cfg.paths.state_dir / "vmedia"
+    old, old_token = server.svc.store.arm("rhvnode3", server.svc.key, 3600)
+    assert requests.get(f"{server.http}/vmedia/{old_token}/boot.iso", timeout=30).status_code == 200
+    killed = vdir / f".rhvnode3-build-{old.id}.iso.999999999.abc123"  # no such process
+    killed.write_bytes(b"half an image")
+    build, token = server.svc.store.arm("rhvnode3", server.svc.key, 3600)  # supersedes `old`
+    url = f"{server.http}/vmedia/{token}/boot.iso"
+    got: list = [None] * 4
+    start = threading.Barrier(4)
+
+    def fetch(i: int) -> None:
+        start.wait()
+        r = requests.get(url, timeout=60)
+        got[i] = (r.status_code, r.content)
+
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [g[0] for g in got] == [200] * 4 and len({g[1] for g in got}) == 1
+    assert sorted(p.name for p in vdir.iterdir()) == [f"rhvnode3-build-{build.id}.iso"]
