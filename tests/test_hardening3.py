@@ -304,3 +304,20 @@ def test_an_unreadable_config_is_an_input_error(tmp_path, content, message):
     cfg.write_bytes(content)
     res = run_cli("node", "list", config=cfg)
     assert res.returncode == 2 and "Traceback" not in res.stderr and message in res.stderr, res.stderr
+
+
+def test_with_one_server_thread_an_event_stream_cannot_take_it(tmp_path):
+    """threads = 1: one SSE stream held the only worker, and boot configs and callbacks waited."""
+    from provision import config as config_mod
+    from provision import services
+    from provision.web import create_app
+
+    from .conftest import write_config
+
+    svc = services.build(config_mod.load(write_config(tmp_path, server_extra="threads = 1")), bootcheck=False)
+    try:
+        client = create_app(svc, admin_token="t" * 20, secret_key="k" * 32).test_client()
+        res = client.get("/api/v1/events", headers={"Authorization": "Bearer " + "t" * 20})
+        assert res.status_code == 503 and "threads" in res.json["error"]
+    finally:
+        svc.close()

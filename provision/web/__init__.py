@@ -32,8 +32,9 @@ def create_app(svc: Services, *, admin_token: str | None = None, secret_key: str
     app.extensions["provision"] = svc
     app.extensions["provision.web"] = WebState(
         admin_token=admin_token or svc.admin_token(),
-        # each event stream holds one of the server's threads: at most half of them
-        streams=events.Streams(max(1, cfg.server.threads // 2)))
+        # each event stream holds one of the server's threads: at most half of them, and never the
+        # last one (with threads = 1 there are no streams: the boot configs and callbacks need it)
+        streams=events.Streams(cfg.server.threads // 2))
     for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
                ui.bp, ops.bp):
         app.register_blueprint(bp)

@@ -59,6 +59,9 @@ def events():
     if after < 0:
         return jsonify(error="Last-Event-ID / since: not an event id (a whole number)"), 400
     streams: Streams = web().streams
+    if streams.limit == 0:
+        return jsonify(error="no event streams with [server] threads = 1 (each stream holds a server thread; "
+                             "set threads to 2 or more)"), 503
     if not streams.take():
         return jsonify(error=f"too many event streams open (at most {streams.limit})"), 503, {"Retry-After": "5"}
     store = services().store
