@@ -53,7 +53,9 @@ class Decision:
         return self.status == 200
 
 
-def decide(store, token: str, macs: list[str], peer: str | None, install_sources=()) -> Decision:
+def installing_build(store, token: str) -> Decision:
+    """The first four rules: what the kickstart and the virtual-media ISO (web/vmedia.py) are both
+    served under, a live build token whose node still boots the installer."""
     if not tokens.looks_valid(token):
         return Decision(404, "malformed")
     build = store.build_by_digest(tokens.digest(token))
@@ -63,6 +65,15 @@ def decide(store, token: str, macs: list[str], peer: str | None, install_sources
         return Decision(403, "expired", build)
     if not build.boots_install:
         return Decision(403, "installed", build)
+    return Decision(200, "ok", build)
+
+
+def decide(store, token: str, macs: list[str], peer: str | None, install_sources=()) -> Decision:
+    first = installing_build(store, token)
+    if not first.allowed:
+        return first
+    build = first.build
+    assert build is not None
     if not macs:
         return Decision(403, "no-mac", build, f"kickstart refused: no X-RHN-Provisioning-MAC header from {peer}")
     owners = {m: store.node_for_mac(m) for m in set(macs[:MAX_MAC_HEADERS])}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, send_file
 
-from .. import tokens
+from ..core.kickstart import installing_build
 from ..vmedia import ensure_iso
 from .deps import services
 
@@ -20,12 +20,9 @@ def _deny(status: int) -> Response:
 @bp.route("/vmedia/<token>/boot.iso", methods=["GET", "HEAD"])
 def vmedia(token: str):
     store = services().store
-    if not tokens.looks_valid(token):
-        return _deny(404)
-    build = store.build_by_digest(tokens.digest(token))
-    if build is None:
-        return _deny(404)
-    if not build.boots_install:  # ended, expired, or `installed` was accepted
-        return _deny(403)
+    decision = installing_build(store, token)  # ended, expired, or `installed` was accepted: refused
+    if not decision.allowed or decision.build is None:
+        return _deny(decision.status)
+    build = decision.build
     path = ensure_iso(services().cfg, store, services().renderer, build)
     return send_file(path, mimetype="application/x-iso9660-image", conditional=True, etag=True, max_age=0)
