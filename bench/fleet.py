@@ -54,7 +54,6 @@ def _run(tmp: Path) -> list[Row]:
 public_url = "http://127.0.0.1:{http_port}"
 http_connection_limit = 1000
 http_per_source_limit = 1000
-tftp_per_source_sessions = 512
 trusted_proxies = ["127.0.0.1/32"]
 install_sources = ["127.0.0.0/8"]  # the kickstart fetches come from this machine, not the nodes' addresses""")
     data = gen_nodes(N)
