@@ -122,7 +122,8 @@ def _boot_configs(tmp, url, tftp_port, nginx_port, hpa_port, data) -> list[Row]:
     rows.append(Row("  requests/s (p50)", f"{ours['rps']:,.0f} ({ours['p50']:.0f} ms)",
                     f"/healthz {base['rps']:,.0f} ({base['p50']:.0f} ms)"))
     ngx = nginx(static, nginx_port, tmp)
-    front = start_nginx(tmp / "front", url.removeprefix("http://"), tmp / "media", *_cert(tmp))
+    # the bench's clients share one address: nginx's per-address limit is raised, as serve's is
+    front = start_nginx(tmp / "front", url.removeprefix("http://"), tmp / "media", *_cert(tmp), per_ip=4096)
     try:
         peer = wrk(f"http://127.0.0.1:{nginx_port}", paths, connections=CLIENTS)
         fronted = wrk(front.http, paths, connections=CLIENTS)
@@ -150,9 +151,30 @@ def _boot_configs(tmp, url, tftp_port, nginx_port, hpa_port, data) -> list[Row]:
     return rows
 
 
+def _fetch_once_each(base: str, fetches: list[tuple[str, dict]]) -> tuple[list[float], int, float]:
+    """Every (path, headers) fetched once, all at once (one thread per node, as a rack of installers
+    asks together): the latencies (ms), the failures and the time until the last answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item) -> float | None:
+        path, headers = item
+        t0 = time.perf_counter()
+        try:
+            ok = requests.get(base + path, headers=headers, timeout=30).status_code == 200
+        except requests.RequestException:
+            ok = False
+        return (time.perf_counter() - t0) * 1000 if ok else None
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(fetches)) as pool:
+        got = list(pool.map(one, fetches))
+    return [g for g in got if g is not None], sum(g is None for g in got), time.perf_counter() - t0
+
+
 def _kickstarts(tmp, cfg, url, nginx_port, data) -> list[Row]:
-    """ARMED nodes armed from another process (as the CLI runner does), then wrk with one connection
-    per node fetches their kickstarts, each with its node's MAC header, for 5 s."""
+    """ARMED nodes armed from another process (as the CLI runner does); then each fetches its
+    kickstart once, with its node's MAC header, all at once; nginx serves the same bytes as files
+    to the same fetches."""
     key = (tmp / "secret.key").read_text().strip()
     store = Store(f"sqlite:///{tmp}/fleet.db")
     chosen = data["nodes"][:ARMED]
@@ -165,10 +187,8 @@ def _kickstarts(tmp, cfg, url, nginx_port, data) -> list[Row]:
     while not ((h := _health(url)["bootcache"])["warm"] and h["synced_generation"] >= armed_at):
         time.sleep(0.05)
     ready = time.perf_counter() - t0
-
-    paths = tmp / "ks-paths.txt"
-    paths.write_text("".join(f"/ks/{token}\tX-RHN-Provisioning-MAC-0: eth0 {mac}\n" for mac, token in tokens))
-    ours = wrk(url, paths, connections=ARMED, seconds=5)
+    fetches = [(f"/ks/{token}", {"X-RHN-Provisioning-MAC-0": f"eth0 {mac}"}) for mac, token in tokens]
+    ours, ours_failed, ours_all = _fetch_once_each(url, fetches)
     body = requests.get(f"{url}/ks/{tokens[0][1]}", headers={"X-RHN-Provisioning-MAC-0": f"eth0 {tokens[0][0]}"},
                         timeout=10).content
     (tmp / "static" / "ks").mkdir()
@@ -176,15 +196,15 @@ def _kickstarts(tmp, cfg, url, nginx_port, data) -> list[Row]:
         (tmp / "static" / "ks" / token).write_bytes(body)
     ngx = nginx(tmp / "static", nginx_port, tmp)
     try:
-        peer = wrk(f"http://127.0.0.1:{nginx_port}", paths, connections=ARMED, seconds=5)
+        peer, peer_failed, peer_all = _fetch_once_each(f"http://127.0.0.1:{nginx_port}", fetches)
     finally:
         ngx.terminate()
         ngx.wait(10)
-    return [Row(f"kickstart fetch with MAC headers, {ARMED} armed nodes, wrk {ARMED} connections: p99",
-                f"{ours['p99']:.0f} ms ({ours['errors']} errors)", f"nginx {peer['p99']:.1f} ms ({peer['errors']} errors)",
-                target="0 errors", ok=ours["errors"] == 0),
-            Row("  requests/s (p50); every fetch recorded in the store", f"{ours['rps']:,.0f} ({ours['p50']:.0f} ms)",
-                f"nginx {peer['rps']:,.0f} ({peer['p50']:.1f} ms)", ratio=ours["rps"] / max(peer["rps"], 1)),
+    return [Row(f"kickstart fetch with MAC headers, {ARMED} armed nodes each once, all at once: p99",
+                f"{percentile(ours, 99):.0f} ms ({ours_failed} failed)",
+                f"nginx {percentile(peer, 99):.0f} ms ({peer_failed} failed)", target="0 failed", ok=ours_failed == 0),
+            Row("  until the last answer; every fetch checked and recorded in the store", f"{ours_all:.2f} s",
+                f"nginx {peer_all:.2f} s"),
             Row(f"  {ARMED} nodes armed from another process -> all their configs rendered", f"{ready:.2f} s")]
 
 

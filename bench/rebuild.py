@@ -6,6 +6,7 @@ memory."""
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import random
@@ -117,10 +118,20 @@ poll_interval = 2.0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     svc.close()
     cpu_ms = cpu / N * 1000
+    # the same nodes' own work, in the same order, scheduled with no overhead at all by the rule a
+    # scheduler that cannot know install times ahead must follow (the next node into the first slot
+    # that frees): the best any online schedule of this batch does
+    slots = [0.0] * PARALLEL
+    heapq.heapify(slots)
+    for n in names:
+        heapq.heappush(slots, heapq.heappop(slots) + work[n])
+    online = max(slots)
     return [
         Row(f"rebuild {N} simulated nodes, --max-parallel {PARALLEL}, installs {INSTALL[0]:.0f}-{INSTALL[1]:.0f} s: "
             "makespan / floor", f"{makespan / floor:.3f}x ({makespan:.1f} s vs {floor:.1f} s)", target="<= 1.05x",
             ok=makespan / floor <= 1.05),
+        Row("  makespan / the same work scheduled online with no overhead (next node into the first free slot)",
+            f"{makespan / online:.3f}x ({online:.1f} s)", target="<= 1.05x", ok=makespan / online <= 1.05),
         Row("  floor: all nodes' own work spread evenly over the slots", f"{floor:.1f} s"),
         Row(f"  waves x slowest node's own work ({waves} x {max(work.values()):.2f} s)", f"{bound:.1f} s"),
         Row("  orchestration CPU per node (this process over the batch, fakes included)", f"{cpu_ms:.0f} ms",

@@ -45,14 +45,15 @@ def _free_port() -> int:
 
 
 def start_nginx(directory: Path, upstream: str, media: Path, cert: Path, key: Path,
-                http_port: int | None = None, https_port: int | None = None) -> Front:
+                http_port: int | None = None, https_port: int | None = None, per_ip: int = 64) -> Front:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tmp").mkdir(exist_ok=True)
     http_port, https_port = http_port or _free_port(), https_port or _free_port()
     site = CONF.read_text()
     for name, value in (("HTTP_LISTEN", f"127.0.0.1:{http_port}"), ("HTTPS_LISTEN", f"127.0.0.1:{https_port}"),
                         ("SERVER_NAME", "127.0.0.1"), ("CERT", str(cert)), ("KEY", str(key)), ("UPSTREAM", upstream),
-                        ("MEDIA", str(media)), ("CACHE", str(directory / "cache")), ("TMP", str(directory / "tmp"))):
+                        ("MEDIA", str(media)), ("CACHE", str(directory / "cache")), ("TMP", str(directory / "tmp")),
+                        ("PER_IP", str(per_ip))):
         site = site.replace(f"@{name}@", value)
     assert "@" not in site.replace("$binary_remote_addr", ""), "a placeholder of docs/nginx/provision.conf is not filled"
     (directory / "provision.conf").write_text(site)
