@@ -37,8 +37,8 @@ N_NODES = int(os.environ.get("BENCH_NODES", "1000"))
 SIZE_MB = int(os.environ.get("BENCH_SIZE_MB", "20"))
 
 
-def config(tmp: Path, tftp_port: int = 6969, server: str = "", db: str = "bench.db") -> Path:
-    """A provision.toml under `tmp`; `server` adds lines to [server]."""
+def config(tmp: Path, tftp_port: int = 6969, server: str = "", db: str = "bench.db", paths: str = "") -> Path:
+    """A provision.toml under `tmp`; `server` adds lines to [server], `paths` to [paths]."""
     cfg = tmp / "provision.toml"
     cfg.write_text(f"""[server]
 {server}
@@ -53,6 +53,7 @@ state_dir = "{tmp}/var"
 bootfiles = "{tmp}/boot"
 media = "{tmp}/media"
 templates = "{REPO}"
+{paths}
 """)
     return cfg
 

@@ -50,7 +50,7 @@ def run() -> list[Row]:
 def _run(tmp: Path) -> list[Row]:
     rows: list[Row] = []
     http_port, tftp_port, nginx_port, hpa_port = free_port(), free_port(2), free_port(), free_port(2)
-    cfg = config(tmp, tftp_port, db="fleet.db", server=f"""http_bind = "127.0.0.1:{http_port}"
+    cfg = config(tmp, tftp_port, db="fleet.db", paths=f'boot_export = "{tmp}/boot-export"', server=f"""http_bind = "127.0.0.1:{http_port}"
 public_url = "http://127.0.0.1:{http_port}"
 http_connection_limit = 1000
 http_per_source_limit = 1000
@@ -123,7 +123,8 @@ def _boot_configs(tmp, url, tftp_port, nginx_port, hpa_port, data) -> list[Row]:
                     f"/healthz {base['rps']:,.0f} ({base['p50']:.0f} ms)"))
     ngx = nginx(static, nginx_port, tmp)
     # the bench's clients share one address: nginx's per-address limit is raised, as serve's is
-    front = start_nginx(tmp / "front", url.removeprefix("http://"), tmp / "media", *_cert(tmp), per_ip=4096)
+    front = start_nginx(tmp / "front", url.removeprefix("http://"), tmp / "media", *_cert(tmp), per_ip=4096,
+                        boot_export=tmp / "boot-export")
     try:
         peer = wrk(f"http://127.0.0.1:{nginx_port}", paths, connections=CLIENTS)
         fronted = wrk(front.http, paths, connections=CLIENTS)

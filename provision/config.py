@@ -108,6 +108,9 @@ class PathsConfig(_Section):
     bootfiles: Path = REPO / "bootfiles"
     media: Path = Path("var/media")
     templates: Path = REPO
+    # where serve writes every node's per-MAC GRUB and pxelinux configs as files, for nginx to send
+    # (docs/nginx.md); unset: not written
+    boot_export: Path | None = None
 
 
 class EngineConfig(_Section):

@@ -113,5 +113,5 @@ def build(cfg: Config, *, power=None, bootcheck=None, **overrides) -> Services:
     bootcheck = BootProbe(cfg) if bootcheck is None else (bootcheck or None)
     renderer = Renderer(cfg, store, key)
     return Services(cfg=cfg, store=store, renderer=renderer, key=key, metrics=Metrics(),
-                    bootcache=BootCache(store, renderer), power=power, poll=d.poll_interval, bootcheck=bootcheck,
+                    bootcache=BootCache(store, renderer, export=cfg.paths.boot_export), power=power, poll=d.poll_interval, bootcheck=bootcheck,
                     **clients)

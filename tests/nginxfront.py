@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,7 +46,8 @@ def _free_port() -> int:
 
 
 def start_nginx(directory: Path, upstream: str, media: Path, cert: Path, key: Path,
-                http_port: int | None = None, https_port: int | None = None, per_ip: int = 64) -> Front:
+                http_port: int | None = None, https_port: int | None = None, per_ip: int = 64,
+                boot_export: Path | None = None) -> Front:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tmp").mkdir(exist_ok=True)
     http_port, https_port = http_port or _free_port(), https_port or _free_port()
@@ -53,9 +55,9 @@ def start_nginx(directory: Path, upstream: str, media: Path, cert: Path, key: Pa
     for name, value in (("HTTP_LISTEN", f"127.0.0.1:{http_port}"), ("HTTPS_LISTEN", f"127.0.0.1:{https_port}"),
                         ("SERVER_NAME", "127.0.0.1"), ("CERT", str(cert)), ("KEY", str(key)), ("UPSTREAM", upstream),
                         ("MEDIA", str(media)), ("CACHE", str(directory / "cache")), ("TMP", str(directory / "tmp")),
-                        ("PER_IP", str(per_ip))):
+                        ("PER_IP", str(per_ip)), ("BOOT_EXPORT", str(boot_export or directory / "no-export"))):
         site = site.replace(f"@{name}@", value)
-    assert "@" not in site.replace("$binary_remote_addr", ""), "a placeholder of docs/nginx/provision.conf is not filled"
+    assert not re.search(r"@[A-Z_]+@", site), "a placeholder of docs/nginx/provision.conf is not filled"
     (directory / "provision.conf").write_text(site)
     user = "user root;" if os.geteuid() == 0 else ""
     (directory / "nginx.conf").write_text(f"""daemon off; worker_processes 1; {user}

@@ -78,10 +78,12 @@ class Lab:
         if front:
             from .nginxfront import start_nginx
 
-            self.front = start_nginx(tmp / "nginx", f"127.0.0.1:{self.http_port}", tmp / "media", tls.cert, tls.key)
+            self.front = start_nginx(tmp / "nginx", f"127.0.0.1:{self.http_port}", tmp / "media", tls.cert, tls.key,
+                                     boot_export=tmp / "boot-export")
             self.node_port = self.front.http_port
             server_extra += '\ntrusted_proxies = ["127.0.0.1/32"]'
-        self.cfg = write_config(tmp, self.http_port, self.tftp_port, server_extra=server_extra, extra=f"""
+        paths_extra = f'boot_export = "{tmp}/boot-export"\n' if front else ""
+        self.cfg = write_config(tmp, self.http_port, self.tftp_port, server_extra=server_extra, extra=paths_extra + f"""
 [engine]
 url = "{self.ovirt.url}/ovirt-engine"
 password_file = "{tmp}/engine.pw"
@@ -338,6 +340,11 @@ def test_three_nodes_rebuild_end_to_end_through_the_documented_nginx_front(tmp_p
         assert re.search(r'"(GET|HEAD) /media/[^ ]+ HTTP/1.1" 20[06]', log)  # the media probe, served by nginx
         for i, n in enumerate(NAMES):  # serve saw each node's own address (X-Forwarded-For from its trusted proxy)
             assert any(e.message == f"kickstart fetched by {mgmt_ip(i)}" for e in lab.svc.store.events(n))
+        # the boot probe before each power cycle read the node's GRUB config through nginx, from the
+        # exported files (nginx logs a file it sent itself with no upstream): the install config
+        assert re.search(r'"GET /boot/grub/grub\.cfg-01-[0-9a-f-]+ HTTP/1.1" 200', log)
+        exported = {p.name for p in (tmp_path / "boot-export" / "boot" / "grub").iterdir()}
+        assert {f"grub.cfg-01-0c-c4-7a-3b-{3 + i:02x}-01" for i in range(len(NAMES))} <= exported
         assert requests.get(lab.front.http + "/", timeout=10, allow_redirects=False).status_code == 308
         console = requests.get(lab.front.https + "/healthz", timeout=10, verify=str(tmp_path / "tls" / "ca.pem"))
         assert console.status_code == 200 and console.json()["status"] == "ok"

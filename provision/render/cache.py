@@ -15,10 +15,12 @@ A request never renders more than the one config it asks for, and never for anot
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from ..errors import NotFound
 from ..store import Build, Store, utcnow
@@ -37,10 +39,50 @@ class _Entry:
     build_id: int | None = None
 
 
+EXPORTED = {"grub": "boot/grub/grub.cfg-01-{}", "pxelinux": "boot/pxelinux.cfg/01-{}"}
+
+
+class Export:
+    """The per-MAC GRUB and pxelinux configs as files under [paths] boot_export, at the paths HTTP
+    serves them (`boot/grub/grub.cfg-01-<mac>`), for a front to send (docs/nginx.md). Only the
+    refresher thread writes them, from what it rendered after a sync; a node changed in this process
+    loses its files at once (the front then asks serve) until they are written again; an expired
+    build's files are rewritten when it expires; serve removes them all when it stops, and clears
+    what a crash left when it starts."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._written: dict[str, list[Path]] = {}  # node -> its files
+
+    def clear(self) -> None:
+        for sub in ("boot/grub", "boot/pxelinux.cfg"):
+            d = self.root / sub
+            d.mkdir(parents=True, exist_ok=True)
+            for f in d.iterdir():
+                if f.is_file():
+                    f.unlink(missing_ok=True)
+        self._written.clear()
+
+    def drop(self, name: str) -> None:
+        for f in self._written.pop(name, ()):
+            f.unlink(missing_ok=True)
+
+    def write(self, name: str, kind: str, macs: list[str], data: bytes) -> None:
+        files = self._written.setdefault(name, [])
+        for mac in macs:
+            path = self.root / EXPORTED[kind].format(mac.replace(":", "-"))
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)  # whole or not at all
+            if path not in files:
+                files.append(path)
+
+
 class BootCache:
     def __init__(self, store: Store, renderer: Renderer, *, interval: float = 0.05,
-                 inputs_interval: float = 1.0) -> None:
+                 inputs_interval: float = 1.0, export: Path | None = None) -> None:
         self.store, self.renderer = store, renderer
+        self.export = Export(export) if export is not None else None
         self.interval, self.inputs_interval = interval, inputs_interval
         self._macs: dict[str, str] = {}             # MAC -> node
         self._node_macs: dict[str, list[str]] = {}  # node -> its MACs
@@ -55,6 +97,8 @@ class BootCache:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._sync_lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._expiring: dict[str, datetime] = {}  # exported node -> when its build's configs expire
         self.renders = 0
         store.subscribe(self._dirty)
 
@@ -101,10 +145,14 @@ class BootCache:
 
     def _dirty(self, changed: dict[str, int]) -> None:
         """A commit in this process moved nodes to new generations: forget the older generation
-        we knew (requests go to the store until the refresher has synced) and wake the refresher."""
-        for name, gen in changed.items():
-            if self._gens.get(name, -1) < gen:
-                self._gens.pop(name, None)
+        we knew (requests go to the store until the refresher has synced) and wake the refresher.
+        Their exported files go at once: a front asks serve for them until they are rewritten."""
+        with self._export_lock:  # with the writer's check of the generation: no stale file after this
+            for name, gen in changed.items():
+                if self._gens.get(name, -1) < gen:
+                    self._gens.pop(name, None)
+                if self.export is not None:
+                    self.export.drop(name)
         self._wake.set()
 
     # -- the refresher --------------------------------------------------------------------------
@@ -147,16 +195,31 @@ class BootCache:
                 rendered = self.renderer.render_served(name, BOOT_KINDS + ("kickstart",))
             except NotFound:
                 continue  # no facts yet: nothing to serve
+            if self.export is not None:
+                with self._export_lock:
+                    self.export.drop(name)
             for kind, r in rendered.items():
                 if isinstance(r, Exception):
                     log.warning("node %s: cannot render its %s config: %s", name, kind, r)
                     continue
-                self._keep(name, kind, gen, r)
+                data = self._keep(name, kind, gen, r)
+                if self.export is not None and kind in EXPORTED:
+                    with self._export_lock:
+                        if self._gens.get(name) == gen:  # not changed since it was rendered
+                            self.export.write(name, kind, self._node_macs.get(name, []), data)
+                    if r.expires_at is not None:
+                        self._expiring[name] = r.expires_at
 
     def step(self, budget: int = 50) -> None:
-        """One refresher pass: sync, render the changed nodes, then up to `budget` of the backlog."""
+        """One refresher pass: sync, render the changed nodes (and the exported ones whose build
+        expired), then up to `budget` of the backlog."""
         self._check_inputs()
         changed = self.sync()
+        now = utcnow()
+        expired = [n for n, at in self._expiring.items() if at <= now]
+        for n in expired:
+            del self._expiring[n]
+        changed = sorted(set(changed) | set(expired))
         try:
             if changed:
                 self.warm(changed)
@@ -167,12 +230,16 @@ class BootCache:
             self.warm(chunk)
             self._backlog = self._backlog[len(chunk):]
 
-    def start(self) -> None:
-        """Sync every node (one query) and start the refresher; rendering happens in the background."""
+    def start(self, background: bool = True) -> None:
+        """Sync every node (one query) and start the refresher; rendering happens in the background
+        (`background=False`: the caller runs `step` itself)."""
+        if self.export is not None:
+            self.export.clear()  # what a crash left: rewritten as the fleet renders
         self._check_inputs()
         self._backlog = self.sync()
         self._rendering = 0  # the backlog says what is left
-        threading.Thread(target=self._run, name="bootcache", daemon=True).start()
+        if background:
+            threading.Thread(target=self._run, name="bootcache", daemon=True).start()
 
     @property
     def warmed(self) -> bool:
@@ -186,6 +253,9 @@ class BootCache:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self.export is not None:  # a front must not send configs nobody keeps current
+            with self._export_lock:
+                self.export.clear()
 
     def _run(self) -> None:
         while not self._stop.is_set():
