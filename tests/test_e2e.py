@@ -72,7 +72,6 @@ class Lab:
             (tmp / f"{name}.pw").write_text(value + "\n")
         stub_media(tmp)  # what media import and the loaders leave: the gate before retire fetches them
         self.http_port, self.tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
-        self.node_port = self.http_port  # where nodes send their HTTP requests
         self.front = None
         server_extra = "run_lease = 3"  # a serve killed while it holds a submitted run loses it after 3 s
         if front:
@@ -80,7 +79,6 @@ class Lab:
 
             self.front = start_nginx(tmp / "nginx", f"127.0.0.1:{self.http_port}", tmp / "media", tls.cert, tls.key,
                                      boot_export=tmp / "boot-export")
-            self.node_port = self.front.http_port
             server_extra += '\ntrusted_proxies = ["127.0.0.1/32"]'
         paths_extra = f'boot_export = "{tmp}/boot-export"\n' if front else ""
         self.cfg = write_config(tmp, self.http_port, self.tftp_port, server_extra=server_extra, extra=paths_extra + f"""
@@ -139,6 +137,11 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
         self.threads = [threading.Thread(target=self.install, args=(i, n), daemon=True) for i, n in enumerate(NAMES)]
         for t in self.threads:
             t.start()
+
+    @property
+    def node_port(self) -> int:
+        """Where nodes send their HTTP requests: nginx's port behind the front, else serve's."""
+        return self.front.http_port if self.front is not None else self.http_port
 
     def start_serve(self) -> None:
         self.serve = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(self.cfg), "serve"],
