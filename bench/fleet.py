@@ -116,7 +116,8 @@ def _boot_configs(tmp, url, tftp_port, nginx_port, hpa_port, data) -> list[Row]:
     rows = []
     ours, base = wrk(url, paths, connections=CLIENTS), wrk(url, health, connections=CLIENTS)
     rows.append(Row(f"HTTP per-MAC boot config, {len(names)} nodes, wrk {CLIENTS} connections: p99",
-                    f"{ours['p99']:.0f} ms ({ours['errors']} errors)", f"same serve's /healthz {base['p99']:.0f} ms",
+                    f"{ours['p99']:.0f} ms ({ours['errors']} errors {ours['error_kinds'] or ''})".replace(" )", ")"),
+                    f"same serve's /healthz {base['p99']:.0f} ms",
                     ratio=ours["p99"] / base["p99"], target="<= 3x /healthz p99, 0 errors",
                     ok=ours["p99"] <= 3 * base["p99"] and ours["errors"] == 0))
     rows.append(Row("  requests/s (p50)", f"{ours['rps']:,.0f} ({ours['p50']:.0f} ms)",
@@ -133,7 +134,7 @@ def _boot_configs(tmp, url, tftp_port, nginx_port, hpa_port, data) -> list[Row]:
         ngx.terminate()
         ngx.wait(10)
     rows.append(Row("  the same through the documented nginx front (docs/nginx.md): p99",
-                    f"{fronted['p99']:.1f} ms ({fronted['errors']} errors)",
+                    f"{fronted['p99']:.1f} ms ({fronted['errors']} errors {fronted['error_kinds'] or ''})".replace(" )", ")"),
                     f"nginx static files {peer['p99']:.1f} ms ({peer['errors']} errors)",
                     ratio=fronted["p99"] / peer["p99"], target="<= 3x nginx static p99, 0 errors",
                     ok=fronted["p99"] <= 3 * peer["p99"] and fronted["errors"] == 0))

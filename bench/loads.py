@@ -53,8 +53,11 @@ def wrk(url: str, paths_file: Path, *, connections: int = 200, seconds: int = 10
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    kinds = dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()), strict=True)) if sock else {}
+    if non2xx:
+        kinds["non-2xx"] = int(non2xx.group(1))
     return {"rps": float(rps.group(1)) if rps else 0.0, "p50": ms("50%"), "p99": ms("99%"),
-            "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)}
+            "errors": sum(kinds.values()), "error_kinds": {k: v for k, v in kinds.items() if v}}
 
 
 def nginx(root: Path, port: int, tmp: Path) -> subprocess.Popen:
