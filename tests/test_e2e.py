@@ -238,8 +238,8 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
                 conn.request(method, path, headers=headers or {})
                 resp = conn.getresponse()
                 return resp.status, resp.read().decode()
-            except ConnectionError:
-                time.sleep(0.1)
+            except (ConnectionError, http.client.HTTPException):  # refused, or an answer cut short by the
+                time.sleep(0.1)                                   # kill: the node's curl asks again (--retry)
         raise AssertionError(f"{method} {path}: server unreachable")
 
     def close(self) -> None:
