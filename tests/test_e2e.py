@@ -239,7 +239,7 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
                 resp = conn.getresponse()
                 return resp.status, resp.read().decode()
             except (ConnectionError, http.client.HTTPException):  # refused, or an answer cut short by the
-                time.sleep(0.1)                                   # kill: the node's curl asks again (--retry)
+                time.sleep(0.1)                                   # kill: the node asks again (its curl loop)
         raise AssertionError(f"{method} {path}: server unreachable")
 
     def close(self) -> None:
