@@ -125,7 +125,7 @@ def _boot_configs(tmp, url, tftp_port, nginx_port, hpa_port, data) -> list[Row]:
     ngx = nginx(static, nginx_port, tmp)
     # the bench's clients share one address: nginx's per-address limit is raised, as serve's is
     front = start_nginx(tmp / "front", url.removeprefix("http://"), tmp / "media", *_cert(tmp), per_ip=4096,
-                        boot_export=tmp / "boot-export")
+                        boot_export=tmp / "boot-export", access_log=False)
     try:
         peer = wrk(f"http://127.0.0.1:{nginx_port}", paths, connections=CLIENTS)
         fronted = wrk(front.http, paths, connections=CLIENTS)

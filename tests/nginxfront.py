@@ -47,7 +47,9 @@ def _free_port() -> int:
 
 def start_nginx(directory: Path, upstream: str, media: Path, cert: Path, key: Path,
                 http_port: int | None = None, https_port: int | None = None, per_ip: int = 64,
-                boot_export: Path | None = None) -> Front:
+                boot_export: Path | None = None, access_log: bool = True) -> Front:
+    """nginx's main configuration is what a distribution ships (a worker per core), with the site
+    file included; `access_log` off for a benchmark beside a peer that logs nothing."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tmp").mkdir(exist_ok=True)
     http_port, https_port = http_port or _free_port(), https_port or _free_port()
@@ -60,10 +62,11 @@ def start_nginx(directory: Path, upstream: str, media: Path, cert: Path, key: Pa
     assert not re.search(r"@[A-Z_]+@", site), "a placeholder of docs/nginx/provision.conf is not filled"
     (directory / "provision.conf").write_text(site)
     user = "user root;" if os.geteuid() == 0 else ""
-    (directory / "nginx.conf").write_text(f"""daemon off; worker_processes 1; {user}
+    log = f"access_log {directory}/access.log;" if access_log else "access_log off;"
+    (directory / "nginx.conf").write_text(f"""daemon off; worker_processes auto; {user}
 pid {directory}/nginx.pid; error_log {directory}/error.log;
 events {{ worker_connections 4096; }}
-http {{ access_log {directory}/access.log; include {directory}/provision.conf; }}
+http {{ {log} include {directory}/provision.conf; }}
 """)
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     test = subprocess.run([binary, "-t", "-c", str(directory / "nginx.conf"), "-e", str(directory / "error.log")],
