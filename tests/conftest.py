@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,17 @@ from provision import services
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "inventory.yaml"
+
+
+def wait_until(what: str, check, timeout: float = 60.0) -> None:
+    """Until `check()` is true (asked every 20 ms), or fail naming `what` after `timeout` seconds."""
+    done = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if check():
+            done.set()
+            break
+        done.wait(0.02)
+    assert done.is_set(), what
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

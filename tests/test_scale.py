@@ -32,7 +32,7 @@ from provision.workflow.machine import advance
 from provision.workflow.runner import drive
 
 from . import rawtftp
-from .conftest import EXAMPLE, write_config
+from .conftest import EXAMPLE, wait_until, write_config
 
 
 def _svc(tmp_path: Path):
@@ -264,16 +264,6 @@ def test_a_dead_pump_is_noticed_and_the_main_loop_sends_instead(tmp_path):
         thread.join(30)
 
 
-def _until(what: str, check, timeout: float = 60.0) -> None:
-    done = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            done.set()
-            break
-        done.wait(0.02)
-    assert done.is_set(), what
-
-
 def test_a_transfer_in_a_pump_child_keeps_the_protocol(tmp_path):
     """A big file goes to a pump, which forks a child that sends it in a blocking loop: without
     an ACK the block comes again after the timeout; a duplicate ACK sends nothing; an ERROR from
@@ -303,12 +293,12 @@ def test_a_transfer_in_a_pump_child_keeps_the_protocol(tmp_path):
             early = None
         assert early is None, early
         sock.sendto(struct.pack("!HH", rawtftp.ERROR, 0) + b"enough\0", addr)
-        _until("the child ends on the client's ERROR", lambda: svc.session_count == 0)
+        wait_until("the child ends on the client's ERROR", lambda: svc.session_count == 0)
         sock.close()
         op, _, sock, addr = rawtftp.request(port, "big.img", timeout=10)
         assert op == rawtftp.DATA and svc.session_count == 1
         sock.close()  # the client is gone: two timeouts, then the child gives up
-        _until("the child gives up after its retries", lambda: svc.session_count == 0)
+        wait_until("the child gives up after its retries", lambda: svc.session_count == 0)
     finally:
         svc.stop()
         thread.join(30)

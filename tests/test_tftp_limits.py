@@ -16,6 +16,7 @@ from provision.tftp.engine import TftpService
 from provision.tftp.files import FileResolver
 
 from . import rawtftp
+from .conftest import wait_until
 
 
 @pytest.fixture
@@ -39,16 +40,6 @@ def tftp(tmp_path):
         thread.join(30)
 
 
-def _until(what: str, check, timeout: float = 60.0) -> None:
-    done = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            done.set()
-            break
-        done.wait(0.02)
-    assert done.is_set(), what
-
-
 def _rrq(name: str, **options) -> bytes:
     return struct.pack("!H", rawtftp.RRQ) + name.encode() + b"\0octet\0" + b"".join(
         f"{k}\0{v}\0".encode() for k, v in options.items())
@@ -69,7 +60,7 @@ def test_a_clients_timeout_is_taken_up_to_the_cap(tftp, asked, acknowledged):
     sock.close()
     assert op == rawtftp.OACK
     assert rawtftp.parse_oack(payload).get("timeout") == acknowledged
-    _until("the unacknowledged session ended", lambda: svc.session_count == 0)
+    wait_until("the unacknowledged session ended", lambda: svc.session_count == 0)
 
 
 def test_one_source_has_at_most_its_transfers_and_others_are_served(tftp):
@@ -89,7 +80,7 @@ def test_one_source_has_at_most_its_transfers_and_others_are_served(tftp):
     finally:
         for s in held:
             s.close()
-    _until("the half-open sessions timed out", lambda: svc.session_count == 0)
+    wait_until("the half-open sessions timed out", lambda: svc.session_count == 0)
     op, _payload, sock, _addr = rawtftp.request(port, "f", source="127.0.0.2")  # its slots are back
     sock.close()
     assert op == rawtftp.DATA
@@ -107,7 +98,7 @@ def test_a_flood_of_half_open_requests_from_one_place_does_not_lock_out_another(
         s.sendto(_rrq("f", **({"timeout": "255"} if i % 2 else {})), ("127.0.0.1", port))
         flood.append(s)
     try:
-        _until("the flood was read", lambda: svc.refused_source >= 1900)
+        wait_until("the flood was read", lambda: svc.refused_source >= 1900)
         assert svc.session_count <= 16
         assert _curl(port, "f") == data
     finally:
@@ -128,7 +119,7 @@ def test_a_transfer_handed_to_a_pump_still_holds_its_peer(tftp):
             sock.sendto(_rrq("big.img"), ("127.0.0.1", port))
         first, addr = sock.recvfrom(1024)
         assert first[:4] == b"\0\3\0\1"
-        _until("the main loop read all three", lambda: svc.pumps[0].in_flight == 1 and len(svc._peers) == 1)
+        wait_until("the main loop read all three", lambda: svc.pumps[0].in_flight == 1 and len(svc._peers) == 1)
         assert svc.session_count == 1 and not svc.sessions  # the pump has it, and only it
         got, block, packet = bytearray(first[4:]), 1, first
         while len(packet) - 4 == 512:
@@ -139,7 +130,7 @@ def test_a_transfer_handed_to_a_pump_still_holds_its_peer(tftp):
             got += packet[4:]
         sock.sendto(struct.pack("!HH", rawtftp.ACK, block), addr)
         assert bytes(got) == data
-        _until("the pump reported the end", lambda: not svc._peers and not svc._sources)
+        wait_until("the pump reported the end", lambda: not svc._peers and not svc._sources)
         assert svc.pumps[0].in_flight == 0
     finally:
         sock.close()
@@ -170,6 +161,6 @@ def test_a_pump_that_exits_is_reported_once(tftp, caplog):
     pump = svc.pumps[0]
     pump.proc.kill()
     pump.proc.wait(30)
-    _until("the main loop saw the pump go", lambda: not pump.alive)
+    wait_until("the main loop saw the pump go", lambda: not pump.alive)
     threading.Event().wait(0.5)  # the loop goes round many times meanwhile
     assert sum("exited" in r.getMessage() for r in caplog.records) == 1
