@@ -185,6 +185,9 @@ class DefaultsConfig(_Section):
     redfish_post_delay: float = Field(default=5.0, gt=0, le=60)
     # hosted-engine hosts that must stay Up while one of them is rebuilt (they run the engine VM)
     hosted_engine_min_up: int = Field(default=2, ge=0, le=16)
+    # the order a batch starts its nodes in after the canaries: "longest_first" (those whose last
+    # rebuild took longest, never-rebuilt ones before them) or "as_listed"
+    batch_order: Literal["longest_first", "as_listed"] = "longest_first"
 
 
 class RepoConfig(_Section):

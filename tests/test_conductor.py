@@ -191,6 +191,21 @@ def test_the_rebuild_api_validates_submits_and_controls(wf):
     assert [r["id"] for r in listed] == [run_id] and "nodes" not in listed[0]
 
 
+def test_a_submitted_run_and_its_plan_list_the_nodes_in_the_order_they_start(wf):
+    from provision.web import create_app
+
+    from .test_workflow import _set_last
+    _set_last(wf.store, rhvnode3=10.0, rhvnode4=30.0, rhvnode5=20.0)  # their last rebuilds took this long
+    client = create_app(wf, admin_token="t" * 32, secret_key="k" * 32).test_client()
+    auth = {"Authorization": "Bearer " + "t" * 32}
+    plan = client.post("/api/v1/rebuilds", json={"nodes": NAMES, "canary": 0, "dry_run": True}, headers=auth).json
+    assert [e["node"] for e in plan["plan"]] == ["rhvnode4", "rhvnode5", "rhvnode3"]
+    plan = client.post("/api/v1/rebuilds", json={"nodes": NAMES, "dry_run": True}, headers=auth).json
+    assert [e["node"] for e in plan["plan"]] == ["rhvnode3", "rhvnode4", "rhvnode5"]  # the canary: as listed
+    r = client.post("/api/v1/rebuilds", json={"nodes": NAMES, "canary": 0}, headers=auth)
+    assert r.status_code == 202 and wf.store.rebuild(r.json["id"]).nodes == ["rhvnode4", "rhvnode5", "rhvnode3"]
+
+
 def test_a_run_naming_a_node_gone_from_the_inventory_fails_and_says_why(wf):
     from sqlalchemy import text
 

@@ -599,3 +599,55 @@ def test_what_a_move_does_to_the_failure_record(state, new, reason, want):
 
     got = failure_after(state, new, reason)
     assert (got is KEEP) if want == "keep" else got == want
+
+
+def _starts(store, names) -> list[str]:
+    """`names` in the order their latest rebuild started, from the event log."""
+    def last_start(n):
+        return [e.ts for e in store.events(n) if e.kind == "transition" and "(start)" in e.message][-1]
+    return sorted(names, key=last_start)
+
+
+def _set_last(store, **seconds):
+    from sqlalchemy import update
+
+    from provision.store.store import N
+    with store.db.write() as tx:
+        for name, value in seconds.items():
+            tx.execute(update(N).where(N.c.name == name).values(last_rebuild_seconds=value))
+
+
+def test_a_rebuild_records_its_duration_and_the_next_batch_starts_the_longest_first(wf):
+    result, _ = run_batch(wf, max_parallel=1)
+    assert result.ok
+    took = {n: wf.store.node_state(n).last_rebuild_seconds for n in NAMES}
+    for n in NAMES:
+        ev = [e.ts for e in wf.store.events(n) if e.kind == "transition"]
+        assert took[n] == pytest.approx((ev[-1] - ev[0]).total_seconds(), abs=0.05)  # start to done
+    assert _starts(wf.store, NAMES) == NAMES  # nothing recorded before: as listed
+    _set_last(wf.store, rhvnode3=10.0, rhvnode4=30.0, rhvnode5=20.0)
+    result, _ = run_batch(wf, max_parallel=1)
+    assert result.ok and _starts(wf.store, NAMES) == ["rhvnode4", "rhvnode5", "rhvnode3"]
+
+
+@pytest.mark.parametrize("order,canary,last,want", [
+    ("longest_first", 0, {"rhvnode3": 10.0, "rhvnode4": 30.0, "rhvnode5": None},
+     ["rhvnode5", "rhvnode4", "rhvnode3"]),  # never rebuilt: first
+    ("longest_first", 1, {"rhvnode3": 10.0, "rhvnode4": 30.0, "rhvnode5": 20.0},
+     ["rhvnode3", "rhvnode4", "rhvnode5"]),  # the canary is the first listed, whatever it took
+    ("longest_first", 0, {"rhvnode3": None, "rhvnode4": None, "rhvnode5": None}, NAMES),  # stable
+    ("as_listed", 0, {"rhvnode3": 10.0, "rhvnode4": 30.0, "rhvnode5": 20.0}, NAMES),
+])
+def test_start_order(wf, order, canary, last, want):
+    from provision.workflow.batch import start_order
+    _set_last(wf.store, **last)
+    states = wf.store.node_states(NAMES)
+    got = start_order(states, NAMES, canary, order)
+    assert got == want and start_order(states, got, canary, order) == got  # ordering again changes nothing
+
+
+def test_a_node_part_way_starts_before_the_longest(wf):
+    from provision.workflow.batch import start_order
+    _set_last(wf.store, rhvnode3=10.0, rhvnode4=30.0, rhvnode5=20.0)
+    advance(wf.store, "rhvnode3", "start")
+    assert start_order(wf.store.node_states(NAMES), NAMES, 0, "longest_first") == ["rhvnode3", "rhvnode4", "rhvnode5"]

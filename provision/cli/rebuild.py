@@ -105,6 +105,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     max_parallel = max_parallel or opts.get("max_parallel", 1)
     min_up = min_up if min_up is not None else opts.get("min_up")
     canary = submit.default_canary(canary if canary is not None else (0 if resume else opts.get("canary")), selected)
+    selected = submit.ordered(s.store, s.cfg.defaults.batch_order, selected, canary)
     if dry_run:
         _print_plan(s, selected, max_parallel, min_up, canary, as_json)
         return

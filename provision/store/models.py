@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -33,6 +33,10 @@ class NodeRow(Base):
     # the store-wide generation of this node's last change that may change what it is served
     # (facts, builds, its inventory entry): caches compare it, `changed_since` scans its index
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
+    # when its current (or last) rebuild started, and how long its last completed rebuild took:
+    # a batch starts the nodes that took longest first
+    rebuild_started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_rebuild_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class SnapshotRow(Base):

@@ -66,6 +66,7 @@ class NodeState:
     rebuild_id: int | None
     data: dict
     generation: int = 0  # of what the node is served, as last read (store.get(name, generation))
+    last_rebuild_seconds: float | None = None  # how long its last completed rebuild took
 
 
 FINISHED = ("done", "failed", "stopped", "aborted")  # a run in one of these never runs again

@@ -7,7 +7,8 @@ from __future__ import annotations
 from sqlalchemy import Engine, MetaData, inspect, text
 
 _ADDED = {
-    "nodes": [("generation", "INTEGER NOT NULL DEFAULT 0")],
+    "nodes": [("generation", "INTEGER NOT NULL DEFAULT 0"), ("rebuild_started_at", "TIMESTAMP"),
+              ("last_rebuild_seconds", "FLOAT")],
     "rebuilds": [("runner", "VARCHAR(16) NOT NULL DEFAULT 'cli'"), ("owner", "VARCHAR(128)"),
                  ("lease_until", "TIMESTAMP"), ("control", "VARCHAR(16) NOT NULL DEFAULT 'run'"),
                  ("finished_at", "TIMESTAMP"), ("summary", "JSON")],

@@ -47,7 +47,7 @@ A, L, C, R, M, META = (table(AddressRow), table(LogRow), table(CollectRow), tabl
                        table(MetaRow))
 U = table(UiSessionRow)
 _STATE = (N.c.name, N.c.cluster, N.c.state, N.c.step_started_at, N.c.failed_step, N.c.fail_reason, N.c.rebuild_id,
-          N.c.data, N.c.generation)
+          N.c.data, N.c.generation, N.c.last_rebuild_seconds)
 _BUILD = (B.c.id, N.c.name, B.c.nonce, B.c.snapshot_id, B.c.created_at, B.c.expires_at, B.c.ks_fetched_at,
           B.c.ended_at, B.c.end_reason, B.c.boot_local_at)
 _LATEST = select(func.max(S.c.id)).where(S.c.node_id == N.c.id).scalar_subquery()
@@ -76,7 +76,7 @@ def make_url_safe(url: str) -> str:
 
 def _state(r) -> NodeState:
     return NodeState(r.name, r.cluster, r.state, r.step_started_at, r.failed_step, r.fail_reason, r.rebuild_id,
-                     dict(r.data or {}), r.generation)
+                     dict(r.data or {}), r.generation, r.last_rebuild_seconds)
 
 
 def _rebuild(r) -> Rebuild:
@@ -406,20 +406,28 @@ class Store:
     def compare_and_set_state(self, name: str, expected: str, new: str, message: str, *,
                               failure=KEEP, rebuild_id: int | None = None, data: dict | None = None,
                               replace_data: bool = False, events: Sequence[tuple[str, str]] = (),
-                              wake: bool = True) -> NodeState | None:
+                              wake: bool = True, clock: str | None = None) -> NodeState | None:
         """Move `name` from `expected` to `new` in one transaction with its event row (and
         `events`, (kind, message) pairs a step recorded on its way); the new NodeState, or None
         (and nothing written) when the node is no longer in `expected`. `failure`: the
         (failed_step, fail_reason) to store, or KEEP. A move changes nothing the node is served
         (its builds do), so its generation stays and no cached config is dropped. `wake=False`:
-        the node's waiter in this process is the caller, and is not woken by it."""
+        the node's waiter in this process is the caller, and is not woken by it. `clock`: "start"
+        notes that a rebuild starts now, "finish" records how long the one that started took."""
         now = utcnow()
         with self.db.write() as tx:
-            r = tx.execute(select(N.c.id, *_STATE).where(N.c.name == name).with_for_update()).first()
+            r = tx.execute(select(N.c.id, N.c.rebuild_started_at, *_STATE)
+                           .where(N.c.name == name).with_for_update()).first()
             if r is None:
                 raise _missing(name)
             if r.state != expected:
                 return None
+            timing: dict = {}
+            last = r.last_rebuild_seconds
+            if clock == "start":
+                timing["rebuild_started_at"] = now
+            elif clock == "finish" and r.rebuild_started_at is not None:
+                last = timing["last_rebuild_seconds"] = (now - r.rebuild_started_at).total_seconds()
             fstep, freason = (r.failed_step, r.fail_reason) if failure is KEEP else failure
             values = dict(r.data or {})
             if data is not None:
@@ -427,12 +435,12 @@ class Store:
             rid = rebuild_id if rebuild_id is not None else r.rebuild_id
             tx.execute(update(N).where(N.c.id == r.id).values(
                 state=new, step_started_at=now, updated_at=now, failed_step=fstep, fail_reason=freason,
-                rebuild_id=rid, data=values))
+                rebuild_id=rid, data=values, **timing))
             tx.execute(insert(E), [{"node_id": r.id, "ts": now, "kind": k, "message": m}
                                    for k, m in [*events, ("transition", message)]])
             if wake:
                 tx.moved.add(name)
-        return NodeState(name, r.cluster, new, now, fstep, freason, rid, values, r.generation)
+        return NodeState(name, r.cluster, new, now, fstep, freason, rid, values, r.generation, last)
 
     def update_data(self, name: str, **values) -> dict:
         """Merge step data (None removes a key); returns the new data."""

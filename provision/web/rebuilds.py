@@ -46,6 +46,7 @@ def create():
     selected = submit.select(store, req.nodes, req.cluster)
     submit.check_rebuildable(store, selected, False, req.accept_foreign_vg, retry=req.retry)
     canary = submit.default_canary(req.canary, selected)
+    selected = submit.ordered(store, services().cfg.defaults.batch_order, selected, canary)
     if req.dry_run:
         return jsonify(dry_run=True, **submit.plan(store, selected, req.max_parallel, req.min_up, canary,
                                                    ctx=services()))

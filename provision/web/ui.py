@@ -189,6 +189,7 @@ def _prepare():
     names = submit.select(store, req.nodes, None)
     submit.check_rebuildable(store, names, False, req.accept_foreign_vg)
     canary = submit.default_canary(req.canary, names)
+    names = submit.ordered(store, services().cfg.defaults.batch_order, names, canary)
     options = {"max_parallel": req.max_parallel, "canary": canary, "min_up": req.min_up,
                "accept_drift": req.accept_drift, "allow_gluster": req.allow_gluster}
     return store, names, options

@@ -35,6 +35,25 @@ class BatchResult:
         return not self.failed and not self.pending and self.error is None
 
 
+def start_order(states: dict, names: list[str], canary: int, order: str) -> list[str]:
+    """The order a batch starts `names` in: nodes already part-way first (they are down already),
+    then the canaries (the first names, as listed), then by `[defaults] batch_order`:
+    "longest_first" puts the nodes whose last rebuild took longest first, and those never rebuilt
+    before them (the longest-processing-time-first rule: the batch's last nodes to start are short
+    ones, so the slots end together); "as_listed" keeps the operator's order. Sorting an ordered
+    list again changes nothing: the service orders a run when it is submitted (so its plan and
+    page show the order it runs in) and the batch orders it again when it starts."""
+    queue = sorted(names, key=lambda n: states[n].state not in S.ACTIVE)
+    head, rest = queue[:canary], queue[canary:]
+    if order == "as_listed":
+        return head + rest
+
+    def key(n: str) -> tuple[bool, bool, float]:
+        st = states[n]
+        return st.state not in S.ACTIVE, st.last_rebuild_seconds is not None, -(st.last_rebuild_seconds or 0.0)
+    return head + sorted(rest, key=key)
+
+
 class Batch:
     def __init__(self, ctx: Services, names: list[str], *, rebuild_id: int, max_parallel: int = 1,
                  min_up: int | None = None, canary: int = 0, retry: set[str] | None = None,
@@ -64,8 +83,7 @@ class Batch:
         missing = [n for n in self.names if n not in self._queued]
         if missing:
             self.ctx.store.node_state(missing[0])  # NotFound, naming it
-        # nodes already part-way (a resumed run) go first: they are down already
-        queue = sorted(self.names, key=lambda n: self._queued[n].state not in S.ACTIVE)
+        queue = start_order(self._queued, self.names, self.canary, self.ctx.cfg.defaults.batch_order)
         canaries, rest = queue[: self.canary], queue[self.canary:]
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="rebuild") as pool:
             for i, name in enumerate(canaries):

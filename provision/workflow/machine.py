@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..store import NodeState, Store
 from ..store.store import KEEP
-from .states import ARM, FAILED, NETBOOT, PREFLIGHT, RESUME_CLEARS, InvalidTransition, next_state
+from .states import ARM, DONE, FAILED, NETBOOT, PREFLIGHT, RESUME_CLEARS, InvalidTransition, next_state
 
 
 def failure_after(state: str, new: str, reason: str | None):
@@ -47,7 +47,8 @@ def transition(store: Store, name: str, event: str, *, expect: str | None = None
                                        failure=failure_after(state, new, reason),
                                        rebuild_id=rebuild_id, data=data if event != "start" else (data or {}),
                                        replace_data=event == "start",  # a new rebuild starts with no step data
-                                       events=events, wake=wake)
+                                       events=events, wake=wake,
+                                       clock="start" if event == "start" else "finish" if new == DONE else None)
 
 
 def advance(store: Store, name: str, event: str, **kwargs) -> str | None:

@@ -154,6 +154,13 @@ def plan(store, names: list[str], max_parallel: int, min_up: int | None, canary:
     return {"max_parallel": max_parallel, "min_up": min_up, "canary": canary, "waves": waves, "plan": entries}
 
 
+def ordered(store, order: str, names: list[str], canary: int) -> list[str]:
+    """`names` in the order a batch will start them (batch.start_order), read now."""
+    from .batch import start_order
+
+    return start_order(store.node_states(names), names, canary, order)
+
+
 def default_canary(canary: int | None, selected: list[str]) -> int:
     canary = min(1, len(selected)) if canary is None else canary
     if canary > len(selected):
