@@ -16,12 +16,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .domain.inventory import format_errors
 from .errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
+# a source checkout (`make run`, the tests): templates and boot files from the tree, state in ./var;
+# installed (a wheel, the RPM): templates from the package, state in /var/lib/provision
+CHECKOUT = (REPO / "pyproject.toml").is_file() and (REPO / "kickstarts").is_dir()
+PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "_templates"  # setup.py's build_py puts them there
+SYSTEM_CONFIG = Path("/etc/provision/provision.toml")
+SYSTEM_STATE = Path("/var/lib/provision")
 _KARG = re.compile(r"^[A-Za-z0-9_.:,=/@+-]{1,200}\Z")
 
 
@@ -104,10 +110,13 @@ class ServerConfig(_Section):
 
 
 class PathsConfig(_Section):
-    state_dir: Path = Path("var")
-    bootfiles: Path = REPO / "bootfiles"
+    # the database, the generated admin token and signing key, imported media and (installed) the
+    # loaders live under state_dir unless set on their own: see `derive`
+    state_dir: Path = Path("var") if CHECKOUT else SYSTEM_STATE
+    bootfiles: Path = REPO / "bootfiles" if CHECKOUT else SYSTEM_STATE / "bootfiles"
     media: Path = Path("var/media")
-    templates: Path = REPO
+    # a directory with kickstarts/ and bootfiles/ templates, replacing the ones provision ships
+    templates: Path = REPO if CHECKOUT else PACKAGED_TEMPLATES
     # where serve writes every node's per-MAC GRUB and pxelinux configs as files, for nginx to send
     # (docs/nginx.md); unset: not written
     boot_export: Path | None = None
@@ -220,6 +229,7 @@ class IntegrationsConfig(_Section):
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    _source: str = PrivateAttr(default="embedded defaults")  # where it was read from, for messages
     server: ServerConfig = Field(default_factory=ServerConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
@@ -238,6 +248,10 @@ class Config(BaseModel):
         return self
 
     @property
+    def source(self) -> str:
+        return self._source
+
+    @property
     def media_url(self) -> str:
         return f"{self.server.public_url}/media"
 
@@ -251,12 +265,17 @@ class Config(BaseModel):
         return f"(http,{host}{f':{url.port}' if url.port and url.port != 80 else ''}){url.path.rstrip('/')}"
 
 
-def load(path: str | os.PathLike | None = None) -> Config:
-    """Load the config file named by `path` or PROVISION_CONFIG; embedded defaults when neither."""
-    path = path or os.environ.get("PROVISION_CONFIG")
+def load(path: str | os.PathLike | None = None, state_dir: str | os.PathLike | None = None) -> Config:
+    """Load the config file named by `path`, PROVISION_CONFIG or, when it exists,
+    /etc/provision/provision.toml; embedded defaults when none is. `state_dir` (the CLI's
+    --state-dir) replaces [paths] state_dir."""
+    path = path or os.environ.get("PROVISION_CONFIG") or (SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None)
     if not path:
-        return Config()
+        cfg = Config()
+        return derive(cfg, _explicit(cfg), state_dir)
     file = Path(path)
+    if file.exists() and not file.is_file():
+        raise InputError(f"config {file}: not a regular file")
     try:
         data = tomllib.loads(file.read_bytes().decode("utf-8"))
     except OSError as exc:
@@ -273,7 +292,33 @@ def load(path: str | os.PathLike | None = None) -> Config:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise InputError("\n".join(format_errors(exc, f"config {file}: "))) from None
-    return _relative_to(cfg, file.resolve().parent)
+    cfg._source = str(file)
+    explicit = _explicit(cfg)
+    return derive(_relative_to(cfg, file.resolve().parent), explicit, state_dir)
+
+
+def _explicit(cfg: Config) -> dict[str, set[str]]:
+    return {"server": set(cfg.server.model_fields_set), "paths": set(cfg.paths.model_fields_set)}
+
+
+def derive(cfg: Config, explicit: dict[str, set[str]], state_dir: str | os.PathLike | None = None) -> Config:
+    """Every state path the config does not set itself goes under [paths] state_dir: the SQLite
+    database (provision.db), admin.token, secret.key, media/ (and, installed, bootfiles/)."""
+    p, s = cfg.paths, cfg.server
+    if state_dir is not None:
+        p.state_dir = Path(state_dir).absolute()
+    d = p.state_dir
+    if "db_url" not in explicit["server"]:
+        s.db_url = f"sqlite:///{d / 'provision.db'}"
+    if "admin_token_file" not in explicit["server"]:
+        s.admin_token_file = d / "admin.token"
+    if "secret_key_file" not in explicit["server"]:
+        s.secret_key_file = d / "secret.key"
+    if "media" not in explicit["paths"]:
+        p.media = d / "media"
+    if "bootfiles" not in explicit["paths"] and not CHECKOUT:
+        p.bootfiles = d / "bootfiles"
+    return cfg
 
 
 def _relative_to(cfg: Config, base: Path) -> Config:

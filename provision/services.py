@@ -28,6 +28,7 @@ from .power.drivers import DriverFactory
 from .render import Renderer
 from .render.cache import BootCache
 from .store import Store
+from .store.schema import NoDatabase
 from .workflow.bootprobe import BootProbe
 
 if TYPE_CHECKING:
@@ -101,10 +102,16 @@ def integrations(cfg: Config) -> dict:
     }
 
 
-def build(cfg: Config, *, power=None, bootcheck=None, **overrides) -> Services:
+def build(cfg: Config, *, power=None, bootcheck=None, create: bool = True, **overrides) -> Services:
     """`bootcheck=False` leaves out the pre-power check of the served install config (unit tests
-    of the workflow that run no server)."""
-    store = Store(cfg.server.db_url)
+    of the workflow that run no server). `create=False`: a database that does not exist yet is an
+    InputError saying where it was looked for, not a new empty one (every CLI command but `serve`
+    and `node import`)."""
+    try:
+        store = Store(cfg.server.db_url, create=create)
+    except NoDatabase as exc:
+        raise NoDatabase(f"{exc}; the config ({cfg.source}) puts the database there. `provision serve` or "
+                         "`provision node import` creates one; --config or --state-dir names an existing one") from None
     key = ensure_secret_file(cfg.server.secret_key_file)
     d = cfg.defaults
     power = power or DriverFactory(cfg.paths.state_dir / "power", timeout=d.ipmi_timeout, attempts=d.ipmi_attempts,

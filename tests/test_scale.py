@@ -1,6 +1,6 @@
 """Scale behaviour that is checked by counting, not timing: per-node boot-config caching (a change
 re-renders that node only; other nodes are served from memory with no store query), changes made
-by another process found by one indexed scan, an old database migrated in place, waiting steps
+by another process found by one indexed scan, waiting steps
 woken by the callback instead of a poll, and the TFTP engine's pumps, block roll-over and
 fallback when a pump dies (real sockets, real curl)."""
 
@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import os
 import socket
-import sqlite3
 import struct
 import subprocess
 import threading
@@ -120,24 +119,6 @@ def test_a_state_move_renders_nothing_and_still_wakes_the_nodes_runner(tmp_path)
         assert cache.renders == renders and svc.store.generation() == generation
         svc.store.arm("rhvnode3", svc.key, 600)  # a build does change what it is served
         assert svc.store.generation() == generation + 1 and b"inst.ks=" in cache.boot_config("grub", mac)
-    finally:
-        svc.close()
-
-
-def test_a_database_from_before_node_generations_is_migrated_in_place(tmp_path):
-    svc = _svc(tmp_path)
-    url = svc.cfg.server.db_url
-    svc.close()
-    db = url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:  # the schema as the previous release created it
-        conn.execute("DROP INDEX ix_nodes_generation")
-        conn.execute("ALTER TABLE nodes DROP COLUMN generation")
-    svc = services.build(config_mod.load(write_config(tmp_path)), bootcheck=False)
-    try:
-        assert [r.node.name for r in svc.store.list_nodes()] == ["rhvnode3", "rhvnode4", "rhvnode5"]
-        assert svc.bootcache.boot_config("grub", _macs(svc, "rhvnode4")[0]) is not None
-        svc.store.arm("rhvnode4", svc.key, 600)
-        assert list(svc.store.changed_since(0)[1]) == ["rhvnode4"]
     finally:
         svc.close()
 

@@ -11,6 +11,7 @@ from .. import config as config_mod
 from ..errors import InputError
 from .check import check
 from .common import Cli, svc
+from .db import db
 from .dhcp import dhcp
 from .facts import facts
 from .media import media
@@ -20,15 +21,18 @@ from .rebuild import rebuild, runs, status, watch
 
 @click.group(cls=Cli)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="PROVISION_CONFIG",
-              help="TOML config file (default: embedded defaults)")
+              help="TOML config file (default: /etc/provision/provision.toml if it exists, else embedded defaults)")
+@click.option("--state-dir", type=click.Path(file_okay=False), envvar="PROVISION_STATE_DIR",
+              help="replaces [paths] state_dir (the database, secrets and media under it unless set on their own)")
 @click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
+@click.version_option(package_name="provision", prog_name="provision")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+def main(ctx: click.Context, config_path: str | None, state_dir: str | None, verbose: bool) -> None:
     """Reinstall bare-metal hypervisors unattended."""
     os.umask(0o077)  # state files (database, WAL, secrets, power markers) are private to the owner
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    ctx.ensure_object(dict)["config"] = config_path
+    ctx.ensure_object(dict).update(config=config_path, state_dir=state_dir)
 
 
 @main.command()
@@ -39,7 +43,7 @@ def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> N
     """Serve kickstarts, boot configs, callbacks and the admin API over HTTP, and TFTP."""
     from ..serve import serve as run
 
-    s = svc(ctx)
+    s = svc(ctx, create=True)
     for value, what in ((http_bind, "--http"), (tftp_bind, "--tftp")):
         if value is not None:
             try:
@@ -52,5 +56,5 @@ def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> N
 
 
 
-for command in (node, facts, render, check, rebuild, watch, runs, status, dhcp, media):
+for command in (node, facts, render, check, rebuild, watch, runs, status, dhcp, media, db):
     main.add_command(command)

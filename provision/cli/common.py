@@ -21,10 +21,20 @@ class Cli(click.Group):
             ctx.exit(1)
 
 
-def svc(ctx: click.Context) -> services.Services:
+def cfg(ctx: click.Context) -> config_mod.Config:
+    obj = ctx.find_root().obj
+    if "cfg" not in obj:
+        obj["cfg"] = config_mod.load(obj["config"], obj.get("state_dir"))
+    return obj["cfg"]
+
+
+def svc(ctx: click.Context, create: bool = False) -> services.Services:
+    """The services, on the database the config names. It must exist unless `create` (`serve`,
+    `node import`): a command run from the wrong directory or with the wrong config says where it
+    looked (exit 2) instead of working on a new, empty database."""
     obj = ctx.find_root().obj
     if "svc" not in obj:
-        obj["svc"] = services.build(config_mod.load(obj["config"]))
+        obj["svc"] = services.build(cfg(ctx), create=create)
         ctx.call_on_close(obj["svc"].close)
     return obj["svc"]
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 import yaml
 
 from ..domain import load_yaml, parse_nodes, read_text
 from ..domain.inventory import no_gc
+from ..errors import InputError
 from ..render import KINDS, check_kickstart
 from ..render.checks import foreign_vgs
 from ..render.scripts import check_scripts
@@ -28,9 +30,28 @@ def node_import(ctx: click.Context, file: str) -> None:
     """Import (create or update) nodes from a YAML inventory, all or nothing."""
     with no_gc():  # a short-lived command building thousands of objects that all stay alive
         nodes = parse_nodes(load_yaml(read_text(file, file), file), file)
-        result = svc(ctx).store.import_nodes(nodes)
+        result = svc(ctx, create=True).store.import_nodes(nodes)
     click.echo(f"imported {len(nodes)} node(s): {len(result.created)} created, {len(result.updated)} updated, "
                f"{len(result.snapshots)} new facts snapshot(s)")
+
+
+@node.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="do not ask")
+@click.pass_context
+def node_remove(ctx: click.Context, name: str, yes: bool) -> None:
+    """Remove a node and everything stored of it (facts snapshots, events, logs); refused while a
+    rebuild has it. `provision db backup` first keeps a copy."""
+    from ..workflow.removal import remove_node
+
+    store = svc(ctx).store
+    store.node_state(name)  # NotFound first, before asking
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("refusing to remove a node without --yes when not on a terminal")
+        click.confirm(f"Remove node {name} and its facts, events and logs from the store?", abort=True)
+    remove_node(store, name)
+    click.echo(f"removed node {name}")
 
 
 @node.command("list")

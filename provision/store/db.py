@@ -62,9 +62,12 @@ class Tx:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         if url.startswith("sqlite:///") and not url.endswith(":memory:"):
             db = Path(url.removeprefix("sqlite:///"))
+            if not create and not db.is_file():
+                from .schema import NoDatabase
+                raise NoDatabase("no such file")
             db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if db.exists():
                 db.chmod(0o600)

@@ -15,6 +15,7 @@ import json
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Connection, and_, delete, func, insert, make_url, or_, select, update
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
@@ -40,7 +41,7 @@ from .models import (
     table,
 )
 from .records import FINISHED, Build, Event, ImportResult, Media, NodeRecord, NodeState, Rebuild, Snapshot, merge
-from .schema import ensure_schema
+from .schema import NoDatabase, OldSchema, ensure_schema
 
 N, S, B, E = table(NodeRow), table(SnapshotRow), table(BuildRow), table(EventRow)
 A, L, C, R, M, META = (table(AddressRow), table(LogRow), table(CollectRow), table(RebuildRow), table(MediaRow),
@@ -98,13 +99,22 @@ def _missing(name: str) -> NotFound:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
-        """Opens (creating if needed) the database; a path or server that cannot be used is a clean
-        ProvisionError naming db_url (password masked), never a traceback. A SQLite file and its
-        directory are private to the owner (0600/0700): they hold build tokens' digests and sealed OTPs."""
+    def __init__(self, url: str, *, create: bool = True, check: bool = True) -> None:
+        """Opens the database, creating its schema in an empty one when `create` (else an empty or
+        missing one is NoDatabase); `check`: refuse (OldSchema) one whose schema is older than this
+        provision's. A path or server that cannot be used is a clean ProvisionError naming db_url
+        (password masked), never a traceback. A SQLite file and its directory are private to the
+        owner (0600/0700): they hold build tokens' digests and sealed OTPs."""
         try:
-            self.db = Database(url)
-            ensure_schema(self.db.engine, Base.metadata)
+            self.db = Database(url, create=create)
+            if check:
+                ensure_schema(self.db.engine, Base.metadata, create=create)
+        except NoDatabase as exc:
+            where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else make_url_safe(url)
+            where = str(Path(where).absolute()) if url.startswith("sqlite:///") else where
+            raise NoDatabase(f"no provision database at {where} ([server] db_url; {exc})") from None
+        except OldSchema as exc:
+            raise OldSchema(f"db_url {make_url_safe(url)}: {exc}") from None
         except (OSError, SQLAlchemyError, ArgumentError) as exc:
             reason = getattr(exc, "orig", None) or exc
             raise ProvisionError(f"db_url {make_url_safe(url)}: cannot open the database: "
@@ -112,7 +122,8 @@ class Store:
         self.engine = self.db.engine
         self._records: dict[str, tuple[int, NodeRecord]] = {}  # node -> (generation, its record then)
         self._facts: dict[int, Facts] = {}  # snapshots are immutable: parsed facts by snapshot id
-        self._backfill_addresses()
+        if check:
+            self._backfill_addresses()
 
     def close(self) -> None:
         self.db.close()
@@ -261,6 +272,21 @@ class Store:
         return ImportResult(created, updated, snaps)
 
     # -- the MAC/IP index -----------------------------------------------------------------------
+    def remove_node(self, name: str, expect: str) -> None:
+        """Delete `name` and everything stored of it (snapshots, builds, events, logs, collection
+        tokens, addresses) in one transaction, if it is still in state `expect` (Conflict if not)."""
+        with self.db.write() as tx:
+            r = tx.execute(select(N.c.id, N.c.state).where(N.c.name == name).with_for_update()).first()
+            if r is None:
+                raise _missing(name)
+            if r.state != expect:
+                raise Conflict(f"node {name!r}: moved to {r.state} meanwhile; nothing was removed")
+            for t in (A, C, L, E, B, S):
+                tx.execute(delete(t).where(t.c.node_id == r.id))
+            tx.execute(delete(N).where(N.c.id == r.id))
+            tx.changed[name] = tx.bump({})  # this process's boot-config cache forgets it
+        self._records.pop(name, None)
+
     def node_for_mac(self, mac: str) -> str | None:
         """The node whose latest facts have this MAC: one indexed query, whatever the fleet size."""
         with self.db.read() as conn:
