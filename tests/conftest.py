@@ -40,7 +40,9 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def write_config(tmp: Path, http_port: int = 8080, tftp_port: int = 6969, extra: str = "",
-                 server_extra: str = "") -> Path:
+                 server_extra: str = "", templates: bool = True) -> Path:
+    """A config with everything under `tmp`; `templates=False` leaves [paths] templates out (an
+    installed provision uses the ones it ships)."""
     (tmp / "bootfiles").mkdir(exist_ok=True)
     (tmp / "media").mkdir(exist_ok=True)
     cfg = tmp / "provision.toml"
@@ -58,7 +60,7 @@ secret_key_file = "{tmp}/secret.key"
 state_dir = "{tmp}/var"
 bootfiles = "{tmp}/bootfiles"
 media = "{tmp}/media"
-templates = "{REPO}"
+{f'templates = "{REPO}"' if templates else ""}
 {extra}
 """)
     return cfg

@@ -44,10 +44,15 @@ class Lab:
     """The outside world as HTTPS fakes (engine, IPA, Satellite), a DNS responder and ipmi_sim
     BMCs, all in the test process; provision's processes reach them with the real clients."""
 
-    def __init__(self, tmp: Path, db_url: str | None = None, front: bool = False) -> None:
+    def __init__(self, tmp: Path, db_url: str | None = None, front: bool = False,
+                 installed: Path | None = None) -> None:
         """`front`: nodes and operators reach serve through a real nginx configured as
-        docs/nginx/provision.conf ships it (public_url is nginx's; serve trusts it as a proxy)."""
+        docs/nginx/provision.conf ships it (public_url is nginx's; serve trusts it as a proxy).
+        `installed`: the Python of a venv provision was installed into from its wheel: serve and
+        the CLI run from it, in `tmp`, isolated from the checkout (-I), with the templates it ships."""
         self.tmp = tmp
+        self.provision = [str(installed), "-I", "-m", "provision"] if installed else [sys.executable, "-m", "provision"]
+        self.cwd = tmp if installed else None
         self.bmcs = {n: start_bmc(tmp, n) for n in NAMES}
         for b in self.bmcs.values():
             b.set_power(True)
@@ -81,7 +86,8 @@ class Lab:
                                      boot_export=tmp / "boot-export")
             server_extra += '\ntrusted_proxies = ["127.0.0.1/32"]'
         paths_extra = f'boot_export = "{tmp}/boot-export"\n' if front else ""
-        self.cfg = write_config(tmp, self.http_port, self.tftp_port, server_extra=server_extra, extra=paths_extra + f"""
+        self.cfg = write_config(tmp, self.http_port, self.tftp_port, server_extra=server_extra, templates=not installed,
+                                extra=paths_extra + f"""
 [engine]
 url = "{self.ovirt.url}/ovirt-engine"
 password_file = "{tmp}/engine.pw"
@@ -144,7 +150,7 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
         return self.front.http_port if self.front is not None else self.http_port
 
     def start_serve(self) -> None:
-        self.serve = subprocess.Popen([sys.executable, "-m", "provision", "--config", str(self.cfg), "serve"],
+        self.serve = subprocess.Popen([*self.provision, "--config", str(self.cfg), "serve"], cwd=self.cwd,
                                       stdout=open(self.tmp / "serve.log", "a"), stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.http_port}"
         deadline = time.monotonic() + 30
@@ -166,7 +172,7 @@ step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
     def rebuild(self, *args: str) -> subprocess.Popen:
         # SIGINT as on a terminal: a suite started in the background (`make test &`, some CI runners)
         # ignores it, the CLI would inherit that, and a Ctrl-C test could not detach it
-        return subprocess.Popen([sys.executable, "-m", "provision", "--config", str(self.cfg), "rebuild", *args],
+        return subprocess.Popen([*self.provision, "--config", str(self.cfg), "rebuild", *args], cwd=self.cwd,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 

@@ -1,0 +1,70 @@
+"""provision as an operator installs it: a wheel built by `python -m build` (sdist, then the wheel
+from the sdist, as a packager does) into a fresh venv; with no checkout in reach it renders a
+kickstart with the templates it ships, serves, and rebuilds three nodes end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+from .test_e2e import NAMES, Lab, assert_all_done_one_cycle_each
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The Python of a new venv with provision installed from its wheel. Its dependencies come from
+    the test venv by a path entry (a .pth line adds the directory, not the checkout the test venv's
+    editable install points at): the wheel itself is installed with --no-deps."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    build = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(tmp / "dist"), str(REPO)],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    wheel = next((tmp / "dist").glob("provision-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for want in ("provision/_templates/kickstarts/rhvh.ks.j2", "provision/_templates/kickstarts/snippets/disk.ks.j2",
+                 "provision/_templates/bootfiles/grub.cfg.j2", "provision/store/migrations/versions/0001_first_release.py",
+                 "provision/web/templates/fleet.html"):
+        assert want in names, want
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "test-venv-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    pip = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                         capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr
+    where = subprocess.run([str(venv / "bin/python"), "-I", "-c", "import provision; print(provision.__file__)"],
+                           capture_output=True, text=True, cwd=tmp, timeout=60).stdout.strip()
+    assert where.startswith(str(site)), where  # the installed copy, not the checkout
+    return venv / "bin/python"
+
+
+def test_the_installed_wheel_renders_with_the_templates_it_ships(installed, tmp_path):
+    from .conftest import write_config
+    cfg = write_config(tmp_path, templates=False)
+    run = [str(installed), "-I", "-m", "provision", "--config", str(cfg)]
+    assert subprocess.run([*run, "node", "import", str(REPO / "examples/inventory.yaml")], cwd=tmp_path,
+                          capture_output=True, timeout=120).returncode == 0
+    ks = subprocess.run([*run, "render", "rhvnode3", "--kind", "kickstart"], cwd=tmp_path, capture_output=True, text=True,
+                        timeout=120)
+    assert ks.returncode == 0, ks.stderr
+    assert "liveimg --url=" in ks.stdout and "network --device=" in ks.stdout
+    grub = subprocess.run([*run, "render", "rhvnode3", "--kind", "grub"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert grub.returncode == 0 and "set default=" in grub.stdout, grub.stderr
+
+
+def test_the_installed_wheel_serves_and_rebuilds_three_nodes(installed, tmp_path):
+    lab = Lab(tmp_path, installed=installed)
+    try:
+        proc = lab.rebuild(*NAMES, "--max-parallel", "3", "--yes")
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out + (tmp_path / "serve.log").read_text()[-3000:]
+        assert_all_done_one_cycle_each(lab)
+    finally:
+        lab.close()
