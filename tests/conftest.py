@@ -169,6 +169,8 @@ def ui_login(session, base: str, token: str, nxt: str = "/", **kw):
     """Log in to the console as a browser does: the login page's CSRF token, then the form."""
     import re
 
-    page = session.get(base + "/login", timeout=10).text
+    page = session.get(base + "/login", timeout=10, verify=kw.get("verify", True)).text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    return session.post(base + "/login", data={"token": token, "next": nxt, "csrf_token": csrf}, timeout=10, **kw)
+    # a browser sends the page it came from (over HTTPS flask-wtf requires it: the same origin)
+    return session.post(base + "/login", data={"token": token, "next": nxt, "csrf_token": csrf}, timeout=10,
+                        headers={"Referer": base + "/login"}, **kw)

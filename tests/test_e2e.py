@@ -26,7 +26,7 @@ from provision import config as config_mod
 from provision import services
 from provision.workflow import states as S
 
-from .conftest import free_port, use_db, write_config
+from .conftest import free_port, ui_login, use_db, write_config
 from .fakes.dnsserver import FakeDns
 from .fakes.foreman import FakeForeman
 from .fakes.ipa import FakeIpa
@@ -357,6 +357,15 @@ def test_three_nodes_rebuild_end_to_end_through_the_documented_nginx_front(tmp_p
         assert requests.get(lab.front.http + "/", timeout=10, allow_redirects=False).status_code == 308
         console = requests.get(lab.front.https + "/healthz", timeout=10, verify=str(tmp_path / "tls" / "ca.pem"))
         assert console.status_code == 200 and console.json()["status"] == "ok"
+        # the console over HTTPS: its session cookie is Secure (public_url is plain HTTP, for GRUB)
+        token = (tmp_path / "admin.token").read_text().strip()
+        with requests.Session() as s:
+            r = ui_login(s, lab.front.https, token, allow_redirects=False, verify=str(tmp_path / "tls" / "ca.pem"))
+            assert r.status_code == 302 and "; Secure" in r.headers["Set-Cookie"], r.headers
+            assert "Strict" in r.headers["Set-Cookie"] and "HttpOnly" in r.headers["Set-Cookie"]
+        with requests.Session() as s:  # the same server over plain HTTP: no Secure (the browser would drop it)
+            r = ui_login(s, lab.url, token, allow_redirects=False)
+            assert r.status_code == 302 and "Secure" not in r.headers["Set-Cookie"]
     finally:
         lab.close()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, has_request_context, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..errors import Conflict, InputError, NotFound, ProvisionError
@@ -17,11 +18,21 @@ from .deps import WebState
 access_log = logging.getLogger("provision.http")
 
 
+class _SessionOverTls(SecureCookieSessionInterface):
+    """The console's session cookie is Secure when the request came over HTTPS: public_url is
+    plain HTTP wherever GRUB fetches by HTTP, while operators reach the console through the TLS
+    front (request.is_secure from its X-Forwarded-Proto, trusted_proxies only)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(super().get_cookie_secure(app)) or (has_request_context() and request.is_secure)
+
+
 def create_app(svc: Services, *, admin_token: str | None = None, secret_key: str | None = None) -> Flask:
     """The app over `svc` (deps.services() in a view). Without a started boot-config refresher
     (tests, no `serve`) every request asks the store and renders once per change."""
     cfg = svc.cfg
     app = Flask(__name__)
+    app.session_interface = _SessionOverTls()
     app.wsgi_app = proxies.middleware(app.wsgi_app, cfg.server.trusted_proxies)  # type: ignore[method-assign]
     # a hard bound on any request body; an installer log larger than installer_log_max is still
     # accepted and truncated (callbacks keep its tail), not refused
