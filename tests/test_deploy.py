@@ -112,3 +112,20 @@ def test_db_backup_of_postgresql_points_at_pg_dump(tmp_path):
     cfg.write_text(text)
     out = run_cli("db", "backup", str(tmp_path / "x"), config=cfg)
     assert out.returncode == 2 and "pg_dump" in out.stderr
+
+
+def test_the_system_config_is_read_when_no_other_is_named(tmp_path, monkeypatch):
+    system = tmp_path / "etc-provision.toml"
+    system.write_text('[server]\nthreads = 3\n[paths]\nstate_dir = "/srv/provision"\n')
+    monkeypatch.setattr(config_mod, "SYSTEM_CONFIG", system)
+    monkeypatch.delenv("PROVISION_CONFIG", raising=False)
+    cfg = config_mod.load()
+    assert cfg.source == str(system) and cfg.server.threads == 3
+    assert cfg.server.db_url == "sqlite:////srv/provision/provision.db"
+    other = write_config(tmp_path)
+    assert config_mod.load(other).source == str(other)  # --config wins
+    monkeypatch.setenv("PROVISION_CONFIG", str(other))
+    assert config_mod.load().source == str(other)  # and PROVISION_CONFIG
+    system.unlink()
+    monkeypatch.delenv("PROVISION_CONFIG")
+    assert config_mod.load().source == "embedded defaults"

@@ -652,3 +652,28 @@ def test_abort_leaves_a_node_a_retry_takes_over_and_every_view_counts_the_same(l
     assert bmc_commands(lab.bmcs["rhvnode3"]) == ["set boot pxe", "set power 0", "set power 1"]
     assert any(f"taken over from rebuild {run_id}" in e.message or "adopt" in e.message
                for e in lab.svc.store.events("rhvnode3"))
+
+
+def test_behind_the_front_a_forged_x_forwarded_for_from_a_non_proxy_is_refused(tmp_path):
+    """serve trusts X-Forwarded-For from nginx's address only: a host that reaches serve directly
+    and claims a node's address in the header is taken for what it is, and refused the node's
+    kickstart; the node itself, through nginx, gets it."""
+    lab = Lab(tmp_path, front=True)
+    try:
+        lab.hold.add("rhvnode3")
+        run_id = _run_one(lab, "rhvnode3")
+        _until_state(lab, "rhvnode3", S.INSTALLING)
+        grub = subprocess.run(["curl", "-sS", "--max-time", "5", "--interface", mgmt_ip(0),
+                               f"tftp://127.0.0.1:{lab.tftp_port}/grub.cfg-01-0c-c4-7a-3b-03-01"],
+                              capture_output=True, text=True, timeout=30).stdout
+        path = urlsplit(re.search(r"inst\.ks=(\S+)", grub).group(1)).path
+        forged = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--interface", "127.0.0.9",
+                                 "-H", f"X-Forwarded-For: {mgmt_ip(0)}", f"{lab.url}{path}"],
+                                capture_output=True, text=True, timeout=30)
+        assert forged.stdout == "403", forged
+        assert any("127.0.0.9" in e.message and "refused" in e.message for e in lab.svc.store.events("rhvnode3"))
+        lab.hold.discard("rhvnode3")
+        assert _wait_run(lab, run_id).status == "done"
+        assert any(e.message == f"kickstart fetched by {mgmt_ip(0)}" for e in lab.svc.store.events("rhvnode3"))
+    finally:
+        lab.close()

@@ -59,6 +59,30 @@ def test_the_installed_wheel_renders_with_the_templates_it_ships(installed, tmp_
     assert grub.returncode == 0 and "set default=" in grub.stdout, grub.stderr
 
 
+def test_installed_its_state_goes_to_var_lib_and_a_site_may_replace_its_templates(installed, tmp_path):
+    shown = subprocess.run([str(installed), "-I", "-c", "from provision import config; c = config.load(); "
+                            "print(c.paths.state_dir, c.server.db_url, c.paths.bootfiles, c.paths.templates)"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    state, db, bootfiles, templates = shown.stdout.split()
+    assert (state, db, bootfiles) == ("/var/lib/provision", "sqlite:////var/lib/provision/provision.db",
+                                      "/var/lib/provision/bootfiles")
+    assert templates.endswith("site-packages/provision/_templates")
+    site = tmp_path / "site-templates"
+    import shutil
+    for sub in ("kickstarts", "bootfiles"):
+        shutil.copytree(templates + "/" + sub, site / sub)
+    ks = site / "kickstarts" / "rhvh.ks.j2"
+    ks.write_text("# this site's own kickstart\n" + ks.read_text())
+    from .conftest import write_config
+    cfg = write_config(tmp_path, templates=False, extra=f'templates = "{site}"')
+    run = [str(installed), "-I", "-m", "provision", "--config", str(cfg)]
+    assert subprocess.run([*run, "node", "import", str(REPO / "examples/inventory.yaml")], cwd=tmp_path,
+                          capture_output=True, timeout=120).returncode == 0
+    out = subprocess.run([*run, "render", "rhvnode3", "--kind", "kickstart"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("# this site's own kickstart"), out.stderr
+
+
 def test_the_installed_wheel_serves_and_rebuilds_three_nodes(installed, tmp_path):
     lab = Lab(tmp_path, installed=installed)
     try:
