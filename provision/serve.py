@@ -69,7 +69,7 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
     # waitress reads, parses and answers every request; it is given the gate's listener through its
     # public `sockets` argument (web/gate.py bounds what waitress has no setting for). Its own
     # connection limit is above the gate's, which decides.
-    http = waitress.create_server(app, sockets=[gate.listening_socket()], threads=s.threads, ident="provision",
+    http = waitress.create_server(app, sockets=gate.listening_sockets(), threads=s.threads, ident="provision",
                                   clear_untrusted_proxy_headers=False,  # web/proxies.py decides
                                   channel_timeout=s.http_channel_timeout,
                                   connection_limit=s.http_connection_limit + 16,
@@ -95,7 +95,7 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"provision serving http://{hhost}:{http.effective_port} tftp://{thost}:{tport}", flush=True)
+    print(f"provision serving http://{hhost}:{listener.getsockname()[1]} tftp://{thost}:{tport}", flush=True)
     try:
         http.run()
     finally:

@@ -276,3 +276,53 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path):
 ])
 def test_the_access_log_never_shows_a_token(path, shown):
     assert loggable_path(path) == shown
+
+
+def test_the_gate_readies_connections_on_every_lane_so_waitress_takes_many_a_turn():
+    """waitress accepts once per listening socket per loop turn: with 16 lanes a turn takes 16 of
+    the connections that are ready, each lane's descriptor readable for one of them."""
+    import select as select_mod
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    gate = Gate(listener, limit=100, per_source=100, head_timeout=5, lanes=16)
+    t = threading.Thread(target=gate.serve_forever, daemon=True)
+    t.start()
+    port = listener.getsockname()[1]
+    clients = []
+    try:
+        for _ in range(40):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            clients.append(c)
+        lanes = gate.listening_sockets()
+        fds = [lane.fileno() for lane in lanes]
+        assert len(set(fds)) == 16
+        readable: set[int] = set()
+        while len(readable) < 16:  # every lane becomes readable: the gate spread them round robin
+            r, _, _ = select_mod.select(fds, [], [], 10)
+            assert r, "no lane became readable"
+            readable |= set(r)
+            if len(readable) < 16:
+                threading.Event().wait(0.01)
+        taken = [lane.accept() for lane in lanes]  # one turn of waitress's loop: one accept per lane
+        assert len(taken) == 16 and all(conn.recv(20, socket.MSG_PEEK).startswith(b"GET /healthz") for conn, _ in taken)
+        rest = []
+        for _ in range(200):
+            for lane in lanes:
+                try:
+                    rest.append(lane.accept())
+                except BlockingIOError:
+                    pass
+            if len(taken) + len(rest) == 40:
+                break
+            threading.Event().wait(0.01)
+        assert len(taken) + len(rest) == 40
+        with pytest.raises(BlockingIOError):  # all taken: no lane has one left
+            lanes[0].accept()
+        for conn, _ in taken + rest:
+            conn.close()
+    finally:
+        for c in clients:
+            c.close()
+        gate.stop()
+        t.join(10)

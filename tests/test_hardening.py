@@ -175,7 +175,9 @@ def test_busy_port_and_bad_db_path_are_clean_errors(tmp_path):
     cfg = write_config(bad)
     cfg.write_text(cfg.read_text().replace(f'db_url = "sqlite:///{bad}/provision.db"',
                                            'db_url = "sqlite:////proc/no-such-dir/provision.db"'))
-    res = run_cli("node", "list", config=cfg)
+    res = run_cli("node", "list", config=cfg)  # a command that reads: it is not there
+    assert res.returncode == 2 and "no provision database at /proc/no-such-dir/provision.db" in res.stderr
+    res = run_cli("node", "import", str(EXAMPLE), config=cfg)  # one that creates: it cannot
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "db_url sqlite:////proc/no-such-dir/provision.db: cannot open the database" in res.stderr
 

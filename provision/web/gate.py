@@ -12,9 +12,15 @@ connections from one host lock every node out). The gate adds both, and nothing 
 - it waits, without reading, until the connection's first request head is complete (a peek finds
   the blank line, or `max_head` bytes are there for waitress to refuse), closing it if that takes
   longer than `head_timeout` seconds;
-- it then gives the connection to waitress, which is handed the gate's `GatedListener` through its
-  public `sockets=` argument: a socket whose accept() returns the connections the gate let through.
+- it then gives the connection to waitress, which is handed the gate's `GatedListener`s through its
+  public `sockets=` argument: sockets whose accept() returns the connections the gate let through.
   Every byte of every request is read, parsed and answered by waitress.
+
+waitress accepts one connection per listening socket per turn of its loop, and under load a turn
+takes 10-20 ms: 200 nodes connecting at once waited up to 3.7 s for their first request to be read
+(0.5% of a 200-connection wrk run past its 2 s timeout). So the gate hands waitress `lanes`
+listeners (16 by default), each readable when a connection is ready for it: it takes up to 16 a
+turn, and the same 200 are in within a few turns.
 
 A connection counts against its source until waitress closes it. Addresses in `exempt` (the
 trusted reverse proxies, whose connections carry many clients) have no per-source limit. Nothing
@@ -51,14 +57,14 @@ class _Handed(socket.socket):
 
 class GatedListener(socket.socket):
     """What waitress listens on: the public socket's address and options, readable when the gate
-    has connections ready, and accept() returns one of them (BlockingIOError when none is)."""
+    has a connection ready for this lane, and accept() returns one (BlockingIOError when none is)."""
 
-    def __init__(self, gate: Gate, public: socket.socket) -> None:
+    def __init__(self, gate: Gate, public: socket.socket, lane: int) -> None:
         super().__init__(public.family, public.type, public.proto, os.dup(public.fileno()))
-        self._gate = gate
+        self._gate, self._lane = gate, lane
 
     def fileno(self) -> int:
-        return self._gate.ready_fd
+        return self._gate.ready_fd(self._lane)
 
     def listen(self, backlog: int = 0) -> None:  # the gate's socket listens already
         pass
@@ -67,12 +73,12 @@ class GatedListener(socket.socket):
         pass
 
     def accept(self):
-        return self._gate.take()
+        return self._gate.take(self._lane)
 
 
 class Gate:
     def __init__(self, listener: socket.socket, *, limit: int, per_source: int, head_timeout: float,
-                 max_head: int = 65536, exempt=()) -> None:
+                 max_head: int = 65536, exempt=(), lanes: int = 16) -> None:
         self.listener, self.limit, self.per_source = listener, limit, per_source
         self.head_timeout, self.max_head = head_timeout, max_head
         self.exempt = [ipaddress.ip_network(n) for n in exempt]
@@ -82,23 +88,25 @@ class Gate:
         self._total = 0
         self._waiting: dict[int, tuple[socket.socket, tuple, float]] = {}  # fd -> (sock, addr, accepted at)
         self._ready: deque[tuple[socket.socket, tuple]] = deque()
-        self._ready_r, self._ready_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)  # a byte per ready connection
+        # a byte per ready connection, in its lane's pipe (round robin); any lane's take() pops the
+        # oldest ready connection: bytes in all pipes == connections ready, always
+        self._lanes = [os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC) for _ in range(max(1, lanes))]
+        self._next_lane = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._ep = select.epoll()
         self._stop = threading.Event()
         self._accepting = False
 
-    @property
-    def ready_fd(self) -> int:
-        return self._ready_r
+    def ready_fd(self, lane: int = 0) -> int:
+        return self._lanes[lane][0]
 
-    def listening_socket(self) -> GatedListener:
-        return GatedListener(self, self.listener)
+    def listening_sockets(self) -> list[GatedListener]:
+        return [GatedListener(self, self.listener, lane) for lane in range(len(self._lanes))]
 
     # -- waitress's side (its loop thread) ----------------------------------------------------------
-    def take(self):
+    def take(self, lane: int = 0):
         try:
-            os.read(self._ready_r, 1)
+            os.read(self._lanes[lane][0], 1)
             sock, addr = self._ready.popleft()
         except (BlockingIOError, IndexError):
             raise BlockingIOError(errno.EAGAIN, "no connection is ready") from None
@@ -222,7 +230,8 @@ class Gate:
             self._ep.unregister(fd)
             del self._waiting[fd]
             self._ready.append((sock, addr))
-            os.write(self._ready_w, b"r")
+            os.write(self._lanes[self._next_lane][1], b"r")
+            self._next_lane = (self._next_lane + 1) % len(self._lanes)
         elif events & (select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR):
             self._close(fd)  # gone before its head was complete
 
