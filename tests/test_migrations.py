@@ -29,7 +29,7 @@ T0 = datetime(2026, 11, 22, 12, 0, 0)
 def _example():
     """rhvnode3 of the example inventory: its BMC and facts as JSON."""
     from provision.domain import load_yaml, parse_nodes
-    from provision.store.store import facts_json
+    from provision.store.tables import facts_json
     node = next(n for n in parse_nodes(load_yaml((REPO / "examples/inventory.yaml").read_text(), "inv"))
                 if n.name == "rhvnode3")
     return node.bmc.model_dump(mode="json"), facts_json(node.facts)

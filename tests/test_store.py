@@ -177,12 +177,12 @@ def test_run_leases_are_judged_on_the_databases_clock_not_a_skewed_serves(svc, m
     from datetime import timedelta
 
     from provision.store import clock
-    from provision.store import store as store_mod
+    from provision.store import runs as runs_mod
 
     run = svc.store.create_rebuild(["rhvnode3"], {}, runner="service")
     assert svc.store.claim_rebuild("a", 60).id == run.id
     real = clock.utcnow
-    monkeypatch.setattr(store_mod, "utcnow", lambda: real() + timedelta(hours=1))  # serve b's clock
+    monkeypatch.setattr(runs_mod, "utcnow", lambda: real() + timedelta(hours=1))  # serve b's clock
     monkeypatch.setattr(clock, "utcnow", lambda: real() + timedelta(hours=1))
     assert svc.store.claim_rebuild("b", 60) is None, "a fast clock took a run under a live lease"
     assert svc.store.renew_lease(run.id, "a", 60) == "run"

@@ -594,7 +594,7 @@ def test_an_abort_after_arm_disarms_the_node_and_a_retry_arms_it_again(wf):
 ])
 def test_what_a_move_does_to_the_failure_record(state, new, reason, want):
     """The state machine's rule (workflow/machine.py), not the store's."""
-    from provision.store.store import KEEP
+    from provision.store.tables import KEEP
     from provision.workflow.machine import failure_after
 
     got = failure_after(state, new, reason)
@@ -611,7 +611,7 @@ def _starts(store, names) -> list[str]:
 def _set_last(store, **seconds):
     from sqlalchemy import update
 
-    from provision.store.store import N
+    from provision.store.tables import N
     with store.db.write() as tx:
         for name, value in seconds.items():
             tx.execute(update(N).where(N.c.name == name).values(last_rebuild_seconds=value))

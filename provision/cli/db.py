@@ -13,7 +13,7 @@ import click
 from ..errors import Conflict, InputError
 from ..store import Store
 from ..store import schema as schema_mod
-from ..store.store import make_url_safe
+from ..store.tables import make_url_safe
 from .common import cfg
 
 

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import select
-import signal
 import socket
 import struct
 import threading
@@ -76,8 +74,6 @@ class TftpService:
         self.refused_busy = self.refused_source = 0
         self.pumps: list[Pump] = []
         self._handlers: dict[int, Callable[[], None]] = {}
-        self._control: socket.socket | None = None
-        self._children: dict[int, tuple[int, bytes]] = {}  # a pump's transfers: pidfd -> (child pid, peer)
         self._poll = select.epoll()
 
     def bind(self, host: str, port: int) -> int:
@@ -111,15 +107,6 @@ class TftpService:
         self._handlers[self.sock.fileno()] = self._accept
         self._loop()
 
-    def serve_adopted(self, control: socket.socket) -> None:
-        """A pump process's loop: transfers arrive over `control` (descriptors passed with
-        SCM_RIGHTS), each end is reported back on it."""
-        self._control = control
-        control.send(b"r")  # ready: the main process waits for this before it says it serves
-        control.setblocking(False)
-        self._handlers[control.fileno()] = self._on_handoff
-        self._loop()
-
     def _loop(self) -> None:
         for fd in self._handlers:
             self._poll.register(fd, select.EPOLLIN)
@@ -144,15 +131,14 @@ class TftpService:
             self.alive = False
             for fd in list(self.sessions):
                 self._end(fd)
-            for pidfd, (pid, _peer) in self._children.items():  # a pump that stops ends its transfers
-                os.kill(pid, signal.SIGTERM)
-                os.waitpid(pid, 0)
-                os.close(pidfd)
-            self._children.clear()
+            self._end_children()
             self._poll.close()
             if self.sock is not None:
                 self.sock.close()
             self.stop_pumps()
+
+    def _end_children(self) -> None:
+        """A pump's loop ends its children's transfers (pump.py); the main loop has none."""
 
     # -- pump processes -------------------------------------------------------------------------
     def start_pumps(self, count: int) -> None:
@@ -205,60 +191,6 @@ class TftpService:
         sock.close()
         source.close()
         return True
-
-    def _on_handoff(self) -> None:
-        assert self._control is not None, "a pump's loop"
-        for _ in range(64):
-            try:
-                msg, fds, _flags, _addr = socket.recv_fds(self._control, 4096, 2)
-            except (BlockingIOError, InterruptedError):
-                return
-            if not msg:  # the main process is gone
-                self._stop.set()
-                return
-            if len(fds) != 2:
-                for fd in fds:
-                    os.close(fd)
-                continue
-            blksize, timeout, size, first_len = HANDOFF.unpack_from(msg)
-            first = msg[HANDOFF.size:HANDOFF.size + first_len]
-            peer = msg[HANDOFF.size + first_len:]
-            self._fork_transfer(socket.socket(fileno=fds[0]), fds[1], size, blksize, timeout, first, peer)
-
-    def _fork_transfer(self, sock: socket.socket, fd: int, size: int, blksize: int, timeout: float,
-                       first: bytes, peer: bytes) -> None:
-        """A pump's transfer, in a child process of its own; its end is reported when it exits
-        (its pidfd becomes readable in this loop). A pump is single-threaded, so forking is safe."""
-        pid = os.fork()
-        if pid == 0:  # the child: the transfer, then out without running anything of the pump's
-            code = 1
-            try:
-                self._poll.close()
-                if self._control is not None:
-                    self._control.close()
-                for other in self._children:  # the other transfers' pidfds
-                    os.close(other)
-                code = 0 if blocking.send_file(sock, fd, size, blksize, timeout, self.retries, first) else 1
-            finally:
-                os._exit(code)
-        sock.close()
-        os.close(fd)
-        pidfd = os.pidfd_open(pid)
-        self._children[pidfd] = (pid, peer)
-        self._handlers[pidfd] = lambda: self._reap(pidfd)
-        self._poll.register(pidfd, select.EPOLLIN)
-
-    def _reap(self, pidfd: int) -> None:
-        pid, peer = self._children.pop(pidfd)
-        self._handlers.pop(pidfd, None)
-        self._poll.unregister(pidfd)
-        os.close(pidfd)
-        os.waitpid(pid, 0)
-        if self._control is not None:  # one message per end, naming the transfer's peer
-            try:
-                self._control.send(b"e" + peer)
-            except OSError:
-                self._stop.set()
 
     def _ended_peer(self, key) -> None:
         if self._peers.pop(key, None) is not None:

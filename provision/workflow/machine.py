@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..store import NodeState, Store
-from ..store.store import KEEP
+from ..store.tables import KEEP
 from .states import ARM, DONE, FAILED, NETBOOT, PREFLIGHT, RESUME_CLEARS, InvalidTransition, next_state
 
 
