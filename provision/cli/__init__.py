@@ -9,6 +9,7 @@ import click
 
 from .. import config as config_mod
 from ..errors import InputError
+from .audit import audit
 from .check import check
 from .common import Cli, svc
 from .db import db
@@ -56,5 +57,5 @@ def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> N
 
 
 
-for command in (node, facts, render, check, rebuild, watch, runs, status, dhcp, media, db):
+for command in (node, facts, render, check, rebuild, watch, runs, status, dhcp, media, db, audit):
     main.add_command(command)

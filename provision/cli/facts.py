@@ -13,7 +13,7 @@ from ..capture import service
 from ..capture.diff import diff as diff_facts
 from ..domain import load_yaml, parse_nodes, read_text
 from ..errors import InputError, ProvisionError
-from .common import svc
+from .common import audited, svc
 
 
 @click.group()
@@ -37,8 +37,13 @@ def _print_changes(changes, prefix: str = "") -> None:
 def capture(ctx, name, source, file_, use_ssh, wait_s) -> None:
     """Capture NAME's facts into a new immutable snapshot (kept only if something changed)."""
     s = svc(ctx)
-    wf = s
     s.store.get(name)
+    with audited(ctx, f"facts.capture.{source}", name):
+        _capture(ctx, s, name, source, file_, use_ssh, wait_s)
+
+
+def _capture(ctx, s, name, source, file_, use_ssh, wait_s) -> None:
+    wf = s
     if source == "engine":
         snap_id, changes = service.store(wf, name, service.from_engine(wf, name), "engine")
     elif source == "file":
@@ -147,5 +152,6 @@ def facts_export(ctx, names, fmt) -> None:
 @click.pass_context
 def facts_prune(ctx, name, keep) -> None:
     """Delete old snapshots of NAME beyond the newest KEEP (never one a build or rebuild pins)."""
-    deleted = svc(ctx).store.prune_snapshots(name, keep)
+    with audited(ctx, "facts.prune", name):
+        deleted = svc(ctx).store.prune_snapshots(name, keep)
     click.echo(f"{name}: pruned {len(deleted)} snapshot(s)" + (f": {', '.join(map(str, deleted))}" if deleted else ""))

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import media as media_mod
-from .common import svc, table
+from .common import audited, svc, table
 
 
 def _media_of_profile(cfg):
@@ -26,8 +26,9 @@ def media() -> None:
 def import_(ctx: click.Context, iso: str, name: str) -> None:
     """Copy what the nodes fetch from an installer ISO (read with pycdlib: no mount, no root)."""
     s = svc(ctx)
-    m = media_mod.import_iso(s.store, s.cfg.paths.media, Path(iso), name,
-                             progress=lambda rel, done: click.echo(f"  {rel}", err=True))
+    with audited(ctx, "media.import", f"media {name}"):
+        m = media_mod.import_iso(s.store, s.cfg.paths.media, Path(iso), name,
+                                 progress=lambda rel, done: click.echo(f"  {rel}", err=True))
     what = f"live image {m.liveimg}" if m.liveimg else "repository tree"
     click.echo(f"imported {m.name} ({m.kind}, {what}): {len(m.files)} file(s), {m.size / 1e6:.1f} MB, "
                f"SHA256SUMS under {s.cfg.paths.media / m.name}")
@@ -53,5 +54,6 @@ def list_(ctx: click.Context) -> None:
 def remove(ctx: click.Context, name: str) -> None:
     """Unregister NAME and delete its files; refused while a live build's node boots it."""
     s = svc(ctx)
-    media_mod.remove(s.store, s.cfg.paths.media, name, _media_of_profile(s.cfg))
+    with audited(ctx, "media.remove", f"media {name}"):
+        media_mod.remove(s.store, s.cfg.paths.media, name, _media_of_profile(s.cfg))
     click.echo(f"removed {name}")

@@ -14,7 +14,13 @@ from ..errors import InputError
 from ..render import KINDS, check_kickstart
 from ..render.checks import foreign_vgs
 from ..render.scripts import check_scripts
-from .common import svc, table
+from .common import audited, svc, table
+
+
+def ctx_created(ctx: click.Context) -> click.Context:
+    """`ctx`, its services opened on a database this command may create (`node import`)."""
+    svc(ctx, create=True)
+    return ctx
 
 
 # -- nodes -----------------------------------------------------------------------------------
@@ -30,7 +36,8 @@ def node_import(ctx: click.Context, file: str) -> None:
     """Import (create or update) nodes from a YAML inventory, all or nothing."""
     with no_gc():  # a short-lived command building thousands of objects that all stay alive
         nodes = parse_nodes(load_yaml(read_text(file, file), file), file)
-        result = svc(ctx, create=True).store.import_nodes(nodes)
+        with audited(ctx_created(ctx), "node.import", "inventory", [n.name for n in nodes]):
+            result = svc(ctx).store.import_nodes(nodes)
     click.echo(f"imported {len(nodes)} node(s): {len(result.created)} created, {len(result.updated)} updated, "
                f"{len(result.snapshots)} new facts snapshot(s)")
 
@@ -50,7 +57,8 @@ def node_remove(ctx: click.Context, name: str, yes: bool) -> None:
         if not sys.stdin.isatty():
             raise InputError("refusing to remove a node without --yes when not on a terminal")
         click.confirm(f"Remove node {name} and its facts, events and logs from the store?", abort=True)
-    remove_node(store, name)
+    with audited(ctx, "node.remove", name):
+        remove_node(store, name)
     click.echo(f"removed node {name}")
 
 

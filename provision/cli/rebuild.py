@@ -14,7 +14,7 @@ from ..workflow import states as S
 from ..workflow import submit
 from ..workflow.batch import Batch
 from ..workflow.lease import Keeper
-from .common import svc, table
+from .common import note, svc, table
 
 
 class Progress:
@@ -118,6 +118,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
         options = {"max_parallel": max_parallel, "min_up": min_up, "canary": canary, "accept_drift": accept_drift,
                    "allow_gluster": allow_gluster, "retry": retry}
         run = s.store.create_rebuild(selected, options, runner="service")
+        note(ctx, "rebuild.retry" if retry else "rebuild.submit", f"rebuild {run.id}", selected)
         if detach:
             click.echo(run.id)
             click.echo(f"rebuild {run.id} submitted; the service runs it. Follow it: provision watch {run.id}", err=True)
@@ -125,6 +126,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
         click.echo(f"rebuild {run.id} submitted; following it (Ctrl-C detaches, the run goes on)", err=True)
         ctx.exit(follow(s, run.id, mode, as_json))
     run = last or s.store.create_rebuild(selected, {"max_parallel": max_parallel, "min_up": min_up, "canary": canary})
+    note(ctx, "rebuild.resume" if last else "rebuild.local", f"rebuild {run.id}", selected)
     keeper = Keeper(s.store, run.id, s.cfg.server.run_lease).take()
     retry = set(selected) if retry else ({n for n in names} if resume else set())
     with Progress(selected, mode) as progress:

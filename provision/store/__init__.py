@@ -1,5 +1,5 @@
 from .clock import utcnow
-from .records import Build, Event, ImportResult, Media, NodeRecord, NodeState, Rebuild, Snapshot
+from .records import AuditEntry, Build, Event, ImportResult, Media, NodeRecord, NodeState, Rebuild, Snapshot
 from .store import Store
 
-__all__ = ["Build", "Event", "ImportResult", "Media", "NodeRecord", "NodeState", "Rebuild", "Snapshot", "Store", "utcnow"]
+__all__ = ["AuditEntry", "Build", "Event", "ImportResult", "Media", "NodeRecord", "NodeState", "Rebuild", "Snapshot", "Store", "utcnow"]

@@ -119,6 +119,21 @@ class RebuildRow(Base):
     summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
+class AuditRow(Base):
+    """One operator action (API, console, CLI): who, from where, what, on what, and how it ended.
+    Append-only: nothing updates or deletes a row. `detail` never holds a secret."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(DateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # "ok" | "refused" | "failed"
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
 class UiSessionRow(Base):
     """A console login: the cookie carries its token, the store its digest; logout ends it, so a
     copied cookie is worth nothing after it."""

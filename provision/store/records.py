@@ -103,6 +103,18 @@ class Media:
 
 
 @dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: datetime
+    actor: str
+    source: str
+    action: str
+    target: str
+    outcome: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class ImportResult:
     created: list[str]
     updated: list[str]

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from ..domain import Facts, Node, check_unique
 from ..errors import Conflict, InputError, NotFound, ProvisionError
+from .audit import AuditTrail
 from .builds import Builds
 from .catalogue import MediaCatalogue
 from .clock import utcnow
@@ -51,10 +52,10 @@ from .tables import (
 )
 
 
-class Store(Journal, Builds, Runs, MediaCatalogue):
+class Store(Journal, Builds, Runs, MediaCatalogue, AuditTrail):
     """The store. Nodes, their facts snapshots, the MAC/IP index and their state are here; events
     and logs (journal.py), builds and tokens (builds.py), rebuild runs (runs.py) and media
-    (catalogue.py) are parts it is made of, each on the same Database and nothing else."""
+    (catalogue.py) and the audit trail (audit.py) are parts it is made of, each on the same Database and nothing else."""
 
     def __init__(self, url: str, *, create: bool = True, check: bool = True) -> None:
         """Opens the database, creating its schema in an empty one when `create` (else an empty or

@@ -13,6 +13,7 @@ from ..domain import Facts
 from ..errors import NotFound
 from .models import (
     AddressRow,
+    AuditRow,
     BuildRow,
     CollectRow,
     EventRow,
@@ -31,6 +32,7 @@ N, S, B, E = table(NodeRow), table(SnapshotRow), table(BuildRow), table(EventRow
 A, L, C, R, M, META = (table(AddressRow), table(LogRow), table(CollectRow), table(RebuildRow), table(MediaRow),
                        table(MetaRow))
 U = table(UiSessionRow)
+AUDIT = table(AuditRow)
 _STATE = (N.c.name, N.c.cluster, N.c.state, N.c.step_started_at, N.c.failed_step, N.c.fail_reason, N.c.rebuild_id,
           N.c.data, N.c.generation, N.c.last_rebuild_seconds)
 _BUILD = (B.c.id, N.c.name, B.c.nonce, B.c.snapshot_id, B.c.created_at, B.c.expires_at, B.c.ks_fetched_at,

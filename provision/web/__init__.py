@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..errors import Conflict, InputError, NotFound, ProvisionError
 from ..services import Services
-from . import api, auth, boot, callbacks, collect, events, kickstart, openapi, ops, proxies, rebuilds, ui, vmedia
+from . import api, audit, auth, boot, callbacks, collect, events, kickstart, openapi, ops, proxies, rebuilds, ui, vmedia
 from .accesslog import loggable_path
 from .deps import WebState
 
@@ -46,6 +46,7 @@ def create_app(svc: Services, *, admin_token: str | None = None, secret_key: str
         # each event stream holds one of the server's threads: at most half of them, and never the
         # last one (with threads = 1 there are no streams: the boot configs and callbacks need it)
         streams=events.Streams(cfg.server.threads // 2))
+    audit.init(app)
     for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
                ui.bp, ops.bp):
         app.register_blueprint(bp)

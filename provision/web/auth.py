@@ -7,7 +7,7 @@ import functools
 import hashlib
 import hmac
 
-from flask import jsonify, redirect, request, session, url_for
+from flask import g, jsonify, redirect, request, session, url_for
 
 from .deps import services, web
 
@@ -36,11 +36,16 @@ def session_ok() -> bool:
     return session.get("admin") == fingerprint() and services().store.ui_session_live(session.get("sid"))
 
 
+TOKEN_ACTOR = "admin (token)"  # who a request with the admin token is, in the audit trail
+CONSOLE_ACTOR = "admin (console)"  # and a console session made with it
+
+
 def api_auth(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if not token_ok(bearer()):
             return jsonify(error="missing or wrong bearer token"), 401, {"WWW-Authenticate": "Bearer"}
+        g.actor = TOKEN_ACTOR
         return view(*args, **kwargs)
     return wrapped
 
@@ -48,7 +53,11 @@ def api_auth(view):
 def ui_auth(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not (token_ok(bearer()) or session_ok()):
+        if token_ok(bearer()):
+            g.actor = TOKEN_ACTOR
+        elif session_ok():
+            g.actor = CONSOLE_ACTOR
+        else:
             return redirect(url_for("ui.login", next=request.path))
         return view(*args, **kwargs)
     return wrapped

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, session, url_for
 
 from ..capture.diff import diff
 from ..errors import InputError, NotFound, ProvisionError
@@ -17,7 +17,7 @@ from ..store import utcnow
 from ..workflow import states as S
 from ..workflow import submit
 from .api import EVENTS_SHOWN
-from .auth import SESSION_HOURS, fingerprint, token_ok, ui_auth
+from .auth import CONSOLE_ACTOR, SESSION_HOURS, fingerprint, session_ok, token_ok, ui_auth
 from .deps import services
 from .rebuilds import run_json, wake_conductor
 
@@ -48,6 +48,7 @@ def login():
     nxt = _safe_next(request.values.get("next"))
     if request.method == "POST":
         if token_ok(request.form.get("token")):
+            g.actor = CONSOLE_ACTOR
             session.clear()
             session["admin"] = fingerprint()
             session["sid"] = services().store.create_ui_session(SESSION_HOURS * 3600)
@@ -58,6 +59,8 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if session_ok():
+        g.actor = CONSOLE_ACTOR
     services().store.end_ui_session(session.get("sid"))  # a copy of the cookie ends with it
     session.clear()
     return redirect("/login")
@@ -109,7 +112,13 @@ def node(name: str):
     return render_template("node.html", title=name, rec=rec, facts=rec.node.facts, history=list(reversed(history)),
                            previews=previews, events=list(reversed(store.events(name, limit=EVENTS_SHOWN))),
                            events_total=store.event_count(name),
-                           retry_at=submit.retry_at(store, name))
+                           retry_at=submit.retry_at(store, name), audit=store.audit(target=name, limit=50))
+
+
+@bp.get("/audit")
+@ui_auth
+def audit():
+    return render_template("audit.html", title="Audit", audit=services().store.audit(limit=500))
 
 
 @bp.get("/runs")
@@ -138,7 +147,8 @@ def run(run_id: int):
                       "since": st.step_started_at.isoformat(timespec="seconds") if mine and st.step_started_at else "",
                       "reason": st.fail_reason if mine and st.state == S.FAILED else ""})
     retry = [n for n in r.nodes if r.finished and submit.retry_at(store, n)]
-    return render_template("run.html", title=f"Rebuild #{r.id}", run=r, nodes=nodes, retry=retry)
+    return render_template("run.html", title=f"Rebuild #{r.id}", run=r, nodes=nodes, retry=retry,
+                           audit=store.audit(target=f"rebuild {r.id}", limit=50))
 
 
 @bp.get("/runs/<int:run_id>.json")
