@@ -165,6 +165,43 @@ class DnsConfig(_Section):
     timeout: float = Field(default=5.0, gt=0)
 
 
+_GROUP = Annotated[str, Field(pattern=r"^[^\x00-\x1f()*\\]{1,255}$")]
+
+
+class AuthConfig(_Section):
+    """Console and API accounts from a directory (FreeIPA's 389 Directory Server, or any LDAPv3
+    server). Unset ldap_url: only the break-glass admin token logs in. A user's role is the highest
+    of the groups they are a member of (a group's cn, or its DN); in none of them, no login."""
+
+    ldap_url: str | None = Field(default=None, pattern=r"^ldaps?://[A-Za-z0-9.\[\]:-]{1,255}/?$")
+    starttls: bool = False  # upgrade ldap:// with STARTTLS (ldaps:// is TLS already)
+    ca_file: Path | None = None  # verifies the directory's certificate; unset: the system's trust store
+    bind_dn: str | None = None  # the search account (FreeIPA: a uid=...,cn=sysaccounts,cn=etc entry); unset: anonymous
+    bind_password_file: Path | None = None  # or PROVISION_AUTH_BIND_PASSWORD
+    user_base: str | None = None  # e.g. cn=users,cn=accounts,dc=lab,dc=example,dc=com
+    user_attribute: str = Field(default="uid", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+    group_base: str | None = None  # e.g. cn=groups,cn=accounts,dc=lab,dc=example,dc=com
+    viewer_groups: list[_GROUP] = Field(default_factory=list, max_length=64)
+    operator_groups: list[_GROUP] = Field(default_factory=list, max_length=64)
+    admin_groups: list[_GROUP] = Field(default_factory=list, max_length=64)
+    timeout: float = Field(default=5.0, gt=0, le=60)  # seconds for each directory operation
+    # failed logins: after this many for one user name or from one address within lockout seconds,
+    # further logins there are refused until the window has passed (the break-glass token too)
+    login_attempts: int = Field(default=5, ge=1, le=100)
+    lockout: float = Field(default=300.0, ge=1, le=86400)
+    token_days: int = Field(default=90, ge=1, le=3650)  # the longest a personal API token may live
+
+    @model_validator(mode="after")
+    def _complete(self) -> AuthConfig:
+        if self.ldap_url and not self.user_base:
+            raise ValueError("auth.user_base: needed with ldap_url (where users are searched)")
+        if self.ldap_url and not self.group_base:
+            raise ValueError("auth.group_base: needed with ldap_url (where role groups are searched)")
+        if self.ldap_url and not (self.viewer_groups or self.operator_groups or self.admin_groups):
+            raise ValueError("auth: with ldap_url, name at least one of viewer_groups, operator_groups, admin_groups")
+        return self
+
+
 class DefaultsConfig(_Section):
     timezone: str = Field(default="Etc/UTC", pattern=r"^[A-Za-z0-9_+/-]{1,64}$")
     lang: str = Field(default="en_US.UTF-8", pattern=r"^[A-Za-z0-9_.@-]{1,32}$")
@@ -238,6 +275,7 @@ class Config(BaseModel):
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     integrations: IntegrationsConfig = Field(default_factory=IntegrationsConfig)
     dns: DnsConfig = Field(default_factory=DnsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
 
     @model_validator(mode="after")
@@ -322,7 +360,8 @@ def derive(cfg: Config, explicit: dict[str, set[str]], state_dir: str | os.PathL
 
 
 def _relative_to(cfg: Config, base: Path) -> Config:
-    for section in (cfg.server, cfg.paths, cfg.engine, cfg.ipa, cfg.satellite, cfg.defaults, cfg.integrations):
+    for section in (cfg.server, cfg.paths, cfg.engine, cfg.ipa, cfg.satellite, cfg.defaults, cfg.integrations,
+                    cfg.auth):
         for name, value in section:
             if isinstance(value, Path) and not value.is_absolute():
                 setattr(section, name, base / value)

@@ -11,6 +11,7 @@ import sys
 import threading
 
 import waitress
+from waitress.server import MultiSocketServer
 
 from .errors import ProvisionError
 from .services import Services
@@ -99,5 +100,8 @@ def serve(svc: Services, http_bind: str, tftp_bind: str) -> None:
     try:
         http.run()
     finally:
-        http.close()
+        # on SIGTERM a multi-socket waitress stops its threads and closes its sockets itself (run()):
+        # closing it again would wait for a stuck stream a second time
+        if not isinstance(http, MultiSocketServer):
+            http.close()
         sys.stdout.flush()

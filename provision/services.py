@@ -8,13 +8,14 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet
 
-from .config import Config, ensure_secret_file
+from .config import Config, ensure_secret_file, read_secret
 from .core.denials import Denials
 from .integrations import Unconfigured
+from .integrations import directory as directory_mod
 from .integrations.dns import DnsChecker, FakeDns
 from .integrations.engine import FakeEngine
 from .integrations.fakestate import FakeState
@@ -64,6 +65,7 @@ class Services:
     tftp: TftpService | None = None  # serve's
     gate: Gate | None = None
     conductor: Conductor | None = None
+    directory: Any = None  # integrations.directory: console and API accounts ([auth])
 
     def admin_token(self) -> str:
         return ensure_secret_file(self.cfg.server.admin_token_file)
@@ -116,7 +118,7 @@ def build(cfg: Config, *, power=None, bootcheck=None, create: bool = True, **ove
     d = cfg.defaults
     power = power or DriverFactory(cfg.paths.state_dir / "power", timeout=d.ipmi_timeout, attempts=d.ipmi_attempts,
                                    post_attempts=d.redfish_post_attempts, post_delay=d.redfish_post_delay)
-    clients = integrations(cfg) | overrides
+    clients = integrations(cfg) | {"directory": directory_mod.directory(cfg.auth, read_secret)} | overrides
     bootcheck = BootProbe(cfg) if bootcheck is None else (bootcheck or None)
     renderer = Renderer(cfg, store, key)
     return Services(cfg=cfg, store=store, renderer=renderer, key=key, metrics=Metrics(),

@@ -118,13 +118,15 @@ def test_a_first_release_database_is_refused_until_db_upgrade_then_has_everythin
 
 def test_a_database_made_later_without_migrations_upgrades_from_where_it_is(tmp_path):
     """A release between the first and migrations: create_all's tables and its hand-made ALTERs,
-    no version table; it lacks only the newest columns."""
+    no version table; it lacks what came with migrations (0003 on)."""
     url = f"sqlite:///{tmp_path}/mid.db"
     Store(url).close()
     with sqlite3.connect(tmp_path / "mid.db") as conn:
         conn.execute("DROP TABLE alembic_version")
-        conn.execute("ALTER TABLE nodes DROP COLUMN last_rebuild_seconds")
-        conn.execute("ALTER TABLE nodes DROP COLUMN rebuild_started_at")
+        for stmt in ("ALTER TABLE nodes DROP COLUMN last_rebuild_seconds",  # what came with migrations 0003..
+                     "ALTER TABLE nodes DROP COLUMN rebuild_started_at", "DROP TABLE audit", "DROP TABLE api_tokens",
+                     "ALTER TABLE ui_sessions DROP COLUMN user", "ALTER TABLE ui_sessions DROP COLUMN role"):
+            conn.execute(stmt)
     with pytest.raises(schema_mod.OldSchema, match="revision 0001"):
         Store(url)
     assert schema_mod.upgrade(Store(url, check=False).engine) == ("0001", schema_mod.head())

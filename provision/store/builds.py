@@ -1,19 +1,19 @@
-"""The store's builds (a node armed to install, its token's digest), one-time fact-collection
-tokens and console sessions."""
+"""The store's builds (a node armed to install, its token's digest) and one-time fact-collection
+tokens."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 
 from .. import tokens
 from ..errors import NotFound
 from .clock import utcnow
 from .db import Database, Tx
 from .records import Build
-from .tables import _BUILD, B, C, E, N, U, build_of, node_row_id
+from .tables import _BUILD, B, C, E, N, build_of, node_row_id
 
 
 class Builds:
@@ -106,26 +106,3 @@ class Builds:
             if consume:
                 tx.execute(update(C).where(C.c.id == r.id).values(used_at=now))
             return r.name
-
-    # -- console sessions -------------------------------------------------------------------------
-    def create_ui_session(self, ttl_seconds: int) -> str:
-        token = secrets.token_urlsafe(24)
-        now = utcnow()
-        with self.db.write() as tx:
-            tx.execute(delete(U).where(U.c.expires_at < now))  # old ones go as new ones come
-            tx.execute(insert(U).values(digest=tokens.digest(token), created_at=now,
-                                        expires_at=now + timedelta(seconds=ttl_seconds)))
-        return token
-
-    def ui_session_live(self, token: str | None) -> bool:
-        if not token:
-            return False
-        with self.db.read() as conn:
-            r = conn.execute(select(U.c.expires_at, U.c.ended_at).where(U.c.digest == tokens.digest(token))).first()
-        return r is not None and r.ended_at is None and utcnow() < r.expires_at
-
-    def end_ui_session(self, token: str | None) -> None:
-        if token:
-            with self.db.write() as tx:
-                tx.execute(update(U).where(U.c.digest == tokens.digest(token), U.c.ended_at.is_(None))
-                           .values(ended_at=utcnow()))

@@ -144,6 +144,27 @@ class UiSessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # who logged in: a directory user and the role their groups gave them at login, or the
+    # break-glass admin token
+    user: Mapped[str] = mapped_column(String(128), default="admin (break-glass token)",
+                                      server_default="admin (break-glass token)")
+    role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
+
+
+class ApiTokenRow(Base):
+    """A personal API token: its owner, the role it acts with (the owner's when it was made), its
+    digest (the token itself is shown once, never stored), when it expires, and when it was revoked."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user: Mapped[str] = mapped_column(String(128), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class MetaRow(Base):

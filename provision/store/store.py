@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from ..domain import Facts, Node, check_unique
 from ..errors import Conflict, InputError, NotFound, ProvisionError
+from .accounts import Accounts
 from .audit import AuditTrail
 from .builds import Builds
 from .catalogue import MediaCatalogue
@@ -52,9 +53,10 @@ from .tables import (
 )
 
 
-class Store(Journal, Builds, Runs, MediaCatalogue, AuditTrail):
+class Store(Journal, Builds, Accounts, Runs, MediaCatalogue, AuditTrail):
     """The store. Nodes, their facts snapshots, the MAC/IP index and their state are here; events
-    and logs (journal.py), builds and tokens (builds.py), rebuild runs (runs.py) and media
+    and logs (journal.py), builds and collection tokens (builds.py), console sessions and API tokens
+    (accounts.py), rebuild runs (runs.py) and media
     (catalogue.py) and the audit trail (audit.py) are parts it is made of, each on the same Database and nothing else."""
 
     def __init__(self, url: str, *, create: bool = True, check: bool = True) -> None:

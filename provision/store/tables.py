@@ -13,6 +13,7 @@ from ..domain import Facts
 from ..errors import NotFound
 from .models import (
     AddressRow,
+    ApiTokenRow,
     AuditRow,
     BuildRow,
     CollectRow,
@@ -33,6 +34,7 @@ A, L, C, R, M, META = (table(AddressRow), table(LogRow), table(CollectRow), tabl
                        table(MetaRow))
 U = table(UiSessionRow)
 AUDIT = table(AuditRow)
+TOKENS = table(ApiTokenRow)
 _STATE = (N.c.name, N.c.cluster, N.c.state, N.c.step_started_at, N.c.failed_step, N.c.fail_reason, N.c.rebuild_id,
           N.c.data, N.c.generation, N.c.last_rebuild_seconds)
 _BUILD = (B.c.id, N.c.name, B.c.nonce, B.c.snapshot_id, B.c.created_at, B.c.expires_at, B.c.ks_fetched_at,

@@ -14,6 +14,7 @@ from ..services import Services
 from . import api, audit, auth, boot, callbacks, collect, events, kickstart, openapi, ops, proxies, rebuilds, ui, vmedia
 from .accesslog import loggable_path
 from .deps import WebState
+from .throttle import LoginThrottle
 
 access_log = logging.getLogger("provision.http")
 
@@ -45,7 +46,8 @@ def create_app(svc: Services, *, admin_token: str | None = None, secret_key: str
         admin_token=admin_token or svc.admin_token(),
         # each event stream holds one of the server's threads: at most half of them, and never the
         # last one (with threads = 1 there are no streams: the boot configs and callbacks need it)
-        streams=events.Streams(cfg.server.threads // 2))
+        streams=events.Streams(cfg.server.threads // 2),
+        logins=LoginThrottle(cfg.auth.login_attempts, cfg.auth.lockout))
     audit.init(app)
     for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
                ui.bp, ops.bp):

@@ -29,7 +29,7 @@ def nodes():
 
 
 @bp.post("/nodes")
-@api_auth
+@api_auth(role="admin")
 def import_nodes():
     data = load_yaml(request.get_data(as_text=True), "request body")
     result = services().store.import_nodes(parse_nodes(data, "request body"))

@@ -73,11 +73,12 @@ def record(response: Response) -> Response:
         return response  # a plan changes nothing
     if request.endpoint == "ui.login":
         ok = response.status_code in (302, 303)
-        who, result = (actor() if ok else "anonymous"), ("ok" if ok else "refused")
+        who = actor() if ok else f"{getattr(g, 'audit_user', None) or 'anonymous'} (not logged in)"
+        result = "ok" if ok else "refused" if response.status_code < 500 else "failed"
     else:
         who, result = actor(), outcome(response.status_code)
     nodes = _nodes()
-    detail = " ".join(f"[{n}]" for n in nodes)
+    detail = " ".join([f"[{n}]" for n in nodes] + ([g.audit_reason] if getattr(g, "audit_reason", None) else []))
     if result != "ok" and response.is_json:
         error = (response.get_json(silent=True) or {}).get("error")
         if isinstance(error, str):

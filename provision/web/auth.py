@@ -1,5 +1,14 @@
-"""Admin authentication: `Authorization: Bearer <token>` (API) or a session cookie set by the
-login form (web UI). The token comes from [server] admin_token_file."""
+"""Who a request is, and whether their role allows it.
+
+- `Authorization: Bearer <token>`: the break-glass admin token ([server] admin_token_file), or a
+  personal API token (`pvt_...`, made by its user; it acts with the role its user had when it was
+  made, until it expires or is revoked);
+- a console session (the cookie set by the login form): a directory user ([auth], role from their
+  groups at login) or the admin token typed into the form.
+
+Roles: viewer (see everything, secrets masked), operator (+ check, capture, rebuild and control
+runs), admin (+ inventory, media and accounts). A request without a valid credential is 401 (the
+console: to the login page); one whose role is too low is 403, naming both roles."""
 
 from __future__ import annotations
 
@@ -7,9 +16,12 @@ import functools
 import hashlib
 import hmac
 
-from flask import g, jsonify, redirect, request, session, url_for
+from flask import abort, g, jsonify, redirect, request, session, url_for
 
+from ..integrations.directory import Account, at_least
 from .deps import services, web
+
+BREAK_GLASS = "admin (break-glass token)"  # who a request with the admin token is, in the audit trail
 
 
 def token_ok(presented: str | None) -> bool:
@@ -31,44 +43,76 @@ def fingerprint() -> str:
 SESSION_HOURS = 12  # a console login lasts this long (or until logout)
 
 
+def _from_bearer() -> Account | None:
+    token = bearer()
+    if not token:
+        return None
+    if token_ok(token):
+        return Account(BREAK_GLASS, "admin")
+    found = services().store.api_token(token)
+    return Account(found[1].user, found[1].role) if found else None
+
+
+def _from_session() -> Account | None:
+    if session.get("admin") != fingerprint():
+        return None
+    who = services().store.ui_session(session.get("sid"))
+    return Account(who.user, who.role) if who else None
+
+
+def principal(console: bool = True) -> Account | None:
+    """Who this request is (cached for the request): its bearer token, else (`console`) its session."""
+    if "principal" not in g:
+        g.principal = _from_bearer() or (_from_session() if console else None)
+        if g.principal is not None:
+            g.actor = g.principal.name
+    return g.principal
+
+
 def session_ok() -> bool:
-    """A console session made with the current admin token whose login the store still holds live."""
-    return session.get("admin") == fingerprint() and services().store.ui_session_live(session.get("sid"))
+    return _from_session() is not None
 
 
-TOKEN_ACTOR = "admin (token)"  # who a request with the admin token is, in the audit trail
-CONSOLE_ACTOR = "admin (console)"  # and a console session made with it
+def _needs(role: str, who: Account) -> str:
+    return f"{who.name} is a {who.role}: this needs the {role} role"
 
 
-def api_auth(view):
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        if not token_ok(bearer()):
-            return jsonify(error="missing or wrong bearer token"), 401, {"WWW-Authenticate": "Bearer"}
-        g.actor = TOKEN_ACTOR
-        return view(*args, **kwargs)
-    return wrapped
+def api_auth(view=None, *, role: str = "viewer"):
+    """An API view: a bearer token whose account has at least `role`."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            who = principal(console=False)
+            if who is None:
+                return jsonify(error="missing or wrong bearer token"), 401, {"WWW-Authenticate": "Bearer"}
+            if not at_least(who.role, role):
+                return jsonify(error=_needs(role, who)), 403
+            return view(*args, **kwargs)
+        return wrapped
+    return decorate(view) if view is not None else decorate
 
 
-def ui_auth(view):
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        if token_ok(bearer()):
-            g.actor = TOKEN_ACTOR
-        elif session_ok():
-            g.actor = CONSOLE_ACTOR
-        else:
-            return redirect(url_for("ui.login", next=request.path))
-        return view(*args, **kwargs)
-    return wrapped
+def ui_auth(view=None, *, role: str = "viewer"):
+    """A console view: a session (or a bearer token) whose account has at least `role`."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            who = principal()
+            if who is None:
+                return redirect(url_for("ui.login", next=request.path))
+            if not at_least(who.role, role):
+                abort(403, description=_needs(role, who))
+            return view(*args, **kwargs)
+        return wrapped
+    return decorate(view) if view is not None else decorate
 
 
 def api_or_ui_auth(view):
-    """A read-only view for both: the bearer token (API clients) or a console session (the
+    """A read-only view for both: a bearer token (API clients) or a console session (the
     console's EventSource cannot send an Authorization header)."""
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not (token_ok(bearer()) or session_ok()):
+        if principal() is None:
             return jsonify(error="missing or wrong bearer token"), 401, {"WWW-Authenticate": "Bearer"}
         return view(*args, **kwargs)
     return wrapped

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 class WebState:
     admin_token: str
     streams: Any  # events.Streams
+    logins: Any  # throttle.LoginThrottle
 
 
 def services() -> Services:

@@ -39,7 +39,7 @@ def wake_conductor() -> None:
 
 
 @bp.post("/rebuilds")
-@api_auth
+@api_auth(role="operator")
 def create():
     req = submit.RebuildRequest.parse(request.get_json(silent=True))
     store = services().store
@@ -79,18 +79,18 @@ def _control(run_id: int, action: str):
 
 
 @bp.post("/rebuilds/<int:run_id>/abort")
-@api_auth
+@api_auth(role="operator")
 def abort(run_id: int):
     return _control(run_id, "abort")
 
 
 @bp.post("/rebuilds/<int:run_id>/pause")
-@api_auth
+@api_auth(role="operator")
 def pause(run_id: int):
     return _control(run_id, "pause")
 
 
 @bp.post("/rebuilds/<int:run_id>/continue")
-@api_auth
+@api_auth(role="operator")
 def resume(run_id: int):
     return _control(run_id, "continue")

@@ -12,13 +12,14 @@ from flask import Blueprint, abort, g, jsonify, redirect, render_template, reque
 
 from ..capture.diff import diff
 from ..errors import InputError, NotFound, ProvisionError
+from ..integrations.directory import Account, DirectoryDown, LoginRefused
 from ..render import KINDS, check_kickstart
 from ..store import utcnow
 from ..workflow import states as S
 from ..workflow import submit
 from .api import EVENTS_SHOWN
-from .auth import CONSOLE_ACTOR, SESSION_HOURS, fingerprint, session_ok, token_ok, ui_auth
-from .deps import services
+from .auth import BREAK_GLASS, SESSION_HOURS, fingerprint, principal, token_ok, ui_auth
+from .deps import services, web
 from .rebuilds import run_json, wake_conductor
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/console")
@@ -44,23 +45,52 @@ def _age(ts: datetime | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
+    """A directory user's name and password, or (break-glass) the admin token. Refusals say little
+    (the audit trail records why); after [auth] login_attempts failures for a name or from an
+    address, logins there wait (429)."""
+    error, status = None, 200
     nxt = _safe_next(request.values.get("next"))
     if request.method == "POST":
-        if token_ok(request.form.get("token")):
-            g.actor = CONSOLE_ACTOR
+        who, error, status = _log_in()
+        if who is not None:
+            g.principal, g.actor = who, who.name
             session.clear()
             session["admin"] = fingerprint()
-            session["sid"] = services().store.create_ui_session(SESSION_HOURS * 3600)
+            session["sid"] = services().store.create_ui_session(SESSION_HOURS * 3600, user=who.name, role=who.role)
             return redirect(nxt)
-        error = "wrong token"
-    return render_template("login.html", title="log in", next=nxt, error=error), (401 if error else 200)
+    return render_template("login.html", title="log in", next=nxt, error=error), status
+
+
+def _log_in() -> tuple[Account | None, str | None, int]:
+    """(who, None, 302) or (None, what to tell, status); g.audit_reason: why, for the audit trail."""
+    f = request.form
+    user, password, token = (f.get("username") or "").strip(), f.get("password") or "", f.get("token") or ""
+    keys = (f"user:{user.lower() or '(token)'}", f"addr:{request.remote_addr}")
+    throttle = web().logins
+    wait = throttle.wait(*keys)
+    if wait > 0:
+        g.audit_reason = "throttled"
+        return None, f"too many failed logins: try again in {int(wait) + 1} s", 429
+    if token or not user:
+        if token_ok(token or password):
+            return Account(BREAK_GLASS, "admin"), None, 302
+        throttle.failed(*keys)
+        g.audit_reason = "wrong admin token"
+        return None, "wrong token", 401
+    try:
+        return services().directory.authenticate(user, password), None, 302
+    except LoginRefused as exc:
+        throttle.failed(*keys)
+        g.audit_reason, g.audit_user = exc.reason, user
+        return None, str(exc), 401
+    except DirectoryDown as exc:
+        g.audit_reason, g.audit_user = str(exc), user
+        return None, "the directory cannot be reached: try again, or log in with the admin token", 503
 
 
 @bp.post("/logout")
 def logout():
-    if session_ok():
-        g.actor = CONSOLE_ACTOR
+    principal()  # who is logging out, for the audit trail
     services().store.end_ui_session(session.get("sid"))  # a copy of the cookie ends with it
     session.clear()
     return redirect("/login")
@@ -159,7 +189,7 @@ def run_json_view(run_id: int):
 
 
 @bp.post("/runs/<int:run_id>/<action>")
-@ui_auth
+@ui_auth(role="operator")
 def control(run_id: int, action: str):
     if action not in ("abort", "pause", "continue"):
         abort(404)
@@ -169,7 +199,7 @@ def control(run_id: int, action: str):
 
 
 @bp.post("/retry")
-@ui_auth
+@ui_auth(role="operator")
 def retry():
     """Retry failed nodes (or nodes a run left part-way) in a new service run, each from where it
     stopped; the button names the nodes and the step."""
@@ -206,7 +236,7 @@ def _prepare():
 
 
 @bp.post("/rebuild/plan")
-@ui_auth
+@ui_auth(role="operator")
 def plan():
     store, names, o = _prepare()
     p = submit.plan(store, names, o["max_parallel"], o["min_up"], o["canary"], ctx=services())
@@ -214,7 +244,7 @@ def plan():
 
 
 @bp.post("/rebuild/start")
-@ui_auth
+@ui_auth(role="operator")
 def start():
     store, names, o = _prepare()
     typed = request.form.get("typed", "").replace(",", " ").split()
