@@ -11,7 +11,8 @@ TSTAMP := $(VENV)/.installed-apimodels
 # chromium-driver (the web console's browser test, through selenium), nginx-light (an e2e rebuild
 # runs through the documented nginx front, docs/nginx.md; it is the bench's HTTP peer too), systemd
 # (systemd-analyze and systemd-sysusers check packaging/provision.service), rpm and rpmlint (the
-# RPM spec is parsed and linted), and the VM
+# RPM spec is parsed and linted), slapd (the directory server console and API logins are tested
+# against, laid out as FreeIPA's), and the VM
 # test's packages (VM_COMMANDS, VM_FILES below); for `make bench` also wrk (HTTP load)
 DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql dnsmasq-base kea-dhcp4-server isc-dhcp-server \
                 qemu-system-x86 ovmf ipxe-qemu shim-signed grub-efi-amd64-bin pxelinux isolinux syslinux-common \
@@ -39,7 +40,7 @@ venv: $(STAMP)
 DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev \
                 dnsmasq:dnsmasq-base kea-dhcp4:kea-dhcp4-server dhcpd:isc-dhcp-server \
                 chromium:chromium chromedriver:chromium-driver nginx:nginx-light \
-                systemd-analyze:systemd systemd-sysusers:systemd rpmspec:rpm rpmlint:rpmlint
+                systemd-analyze:systemd systemd-sysusers:systemd rpmspec:rpm rpmlint:rpmlint slapd:slapd
 # the virtual machine of tests/test_vm.py (`make e2e`): QEMU with OVMF and iPXE ROMs, Debian's shim,
 # GRUB's EFI modules, pxelinux.0, isolinux.bin and their ldlinux.c32, a kernel, and dracut with its network modules (dhclient and arping for them),
 # mkfs.vfat and mtools (a UEFI El Torito image); for its Redfish case libvirtd with its QEMU driver and

@@ -273,3 +273,21 @@ def test_the_cli_submits_and_waits_for_the_runs_result(wf, tmp_path):
     assert "rhvnode3: " not in res.output.split("submitted")[1].split("failed: done")[0]  # --wait: no progress lines
     assert detached.exit_code == 0 and wf.store.rebuild(run5).status == "done"
     assert f"Follow it: provision watch {run5}" in detached.output
+
+
+def test_a_continue_that_comes_while_the_holder_drains_for_a_pause_is_not_lost(wf):
+    """The holder saw the pause and drains; the operator continues before it has released the
+    run: released, the run is queued again (taken and finished), not left paused with control
+    "run" and nobody to continue it."""
+    run = wf.store.create_rebuild(["rhvnode3"], {}, runner="service")
+    assert wf.store.claim_rebuild("a", 60).id == run.id
+    wf.store.control_rebuild(run.id, "pause")
+    wf.store.control_rebuild(run.id, "continue")  # before the holder released it as paused
+    assert wf.store.release_rebuild(run.id, "a", "paused")
+    again = wf.store.rebuild(run.id)
+    assert (again.status, again.control) == ("queued", "run")
+    assert wf.store.claim_rebuild("b", 60).id == run.id
+    other = wf.store.create_rebuild(["rhvnode4"], {}, runner="service")
+    assert wf.store.claim_rebuild("c", 60).id == other.id
+    wf.store.control_rebuild(other.id, "pause")
+    assert wf.store.release_rebuild(other.id, "c", "paused") and wf.store.rebuild(other.id).status == "paused"

@@ -145,3 +145,62 @@ def test_the_console_plans_starts_watches_and_aborts_a_rebuild(lab, browser, tmp
     shot("runs")
     assert sorted(p.name for p in shots.iterdir()) == sorted(
         f"{n}.png" for n in ("login", "fleet", "node", "plan", "run", "run-aborted", "runs"))
+
+
+def test_in_the_browser_a_viewer_is_refused_a_rebuild_and_an_operator_plans_one(tmp_path, browser):
+    """Directory users in Chromium: bob (a viewer) sees the fleet and is refused the plan, naming
+    the role it needs; alice (an operator) gets the plan; the break-glass token still logs in."""
+    from .slapd import GROUPS, SEARCH_DN, SEARCH_PASSWORD, USERS, Slapd
+
+    directory = Slapd({"alice": ("alice-pw", ["provision-operators"], False),
+                       "bob": ("bob-pw", ["provision-viewers"], False)}, ["provision-viewers", "provision-operators"])
+    (tmp_path / "search.pw").write_text(SEARCH_PASSWORD + "\n")
+    lab = Lab(tmp_path, auth=f"""[auth]
+ldap_url = "{directory.url}"
+bind_dn = "{SEARCH_DN}"
+bind_password_file = "{tmp_path}/search.pw"
+user_base = "{USERS}"
+group_base = "{GROUPS}"
+viewer_groups = ["provision-viewers"]
+operator_groups = ["provision-operators"]
+""")
+    b, wait = browser, WebDriverWait(browser, 120, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+
+    def text() -> str:
+        return b.find_element(By.TAG_NAME, "body").text
+
+    def log_in(user: str, password: str) -> None:
+        b.delete_all_cookies()
+        b.get(lab.url + "/login")
+        wait.until(lambda d: d.find_elements(By.ID, "username"))
+        b.find_element(By.ID, "username").send_keys(user)
+        b.find_element(By.ID, "password").send_keys(password)
+        b.find_element(By.CSS_SELECTOR, "form.box button").click()
+        wait.until(lambda d: d.find_elements(By.ID, "fleet"))
+
+    def plan() -> None:
+        b.get(lab.url + "/")
+        wait.until(lambda d: d.find_elements(By.ID, "fleet"))
+        b.find_element(By.CSS_SELECTOR, 'input[name=nodes][value="rhvnode3"]').click()
+        b.find_element(By.ID, "plan").click()
+    try:
+        log_in("bob", "bob-pw")
+        assert "rhvnode3" in text()
+        plan()
+        wait.until(lambda d: "Not allowed" in text())
+        assert "bob is a viewer: this needs the operator role" in text()
+        log_in("alice", "alice-pw")
+        plan()
+        wait.until(lambda d: d.find_elements(By.ID, "typed"))
+        assert "1 node(s)" in text()
+        b.delete_all_cookies()
+        b.get(lab.url + "/login")
+        wait.until(lambda d: d.find_elements(By.ID, "token"))
+        b.find_element(By.ID, "token").send_keys((lab.tmp / "admin.token").read_text().strip())
+        b.find_element(By.CSS_SELECTOR, "form.box button").click()
+        wait.until(lambda d: d.find_elements(By.ID, "fleet"))
+        actors = [a.actor for a in lab.svc.store.audit() if a.action == "login"]
+        assert actors == ["admin (break-glass token)", "alice", "bob"]
+    finally:
+        lab.close()
+        directory.close()

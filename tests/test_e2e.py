@@ -45,7 +45,7 @@ class Lab:
     BMCs, all in the test process; provision's processes reach them with the real clients."""
 
     def __init__(self, tmp: Path, db_url: str | None = None, front: bool = False,
-                 installed: Path | None = None) -> None:
+                 installed: Path | None = None, auth: str = "") -> None:
         """`front`: nodes and operators reach serve through a real nginx configured as
         docs/nginx/provision.conf ships it (public_url is nginx's; serve trusts it as a proxy).
         `installed`: the Python of a venv provision was installed into from its wheel: serve and
@@ -117,6 +117,7 @@ port = {self.dns.port}
 poll_interval = 0.05
 ipmi_timeout = 20
 step_timeouts = {{drain = 60, installing = 120, enroll = 60, register = 60}}
+{auth}
 """)
         if db_url:
             use_db(self.cfg, db_url)

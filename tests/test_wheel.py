@@ -35,12 +35,13 @@ def installed(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "test-venv-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    pip = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+    pip = subprocess.run([str(venv / "bin/python"), "-I", "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                          "--force-reinstall", str(wheel)],
                          capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stderr
-    where = subprocess.run([str(venv / "bin/python"), "-I", "-c", "import provision; print(provision.__file__)"],
-                           capture_output=True, text=True, cwd=tmp, timeout=60).stdout.strip()
-    assert where.startswith(str(site)), where  # the installed copy, not the checkout
+    shown = subprocess.run([str(venv / "bin/python"), "-I", "-c", "import provision; print(provision.__file__)"],
+                           capture_output=True, text=True, cwd=tmp, timeout=60)
+    assert shown.stdout.strip().startswith(str(site)), shown  # the installed copy, not the checkout
     return venv / "bin/python"
 
 

@@ -18,6 +18,7 @@ from .facts import facts
 from .media import media
 from .nodes import node, render
 from .rebuild import rebuild, runs, status, watch
+from .tokens import token
 
 
 @click.group(cls=Cli)
@@ -25,15 +26,18 @@ from .rebuild import rebuild, runs, status, watch
               help="TOML config file (default: /etc/provision/provision.toml if it exists, else embedded defaults)")
 @click.option("--state-dir", type=click.Path(file_okay=False), envvar="PROVISION_STATE_DIR",
               help="replaces [paths] state_dir (the database, secrets and media under it unless set on their own)")
+@click.option("--token-file", type=click.Path(dir_okay=False), envvar="PROVISION_TOKEN_FILE",
+              help="act as the user of this personal API token, with its role (or PROVISION_TOKEN)")
 @click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
 @click.version_option(package_name="provision", prog_name="provision")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, state_dir: str | None, verbose: bool) -> None:
+def main(ctx: click.Context, config_path: str | None, state_dir: str | None, token_file: str | None,
+         verbose: bool) -> None:
     """Reinstall bare-metal hypervisors unattended."""
     os.umask(0o077)  # state files (database, WAL, secrets, power markers) are private to the owner
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    ctx.ensure_object(dict).update(config=config_path, state_dir=state_dir)
+    ctx.ensure_object(dict).update(config=config_path, state_dir=state_dir, token_file=token_file)
 
 
 @main.command()
@@ -57,5 +61,5 @@ def serve(ctx: click.Context, http_bind: str | None, tftp_bind: str | None) -> N
 
 
 
-for command in (node, facts, render, check, rebuild, watch, runs, status, dhcp, media, db, audit):
+for command in (node, facts, render, check, rebuild, watch, runs, status, dhcp, media, db, audit, token):
     main.add_command(command)

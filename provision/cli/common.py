@@ -45,34 +45,75 @@ def svc(ctx: click.Context, create: bool = False) -> services.Services:
     return obj["svc"]
 
 
-def actor() -> str:
-    """Who a CLI command is, in the audit trail: the local user (the CLI reaches the store directly)."""
+def _local_user() -> str:
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return f"cli:uid {os.getuid()}"
 
 
+def account(ctx: click.Context):
+    """Who this command acts as: the personal API token given (--token-file, PROVISION_TOKEN_FILE or
+    PROVISION_TOKEN), whose user and role it takes; without one, the local user, who can do what
+    their access to the store allows (that is, everything: the CLI reaches the database directly)."""
+    obj = ctx.find_root().obj
+    if "account" not in obj:
+        token = os.environ.get("PROVISION_TOKEN") or None
+        if obj.get("token_file"):
+            try:
+                token = open(obj["token_file"]).read().strip()
+            except OSError as exc:
+                raise InputError(f"--token-file {obj['token_file']}: {exc.strerror}") from None
+        if token is None:
+            obj["account"] = None
+        else:
+            found = svc(ctx).store.api_token(token)
+            if found is None:
+                raise InputError("the API token given (--token-file or PROVISION_TOKEN) is not live: "
+                                 "revoked, expired or never made")
+            obj["account"] = found[1]
+    return obj["account"]
+
+
+def actor(ctx: click.Context | None = None) -> str:
+    """Who a CLI command is, in the audit trail."""
+    who = account(ctx) if ctx is not None else None
+    return who.user if who is not None else _local_user()
+
+
+def require(ctx: click.Context, role: str) -> None:
+    """Refuse (exit 2) when the command acts with a token whose role is below `role`."""
+    from ..integrations.directory import at_least
+
+    who = account(ctx)
+    if who is not None and not at_least(who.role, role):
+        article = "an" if who.role[:1] in "aeiou" else "a"
+        raise InputError(f"{who.user} is {article} {who.role}: this needs the {role} role")
+
+
 def note(ctx: click.Context, action: str, target: str, nodes: list[str] | None = None, outcome: str = "ok") -> None:
     """One audit row for what this command just did."""
     detail = " ".join(f"[{n}]" for n in (nodes or [])[:500])
-    svc(ctx).store.record_audit(actor(), f"cli@{socket.gethostname()}", action, target, outcome, detail)
+    svc(ctx).store.record_audit(actor(ctx), f"cli@{socket.gethostname()}", action, target, outcome, detail)
 
 
 @contextlib.contextmanager
-def audited(ctx: click.Context, action: str, target: str, nodes: list[str] | None = None) -> Iterator[dict]:
-    """Record the command in the audit trail when it ends: ok, refused (bad input, exit 2) or failed.
-    The body may set `target` in the dict it is given (e.g. the run it created)."""
+def audited(ctx: click.Context, action: str, target: str, nodes: list[str] | None = None,
+            role: str = "viewer") -> Iterator[dict]:
+    """Record the command in the audit trail when it ends: ok, refused (bad input, exit 2; a token
+    whose role is below `role`) or failed. The body may set `target` in the dict it is given."""
     s = svc(ctx)
     row = {"target": target, "detail": " ".join(f"[{n}]" for n in (nodes or [])[:500])}
+    who = actor(ctx)
 
     def write(result: str, why: str = "") -> None:
         try:
-            s.store.record_audit(actor(), f"cli@{socket.gethostname()}", action, row["target"], result,
+            s.store.record_audit(who, f"cli@{socket.gethostname()}", action, row["target"], result,
                                  (row["detail"] + " " + why[:300]).strip())
         except Exception:  # the command's own outcome stands
             pass
     try:
+        require(ctx, role)
         yield row
     except InputError as exc:
         write("refused", str(exc))

@@ -38,7 +38,7 @@ def capture(ctx, name, source, file_, use_ssh, wait_s) -> None:
     """Capture NAME's facts into a new immutable snapshot (kept only if something changed)."""
     s = svc(ctx)
     s.store.get(name)
-    with audited(ctx, f"facts.capture.{source}", name):
+    with audited(ctx, f"facts.capture.{source}", name, role="operator"):
         _capture(ctx, s, name, source, file_, use_ssh, wait_s)
 
 
@@ -152,6 +152,6 @@ def facts_export(ctx, names, fmt) -> None:
 @click.pass_context
 def facts_prune(ctx, name, keep) -> None:
     """Delete old snapshots of NAME beyond the newest KEEP (never one a build or rebuild pins)."""
-    with audited(ctx, "facts.prune", name):
+    with audited(ctx, "facts.prune", name, role="admin"):
         deleted = svc(ctx).store.prune_snapshots(name, keep)
     click.echo(f"{name}: pruned {len(deleted)} snapshot(s)" + (f": {', '.join(map(str, deleted))}" if deleted else ""))

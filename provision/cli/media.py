@@ -26,7 +26,7 @@ def media() -> None:
 def import_(ctx: click.Context, iso: str, name: str) -> None:
     """Copy what the nodes fetch from an installer ISO (read with pycdlib: no mount, no root)."""
     s = svc(ctx)
-    with audited(ctx, "media.import", f"media {name}"):
+    with audited(ctx, "media.import", f"media {name}", role="admin"):
         m = media_mod.import_iso(s.store, s.cfg.paths.media, Path(iso), name,
                                  progress=lambda rel, done: click.echo(f"  {rel}", err=True))
     what = f"live image {m.liveimg}" if m.liveimg else "repository tree"
@@ -54,6 +54,6 @@ def list_(ctx: click.Context) -> None:
 def remove(ctx: click.Context, name: str) -> None:
     """Unregister NAME and delete its files; refused while a live build's node boots it."""
     s = svc(ctx)
-    with audited(ctx, "media.remove", f"media {name}"):
+    with audited(ctx, "media.remove", f"media {name}", role="admin"):
         media_mod.remove(s.store, s.cfg.paths.media, name, _media_of_profile(s.cfg))
     click.echo(f"removed {name}")

@@ -36,7 +36,7 @@ def node_import(ctx: click.Context, file: str) -> None:
     """Import (create or update) nodes from a YAML inventory, all or nothing."""
     with no_gc():  # a short-lived command building thousands of objects that all stay alive
         nodes = parse_nodes(load_yaml(read_text(file, file), file), file)
-        with audited(ctx_created(ctx), "node.import", "inventory", [n.name for n in nodes]):
+        with audited(ctx_created(ctx), "node.import", "inventory", [n.name for n in nodes], role="admin"):
             result = svc(ctx).store.import_nodes(nodes)
     click.echo(f"imported {len(nodes)} node(s): {len(result.created)} created, {len(result.updated)} updated, "
                f"{len(result.snapshots)} new facts snapshot(s)")
@@ -57,7 +57,7 @@ def node_remove(ctx: click.Context, name: str, yes: bool) -> None:
         if not sys.stdin.isatty():
             raise InputError("refusing to remove a node without --yes when not on a terminal")
         click.confirm(f"Remove node {name} and its facts, events and logs from the store?", abort=True)
-    with audited(ctx, "node.remove", name):
+    with audited(ctx, "node.remove", name, role="admin"):
         remove_node(store, name)
     click.echo(f"removed node {name}")
 

@@ -14,7 +14,7 @@ from ..workflow import states as S
 from ..workflow import submit
 from ..workflow.batch import Batch
 from ..workflow.lease import Keeper
-from .common import note, svc, table
+from .common import note, require, svc, table
 
 
 class Progress:
@@ -92,6 +92,8 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     command ends) and followed here: Ctrl-C detaches, `provision watch ID` re-attaches. Exit 0
     when every node is done, 1 otherwise. --local runs it in this process instead."""
     s = svc(ctx)
+    if not dry_run:
+        require(ctx, "operator")
     local = local or resume
     if local and detach:
         raise InputError("--detach: a --local batch runs in this process; submit it to the service instead")

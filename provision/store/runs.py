@@ -122,11 +122,17 @@ class Runs:
 
     def release_rebuild(self, rebuild_id: int, owner: str, status: str, summary: dict | None = None) -> bool:
         """The holder ends its hold: `status` "paused" or "queued" (someone may take it again now)
-        or a finished one; False if it no longer held the run."""
+        or a finished one; False if it no longer held the run. A run paused by its holder whose
+        operator asked to continue meanwhile (after the holder saw the pause) is queued again, not
+        left paused with nobody to continue it."""
         values: dict = {"status": status, "owner": None, "lease_until": None}
         if status in FINISHED:
             values.update(finished_at=utcnow(), summary=summary)
         with self.db.write() as tx:
+            if status == "paused":
+                control = tx.execute(select(R.c.control).where(R.c.id == rebuild_id).with_for_update()).scalar()
+                if control == "run":
+                    values["status"] = "queued"
             return bool(tx.execute(update(R).where(R.c.id == rebuild_id, R.c.owner == owner)
                                    .values(**values)).rowcount)
 

@@ -11,7 +11,23 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..errors import Conflict, InputError, NotFound, ProvisionError
 from ..services import Services
-from . import api, audit, auth, boot, callbacks, collect, events, kickstart, openapi, ops, proxies, rebuilds, ui, vmedia
+from . import (
+    api,
+    audit,
+    auth,
+    boot,
+    callbacks,
+    collect,
+    events,
+    kickstart,
+    openapi,
+    ops,
+    proxies,
+    rebuilds,
+    tokens,
+    ui,
+    vmedia,
+)
 from .accesslog import loggable_path
 from .deps import WebState
 from .throttle import LoginThrottle
@@ -49,14 +65,14 @@ def create_app(svc: Services, *, admin_token: str | None = None, secret_key: str
         streams=events.Streams(cfg.server.threads // 2),
         logins=LoginThrottle(cfg.auth.login_attempts, cfg.auth.lockout))
     audit.init(app)
-    for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
+    for bp in (boot.bp, tokens.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
                ui.bp, ops.bp):
         app.register_blueprint(bp)
     # the console's forms carry a CSRF token bound to the session (no time limit: a run page stays
     # open for hours); the API (bearer token) and the nodes' callbacks are not cookie-authenticated
     app.config.update(WTF_CSRF_TIME_LIMIT=None)
     csrf = CSRFProtect(app)
-    for bp in (boot.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
+    for bp in (boot.bp, tokens.bp, kickstart.bp, vmedia.bp, callbacks.bp, collect.bp, api.bp, rebuilds.bp, events.bp, openapi.bp,
                ops.bp):
         csrf.exempt(bp)
 

@@ -27,6 +27,10 @@ ACTIONS = {
     "ui.control": "rebuild.{action}",
     "ui.retry": "rebuild.retry",
     "ui.start": "rebuild.submit",
+    "tokens.create_token": "token.create",
+    "tokens.revoke_token": "token.revoke",
+    "ui.create_token": "token.create",
+    "ui.revoke_token": "token.revoke",
 }
 _RUN = re.compile(r"/(?:api/v1/rebuilds|runs)/(\d+)")
 
@@ -51,6 +55,11 @@ def _target(response: Response) -> str:
     args = request.view_args or {}
     if "run_id" in args:
         return f"rebuild {args['run_id']}"
+    if "token_id" in args:
+        return f"token {args['token_id']}"
+    if (request.endpoint or "").endswith("create_token"):
+        made = response.get_json(silent=True) if response.is_json else None
+        return f"token {made['id']}" if isinstance(made, dict) and "id" in made else "token"
     m = _RUN.search(response.headers.get("Location", ""))
     if m:
         return f"rebuild {m.group(1)}"

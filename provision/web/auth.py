@@ -74,7 +74,8 @@ def session_ok() -> bool:
 
 
 def _needs(role: str, who: Account) -> str:
-    return f"{who.name} is a {who.role}: this needs the {role} role"
+    article = "an" if who.role[:1] in ("a", "e", "i", "o", "u") else "a"
+    return f"{who.name} is {article} {who.role}: this needs the {role} role"
 
 
 def api_auth(view=None, *, role: str = "viewer"):

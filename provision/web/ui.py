@@ -21,6 +21,7 @@ from .api import EVENTS_SHOWN
 from .auth import BREAK_GLASS, SESSION_HOURS, fingerprint, principal, token_ok, ui_auth
 from .deps import services, web
 from .rebuilds import run_json, wake_conductor
+from .tokens import make_token
 
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/console")
 
@@ -145,6 +146,36 @@ def node(name: str):
                            retry_at=submit.retry_at(store, name), audit=store.audit(target=name, limit=50))
 
 
+def _tokens_page(made: str | None = None, status: int = 200):
+    who = principal()
+    assert who is not None
+    return render_template("tokens.html", title="API tokens", who=who, made=made,
+                           tokens=services().store.api_tokens(who.name), most=services().cfg.auth.token_days), status
+
+
+@bp.get("/tokens")
+@ui_auth
+def tokens_page():
+    return _tokens_page()
+
+
+@bp.post("/tokens")
+@ui_auth
+def create_token():
+    days = request.form.get("days") or None
+    _record, token = make_token(request.form.get("label"), int(days) if days and days.isdigit() else days)
+    return _tokens_page(made=token, status=201)
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@ui_auth
+def revoke_token(token_id: int):
+    who = principal()
+    assert who is not None
+    services().store.revoke_api_token(token_id, None if who.role == "admin" else who.name)
+    return redirect(url_for("ui.tokens_page"))
+
+
 @bp.get("/audit")
 @ui_auth
 def audit():
@@ -256,6 +287,12 @@ def start():
     run = store.create_rebuild(names, o, runner="service")
     wake_conductor()
     return redirect(url_for("ui.run", run_id=run.id))
+
+
+@bp.errorhandler(403)
+def _forbidden(exc):
+    """The account's role does not allow this: the page says which role it needs."""
+    return render_template("error.html", title="Not allowed", error=exc.description), 403
 
 
 @bp.errorhandler(InputError)
