@@ -41,13 +41,18 @@ def _sbin(name: str) -> str:
 class Slapd:
     """`users`: name -> (password, [group cn, ...], disabled)."""
 
-    def __init__(self, users: dict[str, tuple[str, list[str], bool]], groups: list[str]) -> None:
+    def __init__(self, users: dict[str, tuple[str, list[str], bool]], groups: list[str], tls=None) -> None:
+        """`tls` (tests/fakes/tls.py): also listen on ldaps:// (`ldaps_url`), and offer STARTTLS."""
         self.root = Path(tempfile.mkdtemp(prefix="provision-slapd-"))
         self.port = free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
+        self.ldaps_port = free_port() if tls else None
+        self.ldaps_url = f"ldaps://127.0.0.1:{self.ldaps_port}" if tls else None
         (self.root / "db").mkdir()
         (self.root / "provision-test.schema").write_text(SCHEMA)
-        (self.root / "slapd.conf").write_text(f"""include /etc/ldap/schema/core.schema
+        tls_conf = (f"TLSCACertificateFile {tls.ca}\nTLSCertificateFile {tls.cert}\nTLSCertificateKeyFile {tls.key}\n"
+                    if tls else "")
+        (self.root / "slapd.conf").write_text(tls_conf + f"""include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
@@ -94,7 +99,8 @@ access to * by dn.exact="{SEARCH_DN}" read by users read by anonymous none
             raise RuntimeError(f"slapadd: {res.stderr}")
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([_sbin("slapd"), "-f", str(self.root / "slapd.conf"), "-h", self.url + "/",
+        urls = self.url + "/" + (f" {self.ldaps_url}/" if self.ldaps_url else "")
+        self.proc = subprocess.Popen([_sbin("slapd"), "-f", str(self.root / "slapd.conf"), "-h", urls,
                                       "-d", "0"], stdout=subprocess.DEVNULL, stderr=open(self.root / "slapd.log", "w"))
         deadline = time.monotonic() + 30
         while True:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from provision.config import AuthConfig
-from provision.integrations.directory import LdapDirectory
+from provision.integrations.directory import DirectoryDown, LdapDirectory
 from provision.web import create_app
 from provision.workflow import callbacks
 from provision.workflow.conductor import Conductor
@@ -280,3 +280,21 @@ def test_the_cli_acts_as_a_tokens_user_with_its_role(tmp_path):
     rows = [(r["actor"], r["action"], r["target"], r["outcome"]) for r in
             reversed(__import__("json").loads(run_cli("audit", "--json", config=cfg).stdout))]
     assert ("bob", "node.remove", "rhvnode5", "refused") in rows and ("carol", "node.remove", "rhvnode5", "ok") in rows
+
+
+def test_ldaps_and_starttls_check_the_directorys_certificate_against_the_ca_file(tmp_path):
+    from .fakes.tls import make_tls
+
+    tls, other = make_tls(tmp_path / "tls"), make_tls(tmp_path / "other")
+    directory = Slapd({"alice": ("alice-pw", ["provision-operators"], False)}, ["provision-operators"], tls=tls)
+    try:
+        for url, starttls in ((directory.ldaps_url, False), (directory.url, True)):
+            ok = LdapDirectory(_auth(directory, ca_file=tls.ca, starttls=starttls).model_copy(update={"ldap_url": url}),
+                               SEARCH_PASSWORD)
+            assert ok.authenticate("alice", "alice-pw").role == "operator", url
+            wrong = LdapDirectory(_auth(directory, ca_file=other.ca, starttls=starttls)
+                                  .model_copy(update={"ldap_url": url}), SEARCH_PASSWORD)
+            with pytest.raises(DirectoryDown, match="CERTIFICATE_VERIFY_FAILED"):
+                wrong.authenticate("alice", "alice-pw")
+    finally:
+        directory.close()
