@@ -298,3 +298,26 @@ def test_ldaps_and_starttls_check_the_directorys_certificate_against_the_ca_file
                 wrong.authenticate("alice", "alice-pw")
     finally:
         directory.close()
+
+
+def test_a_directory_that_hangs_or_refuses_the_search_account_is_down_within_the_timeout(directory):
+    """A server that accepts and never answers, and a search account the directory refuses: each
+    is DirectoryDown naming the directory, within [auth] timeout, never a hang or a traceback."""
+    import socket
+    import threading
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True).start()
+    try:
+        cfg = _auth(directory, timeout=1.0).model_copy(update={"ldap_url": f"ldap://127.0.0.1:{silent.getsockname()[1]}"})
+        started = time.monotonic()
+        with pytest.raises(DirectoryDown, match="directory ldap://127.0.0.1"):
+            LdapDirectory(cfg, SEARCH_PASSWORD).authenticate("alice", "alice-pw")
+        assert time.monotonic() - started < 30  # bounded by the timeout, not by the server
+    finally:
+        for s in held:
+            s.close()
+        silent.close()
+    with pytest.raises(DirectoryDown, match="the search account was refused"):
+        LdapDirectory(_auth(directory), "not-the-password").authenticate("alice", "alice-pw")
