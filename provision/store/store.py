@@ -11,7 +11,7 @@ a compare-and-set writes what it is given."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
@@ -27,14 +27,13 @@ from .clock import utcnow
 from .db import Database
 from .journal import Journal
 from .models import Base
-from .records import Build, ImportResult, NodeRecord, NodeState, Snapshot, merge
+from .records import Build, ImportResult, NodeRecord, Snapshot
 from .runs import Runs
 from .schema import NoDatabase, OldSchema, ensure_schema
+from .states import NodeStates
 from .tables import (
     _BUILD,
     _LATEST,
-    _STATE,
-    KEEP,
     META,
     A,
     B,
@@ -48,16 +47,16 @@ from .tables import (
     make_url_safe,
     missing,
     node_row_id,
-    node_state_of,
     wanted_addresses,
 )
 
 
-class Store(Journal, Builds, Accounts, Runs, MediaCatalogue, AuditTrail):
-    """The store. Nodes, their facts snapshots, the MAC/IP index and their state are here; events
-    and logs (journal.py), builds and collection tokens (builds.py), console sessions and API tokens
-    (accounts.py), rebuild runs (runs.py) and media
-    (catalogue.py) and the audit trail (audit.py) are parts it is made of, each on the same Database and nothing else."""
+class Store(NodeStates, Journal, Builds, Accounts, Runs, MediaCatalogue, AuditTrail):
+    """The store. Nodes, their facts snapshots and the MAC/IP index are here; the parts it is made
+    of hold the rest, each on the same Database and nothing else: node state and step data
+    (states.py), events and logs (journal.py), builds and collection tokens (builds.py), console
+    sessions and API tokens (accounts.py), rebuild runs (runs.py), media (catalogue.py) and the
+    audit trail (audit.py)."""
 
     def __init__(self, url: str, *, create: bool = True, check: bool = True) -> None:
         """Opens the database, creating its schema in an empty one when `create` (else an empty or
@@ -223,7 +222,6 @@ class Store(Journal, Builds, Accounts, Runs, MediaCatalogue, AuditTrail):
             tx.bump({i: n for n, i in ids.items()})
         return ImportResult(created, updated, snaps)
 
-    # -- the MAC/IP index -----------------------------------------------------------------------
     def remove_node(self, name: str, expect: str) -> None:
         """Delete `name` and everything stored of it (snapshots, builds, events, logs, collection
         tokens, addresses) in one transaction, if it is still in state `expect` (Conflict if not)."""
@@ -239,6 +237,7 @@ class Store(Journal, Builds, Accounts, Runs, MediaCatalogue, AuditTrail):
             tx.changed[name] = tx.bump({})  # this process's boot-config cache forgets it
         self._records.pop(name, None)
 
+    # -- the MAC/IP index -----------------------------------------------------------------------
     def node_for_mac(self, mac: str) -> str | None:
         """The node whose latest facts have this MAC: one indexed query, whatever the fleet size."""
         with self.db.read() as conn:
@@ -363,77 +362,3 @@ class Store(Journal, Builds, Accounts, Runs, MediaCatalogue, AuditTrail):
         for i in doomed:
             self._facts.pop(i, None)
         return doomed
-
-    # -- state and step data (the state machine's persistence) ----------------------------------
-    def node_state(self, name: str) -> NodeState:
-        """The most frequent read of a rebuild (every loop of every runner): one indexed query."""
-        with self.db.read() as conn:
-            r = conn.execute(select(*_STATE).where(N.c.name == name)).first()
-        if r is None:
-            raise missing(name)
-        return node_state_of(r)
-
-    def node_states(self, names: list[str]) -> dict[str, NodeState]:
-        """Many nodes' states in one query (a batch's scheduler asks about all it may start)."""
-        if not names:
-            return {}
-        with self.db.read() as conn:
-            rows = conn.execute(select(*_STATE).where(N.c.name.in_(list(names)))).all()
-        return {r.name: node_state_of(r) for r in rows}
-
-    def compare_and_set_state(self, name: str, expected: str, new: str, message: str, *,
-                              failure=KEEP, rebuild_id: int | None = None, data: dict | None = None,
-                              replace_data: bool = False, events: Sequence[tuple[str, str]] = (),
-                              wake: bool = True, clock: str | None = None) -> NodeState | None:
-        """Move `name` from `expected` to `new` in one transaction with its event row (and
-        `events`, (kind, message) pairs a step recorded on its way); the new NodeState, or None
-        (and nothing written) when the node is no longer in `expected`. `failure`: the
-        (failed_step, fail_reason) to store, or KEEP. A move changes nothing the node is served
-        (its builds do), so its generation stays and no cached config is dropped. `wake=False`:
-        the node's waiter in this process is the caller, and is not woken by it. `clock`: "start"
-        notes that a rebuild starts now, "finish" records how long the one that started took."""
-        now = utcnow()
-        with self.db.write() as tx:
-            r = tx.execute(select(N.c.id, N.c.rebuild_started_at, *_STATE)
-                           .where(N.c.name == name).with_for_update()).first()
-            if r is None:
-                raise missing(name)
-            if r.state != expected:
-                return None
-            timing: dict = {}
-            last = r.last_rebuild_seconds
-            if clock == "start":
-                timing["rebuild_started_at"] = now
-            elif clock == "finish" and r.rebuild_started_at is not None:
-                last = timing["last_rebuild_seconds"] = (now - r.rebuild_started_at).total_seconds()
-            fstep, freason = (r.failed_step, r.fail_reason) if failure is KEEP else failure
-            values = dict(r.data or {})
-            if data is not None:
-                values = merge({} if replace_data else values, data)
-            rid = rebuild_id if rebuild_id is not None else r.rebuild_id
-            tx.execute(update(N).where(N.c.id == r.id).values(
-                state=new, step_started_at=now, updated_at=now, failed_step=fstep, fail_reason=freason,
-                rebuild_id=rid, data=values, **timing))
-            tx.execute(insert(E), [{"node_id": r.id, "ts": now, "kind": k, "message": m}
-                                   for k, m in [*events, ("transition", message)]])
-            if wake:
-                tx.moved.add(name)
-        return NodeState(name, r.cluster, new, now, fstep, freason, rid, values, r.generation, last)
-
-    def update_data(self, name: str, **values) -> dict:
-        """Merge step data (None removes a key); returns the new data."""
-        return self.record_step(name, values)
-
-    def record_step(self, name: str, values: dict, events: Sequence[tuple[str, str]] = ()) -> dict:
-        """Merge step data (None removes a key) and add (kind, message) events in one transaction;
-        returns the new data."""
-        with self.db.write() as tx:
-            r = tx.execute(select(N.c.id, N.c.data).where(N.c.name == name).with_for_update()).first()
-            if r is None:
-                raise missing(name)
-            data = merge(r.data, values)
-            tx.execute(update(N).where(N.c.id == r.id).values(data=data))
-            if events:
-                now = utcnow()
-                tx.execute(insert(E), [{"node_id": r.id, "ts": now, "kind": k, "message": m} for k, m in events])
-        return dict(data)
