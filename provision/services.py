@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet
 
-from .config import Config, ensure_secret_file, read_secret
+from .config import Config
 from .core.denials import Denials
 from .integrations import Unconfigured
 from .integrations import directory as directory_mod
@@ -28,6 +28,7 @@ from .metrics import Metrics
 from .power.drivers import DriverFactory
 from .render import Renderer
 from .render.cache import BootCache
+from .secretfiles import ensure_secret_file, read_secret
 from .store import Store
 from .store.schema import NoDatabase
 from .workflow.bootprobe import BootProbe

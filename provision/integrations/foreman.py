@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import shlex
 
-from ..config import SatelliteConfig, read_secret
+from ..config import SatelliteConfig
+from ..secretfiles import read_secret
 from .http import HttpClient
 from .satellite import SatelliteError
 

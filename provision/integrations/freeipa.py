@@ -11,7 +11,8 @@ from python_freeipa import exceptions as ipa_exc
 from requests.adapters import HTTPAdapter
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..config import IpaConfig, read_secret
+from ..config import IpaConfig
+from ..secretfiles import read_secret
 from .ipa import IpaError
 
 

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import EngineConfig, read_secret
+from ..config import EngineConfig
 from ..domain import Facts
 from ..domain.bonding import MODES
+from ..secretfiles import read_secret
 from .engine import BAD_STATES, EngineError, Host
 from .http import HttpClient
 from .ovirtjson import boolean, integer

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..config import read_secret
+from ..secretfiles import read_secret
 from .base import (
     PowerAuthError,
     PowerError,

@@ -35,8 +35,8 @@ from sushy import exceptions as sx
 from sushy.auth import BasicAuth
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..config import read_secret
 from ..errors import InputError
+from ..secretfiles import read_secret
 from .base import PowerAuthError, PowerRejected, PowerUnreachable
 from .once import BmcDriver, Factory, once_lock, write_marker
 

@@ -18,9 +18,9 @@ from .. import tokens
 from ..capture import service
 from ..capture.diff import diff
 from ..capture.engine import facts_from_engine
-from ..config import read_secret
 from ..errors import ProvisionError
 from ..integrations.engine import ENGINE_VM
+from ..secretfiles import read_secret
 from ..store import NodeState, utcnow
 from . import enroll, fencing, gate
 from . import states as S
