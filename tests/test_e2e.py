@@ -331,6 +331,14 @@ def assert_all_done_one_cycle_each(lab: Lab) -> None:
     assert lab.ovirt.engine_vm_on in ("rhvnode8", "rhvnode9"), "the engine VM moved off the rebuilt host"
 
 
+def rebuild_all_to_done(lab: Lab) -> None:
+    """`provision rebuild` of every node, three at a time, to done with one power cycle each."""
+    proc = lab.rebuild(*NAMES, "--max-parallel", "3", "--yes")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out + (lab.tmp / "serve.log").read_text()[-3000:]
+    assert_all_done_one_cycle_each(lab)
+
+
 def test_three_nodes_rebuild_end_to_end_through_the_documented_nginx_front(tmp_path):
     """The production layout: nginx (docs/nginx/provision.conf) in front. Every kickstart, callback
     and media probe goes through it and is accepted by its source checks from the node's forwarded
@@ -338,10 +346,7 @@ def test_three_nodes_rebuild_end_to_end_through_the_documented_nginx_front(tmp_p
     over TLS, the nodes' side over plain HTTP."""
     lab = Lab(tmp_path, front=True)
     try:
-        proc = lab.rebuild(*NAMES, "--max-parallel", "3", "--yes")
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out + (tmp_path / "serve.log").read_text()[-3000:]
-        assert_all_done_one_cycle_each(lab)
+        rebuild_all_to_done(lab)
         log = (tmp_path / "nginx" / "access.log").read_text()
         for i, _n in enumerate(NAMES):  # each node's own requests went through nginx, from its address
             assert re.search(rf"^{re.escape(mgmt_ip(i))} .*\"GET /ks/[^ ]+ HTTP/1.1\" 200", log, re.M), log[-2000:]

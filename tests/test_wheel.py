@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
-from .test_e2e import NAMES, Lab, assert_all_done_one_cycle_each
+from .test_e2e import Lab, rebuild_all_to_done
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +87,6 @@ def test_installed_its_state_goes_to_var_lib_and_a_site_may_replace_its_template
 def test_the_installed_wheel_serves_and_rebuilds_three_nodes(installed, tmp_path):
     lab = Lab(tmp_path, installed=installed)
     try:
-        proc = lab.rebuild(*NAMES, "--max-parallel", "3", "--yes")
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out + (tmp_path / "serve.log").read_text()[-3000:]
-        assert_all_done_one_cycle_each(lab)
+        rebuild_all_to_done(lab)
     finally:
         lab.close()
