@@ -273,3 +273,29 @@ def test_node_capture_without_a_previous_snapshot_finds_mgmt_and_install_disk():
     assert (mgmt.interface, str(mgmt.address), str(mgmt.gateway), str(mgmt.gateway6)) == (
         "bond0.10", "10.10.10.21/24", "10.10.10.1", "2001:db8:10::1")
     assert f.bond("bond0").options == {"miimon": "100"} and "virbr0" not in [a.interface for a in f.networks]
+
+
+def test_capture_and_diff_a_whole_cluster_in_one_table(cfg_path, tmp_path):
+    run = lambda *a: CliRunner().invoke(main, ["--config", str(cfg_path), *a])  # noqa: E731
+    assert run("node", "import", str(EXAMPLE)).exit_code == 0
+    changed = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
+    changed["nodes"][0]["facts"]["networks"][2]["address"] = "198.51.100.77/24"
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
+    res = run("facts", "capture", "--cluster", "ocpcluster", "--from", "file", "--file", str(tmp_path / "changed.yaml"),
+              "--parallel", "2")
+    assert res.exit_code == 0, res.output
+    rows = {line.split()[0]: line for line in res.stdout.splitlines()[1:-1]}
+    assert "1 change(s) (DRIFT)" in rows["rhvnode3"] and "no changes" in rows["rhvnode4"]
+    assert res.stdout.splitlines()[-1] == "3 node(s): 3 captured, 0 failed"
+    res = run("facts", "diff", "--cluster", "ocpcluster")
+    assert res.exit_code == 1
+    rows = {line.split()[0]: line for line in res.stdout.splitlines()[1:-1]}
+    assert "DRIFT" in rows["rhvnode3"] and "IP of storage changed 198.51.100.13/24 -> 198.51.100.77/24" in rows["rhvnode3"]
+    assert "one snapshot" in rows["rhvnode4"]
+    assert res.stdout.splitlines()[-1] == "3 node(s): 1 drifted (rhvnode3)"
+    # a node the capture cannot serve is a row of the table, and the command exits 1
+    res = run("facts", "capture", "rhvnode3", "rhvnode4", "--from", "engine")
+    assert res.exit_code == 1 and "2 node(s): 0 captured, 2 failed" in res.stdout
+    assert all(len(line.split()) > 3 and "\n" not in line for line in res.stdout.splitlines()[1:-1])
+    assert run("facts", "capture", "rhvnode3", "rhvnode4", "--from", "node").exit_code == 2  # needs --ssh
+    assert run("facts", "diff", "rhvnode3", "rhvnode4", "1").exit_code == 2  # ids go with one node

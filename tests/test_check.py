@@ -103,3 +103,47 @@ def test_check_shows_media_that_is_not_served_before_a_rebuild_would_retire_the_
     assert media["result"] == "FAIL", media
     assert "shimx64.efi: " in media["detail"] and "grubx64.efi: " in media["detail"]
     assert "images/install.img: HTTP 404" in media["detail"] and "provision media import" in media["detail"]
+
+
+# -- several nodes at once -----------------------------------------------------------------------
+def test_check_several_nodes_in_parallel_ends_with_one_table(world):
+    cfg, *_ = world
+    res = CliRunner().invoke(main, ["--config", str(cfg), "check", "--cluster", "ocpcluster",
+                                                    "--parallel", "3"])
+    assert res.exit_code == 1
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["NODE", "CHECK", "RESULT", "DETAIL"]
+    assert any(line.split()[:3] == ["rhvnode3", "all", "ok"] for line in lines)  # one row for a node that passes
+    four = [line for line in lines if line.startswith("rhvnode4 ")]
+    assert {line.split()[1] for line in four} >= {"dns", "engine", "bmc"} and all("FAIL" in x for x in four)
+    assert lines[-1] == "3 node(s): 1 pass, 2 fail (rhvnode4, rhvnode5)"
+    # progress went to stderr, one line per node as it finished (no terminal here)
+    progress = [line for line in res.stderr.splitlines() if line.startswith("checking ")]
+    assert sorted(line.split()[-1] if "failed" not in line else line.split()[-2] for line in progress) == \
+        ["rhvnode3", "rhvnode4", "rhvnode5"]
+    assert {line.split()[1] for line in progress} == {"1/3:", "2/3:", "3/3:"}
+    rows = json.loads(CliRunner().invoke(
+        main, ["--config", str(cfg), "check", "rhvnode3", "rhvnode4", "--json"]).stdout)
+    assert {r["node"] for r in rows} == {"rhvnode3", "rhvnode4"}
+    assert all(r["result"] == "ok" for r in rows if r["node"] == "rhvnode3")
+
+
+def test_check_refuses_names_and_cluster_together_and_unknown_names(world):
+    cfg, *_ = world
+    res = CliRunner().invoke(main, ["--config", str(cfg), "check", "rhvnode3", "--cluster", "ocpcluster"])
+    assert res.exit_code == 2 and "give node names or --cluster, not both" in res.output
+    res = CliRunner().invoke(main, ["--config", str(cfg), "check", "--cluster", "nosuch"])
+    assert res.exit_code == 2 and "no nodes in cluster 'nosuch'" in res.output
+    assert CliRunner().invoke(main, ["--config", str(cfg), "check", "rhvnode3", "nosuch"]).exit_code == 2
+
+
+def test_an_unreachable_engine_is_one_line_naming_the_system_and_the_cause(world):
+    cfg, ovirt, *_ = world
+    url = ovirt.url
+    ovirt.close()  # nothing listens there any more
+    res = CliRunner().invoke(main, ["--config", str(cfg), "check", "rhvnode3", "--json"])
+    assert res.exit_code == 1
+    engine = next(r for r in json.loads(res.output) if r["check"] == "engine")
+    assert engine["detail"].startswith(f"engine: {url}/ovirt-engine: connection refused")
+    assert "Max retries" not in engine["detail"] and "HTTPSConnectionPool" not in engine["detail"]
+    assert "\n" not in engine["detail"]

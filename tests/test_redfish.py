@@ -161,8 +161,8 @@ def test_provision_check_reaches_the_redfish_bmc(bmc, tmp_path):
 
     from provision import config as config_mod
     from provision import services
-    from provision.cli.check import run_checks
     from provision.domain import parse_nodes
+    from provision.workflow.nodecheck import run_checks
 
     from .conftest import EXAMPLE, write_config
 

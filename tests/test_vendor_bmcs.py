@@ -126,7 +126,7 @@ def test_preflight_stops_a_node_whose_bmc_cannot_do_what_netboot_needs_before_an
 
 
 def test_check_shows_the_bmc_gate_per_node(lab, bmc, tmp_path):
-    from provision.cli.check import run_checks
+    from provision.workflow.nodecheck import run_checks
 
     _import(lab, bmc, tmp_path, "ilo5", "network", firmware="bios")
     (row,) = [r for r in run_checks(lab, NODE) if r["check"] == "bmc"]

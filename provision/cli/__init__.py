@@ -29,15 +29,16 @@ from .tokens import token
 @click.option("--token-file", type=click.Path(dir_okay=False), envvar="PROVISION_TOKEN_FILE",
               help="act as the user of this personal API token, with its role (or PROVISION_TOKEN)")
 @click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
+@click.option("--debug", is_flag=True, help="log at DEBUG level; print the traceback of a failure")
 @click.version_option(package_name="provision", prog_name="provision")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, state_dir: str | None, token_file: str | None,
-         verbose: bool) -> None:
+         verbose: bool, debug: bool) -> None:
     """Reinstall bare-metal hypervisors unattended."""
     os.umask(0o077)  # state files (database, WAL, secrets, power markers) are private to the owner
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    ctx.ensure_object(dict).update(config=config_path, state_dir=state_dir, token_file=token_file)
+    ctx.ensure_object(dict).update(config=config_path, state_dir=state_dir, token_file=token_file, debug=debug)
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""`provision check NAME`: every preflight check, as a table; exit 1 if any fails."""
+"""`provision check NAME... | --cluster C`: every preflight check, as one table; exit 1 if any fails."""
 
 from __future__ import annotations
 
@@ -6,89 +6,40 @@ import json
 
 import click
 
-from ..errors import ProvisionError
-from ..render.checks import foreign_vgs
-from ..workflow import gate
+from ..workflow.nodecheck import run_checks
+from . import many
 from .common import svc, table
 
 
-def run_checks(s, name: str) -> list[dict]:
-    """(check, ok, detail) rows; nothing is changed anywhere."""
-    rec = s.store.get(name)
-    node, ctx = rec.node, s
-    rows = []
-
-    def check(what: str, fn) -> None:
-        try:
-            detail = fn() or "ok"
-            rows.append({"check": what, "result": "ok", "detail": detail})
-        except ProvisionError as exc:
-            rows.append({"check": what, "result": "FAIL", "detail": str(exc)})
-        except Exception as exc:  # a check must report, not crash the table
-            rows.append({"check": what, "result": "FAIL", "detail": f"{type(exc).__name__}: {exc}"})
-
-    def facts():
-        if node.facts is None:
-            raise ProvisionError("no facts snapshot")
-        d = node.facts.install_disk
-        if node.facts.missing():
-            raise ProvisionError(f"snapshot #{rec.snapshot_id} is partial, missing {' and '.join(node.facts.missing())}")
-        if d.wwn is None and d.serial is None:
-            raise ProvisionError(f"install disk {d.id} has no WWN or serial")
-        return f"snapshot #{rec.snapshot_id}, install disk {d.by_id}, keeps {len(node.facts.kept_disks)} disk(s)"
-
-    def dns():
-        mgmt = node.facts.management
-        addrs = [str(a.ip) for a in (mgmt.address, mgmt.address6) if a is not None]
-        problems = ctx.dns.check(node.fqdn, addrs)
-        if problems:
-            raise ProvisionError("; ".join(problems))
-        return f"{node.fqdn} <-> {', '.join(addrs)}"
-
-    def engine():
-        host = ctx.engine.find_host(node.name)
-        if host is None:
-            raise ProvisionError(f"the engine does not know host {node.name}")
-        return f"host {host.name} is {host.status}; " + gate.engine(ctx, node)
-
-    def ipa():
-        info = ctx.ipa.host_info(node.fqdn)
-        return f"host groups: {', '.join(info['hostgroups']) or '-'}" if info else "logged in; host not enrolled"
-
-    def kept_disks():
-        problems = foreign_vgs(node, node.facts)
-        if problems:
-            raise ProvisionError("; ".join(problems) + " (rebuild refuses without --accept-foreign-vg)")
-        vgs = sorted({vg for d in node.facts.kept_disks for vg in d.vgs})
-        return f"{len(node.facts.kept_disks)} kept disk(s)" + (f", volume groups {', '.join(vgs)}" if vgs else "")
-
-    check("facts", facts)
-    if node.facts is not None:
-        check("kept disks", kept_disks)
-        check("dns", dns)
-    check("engine", engine)
-    check("ipa", ipa)
-    if node.facts is None:  # the gate needs facts (firmware, addresses); the BMC can still be asked
-        check("bmc", lambda: f"{node.bmc.label} answers: power {ctx.power(node).get_power_state()}")
-    else:  # the point of no return's gate, as preflight runs it
-        for row in gate.rows(ctx, node):
-            if row.system == "engine":
-                continue  # in the engine row above
-            name = {"ipa": "ipa dns", "satellite": "satellite"}.get(row.system, row.system)
-            rows.append({"check": name, "result": "ok" if row.ok else "FAIL", "detail": row.detail})
-    return rows
-
-
 @click.command()
-@click.argument("name")
+@click.argument("names", nargs=-1)
+@many.options
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def check(ctx, name, as_json) -> None:
-    """Run every preflight check for NAME (DNS, BMC login, engine, IPA, Satellite); changes nothing."""
-    rows = run_checks(svc(ctx), name)
+def check(ctx, names, cluster, parallel, as_json) -> None:
+    """Run every preflight check (facts, DNS, BMC login, engine, IPA, Satellite, media) for the
+    nodes named or every node of --cluster, several at once; changes nothing. One node: a row per
+    check. Several: a row per node whose checks all pass, a row per failing check otherwise."""
+    s = svc(ctx)
+    nodes = many.targets(s.store, names, cluster)
+    results = many.each(ctx, nodes, lambda n: run_checks(s, n), parallel, "checking")
+    rows = []
+    for n, got in results.items():
+        checks = got.value if got.error is None else [{"check": "check", "result": "FAIL", "detail": got.error}]
+        rows += [{"node": n, **r} for r in checks]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-    else:
+    elif len(nodes) == 1:
         table(rows, ["check", "result", "detail"])
+    else:
+        shown = []
+        for n in nodes:
+            mine = [r for r in rows if r["node"] == n]
+            bad = [r for r in mine if r["result"] != "ok"]
+            shown += bad or [{"node": n, "check": "all", "result": "ok", "detail": f"{len(mine)} checks pass"}]
+        table(shown, ["node", "check", "result", "detail"])
+        failing = sorted({r["node"] for r in rows if r["result"] != "ok"})
+        click.echo(f"{len(nodes)} node(s): {len(nodes) - len(failing)} pass, {len(failing)} fail"
+                   + (f" ({', '.join(failing)})" if failing else ""))
     if any(r["result"] != "ok" for r in rows):
         ctx.exit(1)

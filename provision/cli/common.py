@@ -6,6 +6,7 @@ import contextlib
 import getpass
 import os
 import socket
+import traceback
 from collections.abc import Iterator
 
 import click
@@ -16,14 +17,28 @@ from ..errors import InputError, ProvisionError
 
 
 class Cli(click.Group):
+    """Errors end a command in one line (exit 2 for bad input, 1 for a failure); --debug adds the
+    traceback."""
+
     def invoke(self, ctx):
+        debug = lambda: bool((ctx.obj or {}).get("debug"))  # noqa: E731 (set by the group's own callback)
         try:
             return super().invoke(ctx)
         except InputError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
         except ProvisionError as exc:
+            if debug():
+                traceback.print_exc()
             click.echo(f"failed: {exc}", err=True)
+            ctx.exit(1)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if debug():
+                raise
+            click.echo(f"failed: {' '.join(f'{type(exc).__name__}: {exc}'.split())} (--debug shows the traceback)",
+                       err=True)
             ctx.exit(1)
 
 

@@ -6,49 +6,66 @@ import json
 import sys
 import threading
 import time
+from datetime import datetime
 
 import click
 
 from ..errors import InputError
+from ..store import utcnow
 from ..workflow import states as S
 from ..workflow import submit
 from ..workflow.batch import Batch
 from ..workflow.lease import Keeper
+from ..workflow.timeline import duration
 from .common import note, require, svc, table
 
 
 class Progress:
-    """Live table (rich) on a terminal, one plain line per change otherwise, JSON lines with --json."""
+    """Live table (rich) on a terminal, one plain line per change otherwise, JSON lines with --json.
+    The table's `detail` is the node's current step and how long it has been in it (a failed
+    node's reason, a done node's rebuild time)."""
 
-    def __init__(self, names: list[str], mode: str) -> None:
-        self.mode, self.lock = mode, threading.Lock()
-        self.states: dict[str, tuple[str, str]] = {n: ("queued", "") for n in names}
+    def __init__(self, names: list[str], mode: str, clock=utcnow) -> None:
+        self.mode, self.lock, self.clock = mode, threading.Lock(), clock
+        self.states: dict[str, tuple[str, str, datetime | None]] = {n: ("queued", "", None) for n in names}
         self.live = None
         if mode == "rich":
             from rich.live import Live
 
-            self.live = Live(self._table(), refresh_per_second=4, transient=False)
+            self.live = Live(self, refresh_per_second=2, transient=False)
 
-    def _table(self):
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(node, state, detail) as the table shows them now."""
+        now, out = self.clock(), []
+        for n, (state, detail, since) in self.states.items():
+            if not detail and since is not None and state in S.ACTIVE:
+                detail = f"{state} for {duration((now - since).total_seconds())}"
+            out.append((n, state, detail))
+        return out
+
+    def __rich__(self):  # drawn again on every refresh: the durations move
         from rich.table import Table
 
         t = Table("node", "state", "detail")
-        for n, (state, detail) in self.states.items():
+        for n, state, detail in self.rows():
             style = {"done": "green", "failed": "red"}.get(state, "")
             t.add_row(n, f"[{style}]{state}[/]" if style else state, detail)
         return t
 
-    def __call__(self, name: str, state: str, detail: str | None) -> None:
+    def __call__(self, name: str, state: str, detail: str | None, since: datetime | None = None) -> None:
         with self.lock:
-            self.states[name] = (state, detail or "")
+            if since is None and self.states.get(name, ("", "", None))[0] != state:
+                since = self.clock()
+            elif since is None:
+                since = self.states[name][2]
+            self.states[name] = (state, detail or "", since)
             if self.mode == "json":
-                click.echo(json.dumps({"node": name, "state": state, "detail": detail}))
-            elif self.mode == "none":
-                pass
+                click.echo(json.dumps({"node": name, "state": state, "detail": detail,
+                                       "since": since.isoformat(timespec="seconds") if since else None}))
             elif self.mode == "plain":
                 click.echo(f"{name}: {state}" + (f" ({detail})" if detail else ""))
             elif self.live:
-                self.live.update(self._table())
+                self.live.refresh()
 
     def __enter__(self):
         if self.live:
@@ -182,6 +199,16 @@ def _print_summary(s, run, summary: dict, as_json: bool, status_: str | None = N
         click.echo(f"  stopped: {summary['error']}", err=True)
 
 
+def _detail(st) -> str | None:
+    """What the live display says of a node beyond its state: why it failed, how long its rebuild
+    took (the step and its time are drawn from `since`)."""
+    if st.state == S.FAILED:
+        return f"in {st.failed_step}: {st.fail_reason}"
+    if st.state == S.DONE and st.last_rebuild_seconds:
+        return f"rebuilt in {duration(st.last_rebuild_seconds)}"
+    return None
+
+
 def follow(s, run_id: int, mode: str, as_json: bool) -> int:
     """Show a run's nodes as they move, from the store (the run may be in any `serve`), until it
     ends: 0 if every node is done, 1 otherwise; 130 when Ctrl-C detaches (the run goes on)."""
@@ -196,9 +223,9 @@ def follow(s, run_id: int, mode: str, as_json: bool) -> int:
                 for n in run.nodes:
                     st = store.node_state(n)
                     mine = st.rebuild_id == run_id
-                    now = (st.state if mine else "queued", st.fail_reason if mine and st.state == S.FAILED else None)
+                    now = (st.state if mine else "queued", _detail(st) if mine else None)
                     if shown.get(n, ("queued", None)) != now:
-                        progress(n, *now)
+                        progress(n, *now, since=st.step_started_at if mine else None)
                     shown[n] = now
                 if run.finished:
                     break

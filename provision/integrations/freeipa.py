@@ -13,6 +13,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from ..config import IpaConfig
 from ..secretfiles import read_secret
+from .http import cause
 from .ipa import IpaError
 
 
@@ -77,8 +78,10 @@ class FreeIpa:
                      wait=wait_exponential(multiplier=self.backoff, max=8), reraise=True)(self._once)
         try:
             return call(method, *args, **kwargs)
-        except (requests.ConnectionError, requests.Timeout):
-            raise IpaError(f"{method}: cannot reach {self._server} (gave up after {self.attempts} attempts)") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            why = "no answer in time" if isinstance(exc, requests.Timeout) else cause(exc)
+            raise IpaError(f"https://{self._server}: {why}, cannot reach it ({method}; gave up after {self.attempts} "
+                           "attempts)") from None
         except ipa_exc.FreeIPAError as exc:
             code = getattr(exc, "code", None)
             raise IpaError(f"{method}: {exc.message if hasattr(exc, 'message') else exc}"

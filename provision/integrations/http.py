@@ -52,16 +52,51 @@ class HttpClient:
             log.warning("%s %s %s: timed out", self.system, method, path)
             raise Transient(self.system, f"{method} {path}: no answer within {self.timeout:.0f} s") from None
         except requests.exceptions.SSLError as exc:
-            raise self.error(f"{method} {path}: TLS error: {_short(exc)}") from None
+            raise self.error(f"{self.base}: TLS: {cause(exc)} ({method} {path})") from None
         except requests.ConnectionError as exc:
-            log.warning("%s %s %s: %s", self.system, method, path, _short(exc))
-            raise Transient(self.system, f"{method} {path}: cannot connect ({_short(exc)})") from None
+            log.warning("%s %s %s: %s", self.system, method, path, cause(exc))
+            raise Transient(self.system, f"{self.base}: {cause(exc)} ({method} {path})") from None
         if resp.status_code in TRANSIENT_STATUS:
             log.warning("%s %s %s: HTTP %s", self.system, method, path, resp.status_code)
             raise Transient(self.system, f"{method} {path}: HTTP {resp.status_code}")
         return resp
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) < 200 else text[:200] + "..."
+_ERRNO = {"ECONNREFUSED": "connection refused", "EHOSTUNREACH": "no route to host",
+          "ENETUNREACH": "network unreachable", "ECONNRESET": "connection reset", "ETIMEDOUT": "timed out"}
+
+
+def cause(exc: BaseException) -> str:
+    """The root cause of a requests/urllib3 error in a few words ("connection refused", "name
+    api.example.com does not resolve", "certificate verify failed: ..."), not urllib3's
+    "HTTPSConnectionPool(...): Max retries exceeded ... (Caused by NewConnectionError(...))"."""
+    import errno
+    import socket
+    import ssl
+
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    found: list[BaseException] = []
+    while todo:  # every exception it wraps: causes, contexts, urllib3's .reason, requests' args
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        found.append(e)
+        todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+                 if isinstance(x, BaseException)]
+    for e in found:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {e.verify_message}"
+        if isinstance(e, socket.gaierror):
+            return "name does not resolve" + (f" ({e.strerror})" if e.strerror else "")
+    for e in found:
+        code = getattr(e, "errno", None)
+        if isinstance(e, OSError) and isinstance(code, int) and code > 0:
+            name = errno.errorcode.get(code, "")
+            return _ERRNO.get(name, (e.strerror or name).lower())
+    for e in found:
+        if isinstance(e, ssl.SSLError):
+            return e.reason.lower().replace("_", " ") if e.reason else "TLS handshake failed"
+    text = str(found[-1] if found else exc)
+    return text if len(text) < 160 else text[:160] + "..."

@@ -36,6 +36,7 @@ from sushy.auth import BasicAuth
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ..errors import InputError
+from ..integrations.http import cause
 from ..secretfiles import read_secret
 from .base import PowerAuthError, PowerRejected, PowerUnreachable
 from .once import BmcDriver, Factory, once_lock, write_marker
@@ -221,7 +222,9 @@ class RedfishDriver(BmcDriver):
                 raise PowerRejected(self.node, self.label, str(exc)) from None
             except sx.AccessError as exc:
                 raise PowerAuthError(self.node, self.label, f"credentials refused (HTTP {exc.status_code})") from None
-            except (sx.ConnectionError, sx.ServerSideError) as exc:
+            except sx.ConnectionError as exc:
+                raise PowerUnreachable(self.node, self.label, cause(exc)) from None
+            except sx.ServerSideError as exc:
                 raise PowerUnreachable(self.node, self.label, _reason(exc)) from None
             except (sx.HTTPError, sx.InvalidParameterValueError, sx.MissingAttributeError) as exc:
                 raise PowerRejected(self.node, self.label, _reason(exc)) from None

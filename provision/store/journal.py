@@ -46,6 +46,21 @@ class Journal:
                                 .where(E.c.id > after).order_by(E.c.id).limit(limit)).all()
         return [tuple(r) for r in rows]
 
+    def transitions(self, names: list[str], since: datetime | None = None) -> dict[str, list[tuple[datetime, str]]]:
+        """Each node's state moves ((ts, message), oldest first), from `since` on: what step
+        timelines are drawn from (one query; the (node, ts) index)."""
+        out: dict[str, list[tuple[datetime, str]]] = {n: [] for n in names}
+        if not names:
+            return out
+        with self.db.read() as conn:
+            q = (select(N.c.name, E.c.ts, E.c.message).join(N, N.c.id == E.c.node_id)
+                 .where(N.c.name.in_(list(names)), E.c.kind == "transition"))
+            if since is not None:
+                q = q.where(E.c.ts >= since)
+            for r in conn.execute(q.order_by(E.c.id)):
+                out[r.name].append((r.ts, r.message))
+        return out
+
     def last_event_id(self) -> int:
         with self.db.read() as conn:
             return conn.execute(select(func.max(E.c.id))).scalar() or 0

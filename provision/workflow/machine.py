@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..store import NodeState, Store
 from ..store.tables import KEEP
-from .states import ARM, DONE, FAILED, NETBOOT, PREFLIGHT, RESUME_CLEARS, InvalidTransition, next_state
+from .states import ARM, DONE, FAILED, NETBOOT, PREFLIGHT, RESUME_CLEARS, InvalidTransition, move_message, next_state
 
 
 def failure_after(state: str, new: str, reason: str | None):
@@ -42,7 +42,7 @@ def transition(store: Store, name: str, event: str, *, expect: str | None = None
         new = ARM  # its build was disarmed (an abort before the power cycle): the retry arms it again
     if event == "resume" and new in RESUME_CLEARS:
         data = {**{k: None for k in RESUME_CLEARS[new]}, **(data or {})}
-    message = f"{state} -> {new} ({event})" + (f": {reason}" if reason else "")
+    message = move_message(state, new, event, reason)
     return store.compare_and_set_state(name, state, new, message,
                                        failure=failure_after(state, new, reason),
                                        rebuild_id=rebuild_id, data=data if event != "start" else (data or {}),

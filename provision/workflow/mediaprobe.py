@@ -22,6 +22,7 @@ import requests
 from ..config import Config
 from ..domain import Node
 from ..errors import ProvisionError
+from ..integrations.http import cause
 from ..render.context import media_name, media_urls
 from ..vmedia import missing_inputs
 
@@ -92,7 +93,7 @@ def probe_media(cfg: Config, node: Node, liveimgs: dict[str, str], timeout: floa
         try:
             resp = requests.head(url, timeout=timeout, allow_redirects=False)
         except requests.RequestException as exc:
-            problems.append(f"HEAD {url}: no answer ({type(exc).__name__})")
+            problems.append(f"HEAD {url}: no answer ({cause(exc)})")
             break  # the server is not there: the other URLs cannot answer either
         if resp.status_code != 200:
             problems.append(f"HEAD {url}: HTTP {resp.status_code}")

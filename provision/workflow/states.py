@@ -9,6 +9,8 @@ run, in the state it is in.
 
 from __future__ import annotations
 
+import re
+
 READY = "ready"
 PREFLIGHT = "preflight"
 CAPTURE = "capture"
@@ -58,6 +60,20 @@ RESUME_AT = {INSTALLING: ARM}
 # Step data a retry clears, by the step it resumes at: the build and netboot of the failed install;
 # the sealed enrollment reply (a retried enrollment issues a fresh one-time password).
 RESUME_CLEARS = {ARM: ("build_id", "netboot_done", "vmedia"), ENROLL: ("enroll_reply",)}
+
+
+_MOVE = re.compile(r"^(\w+) -> (\w+) \((\w+)\)")
+
+
+def move_message(state: str, new: str, event: str, reason: str | None = None) -> str:
+    """The event log's text for a move; `parse_move` reads it back (step timelines)."""
+    return f"{state} -> {new} ({event})" + (f": {reason}" if reason else "")
+
+
+def parse_move(message: str) -> tuple[str, str, str] | None:
+    """(state, new, event) of a `move_message`, or None for any other text."""
+    m = _MOVE.match(message)
+    return (m.group(1), m.group(2), m.group(3)) if m else None
 
 
 class InvalidTransition(Exception):
