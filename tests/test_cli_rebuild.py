@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from provision import config as config_mod
 from provision import services
 from provision.cli import main
+from provision.store.tables import N
 from provision.integrations.fakestate import FakeState
 from provision.workflow.machine import advance
 
@@ -39,7 +40,8 @@ def test_dry_run_prints_plan_and_touches_nothing(cli):
         return {k: v for k, v in json.loads((cli.tmp / "fakes" / "engine.json").read_text()).items() if k != "calls"}
 
     engine_before = engine_now()
-    res = cli("rebuild", "--cluster", "ocpcluster", "--max-parallel", "2", "--canary", "1", "--min-up", "1", "--dry-run")
+    res = cli("rebuild", "--cluster", "ocpcluster", "--max-parallel", "2", "--canary", "1", "--min-up", "1", "--dry-run",
+              "--verbose")
     assert res.exit_code == 0, res.output
     assert "3 node(s), 2 wave(s), at most 2 in flight, keep 1 Up per cluster" in res.output
     assert "wave 1: rhvnode3 (canary, alone)" in res.output and "wave 2: rhvnode4" in res.output and "wave 2: rhvnode5" in res.output
@@ -51,6 +53,22 @@ def test_dry_run_prints_plan_and_touches_nothing(cli):
     assert "FAIL media: node rhvnode3: media 'rhvh' is not served as the node will fetch it" in res.output
     assert all(cli.svc.store.node_state(n).state == "ready" for n in NAMES)
     assert cli.svc.store.rebuilds() == []
+    # without --verbose: a line per node and the total
+    res = cli("rebuild", "--cluster", "ocpcluster", "--max-parallel", "2", "--dry-run")
+    lines = res.output.splitlines()
+    assert res.exit_code == 0 and len(lines) == 8, res.output
+    assert lines[2].split() == ["WAVE", "NODE", "GATE", "LAST", "DETAIL"]
+    assert lines[3].split()[:5] == ["1", "rhvnode3", "(canary)", "FAIL", "-"] and "media: node rhvnode3" in lines[3]
+    assert [line.split()[:2] for line in lines[4:6]] == [["2", "rhvnode4"], ["2", "rhvnode5"]]
+    assert lines[-1].startswith("total: 3 node(s), 0 pass the gate, 3 would stop in preflight before anything is "
+                                "deleted (rhvnode3, rhvnode4, rhvnode5); no estimate")
+    for n, took in (("rhvnode3", 1500.0), ("rhvnode4", 1200.0), ("rhvnode5", 600.0)):
+        with cli.svc.store.db.write() as tx:  # as a finished rebuild records it
+            tx.execute(N.update().where(N.c.name == n).values(last_rebuild_seconds=took))
+    res = cli("rebuild", "--cluster", "ocpcluster", "--max-parallel", "2", "--dry-run")
+    # the canary alone (25 min), then rhvnode4 and rhvnode5 side by side (20 min)
+    assert "; estimated 45 min 00 s from the last rebuilds (3 recorded)" in res.output.splitlines()[-1]
+    assert "25 min 00 s" in res.output.splitlines()[3]
     plan = json.loads(cli("rebuild", "rhvnode5", "--dry-run", "--json").output)
     assert plan["plan"][0]["node"] == "rhvnode5" and len(plan["plan"][0]["calls"]) > 15
     assert "server: /boot/grub/grub.cfg-01-0c-c4-7a-3b-05-01 over HTTP and TFTP" in json.dumps(plan)

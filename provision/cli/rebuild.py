@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ from ..workflow import states as S
 from ..workflow import submit
 from ..workflow.batch import Batch
 from ..workflow.lease import Keeper
-from ..workflow.timeline import duration
+from ..workflow.timeline import duration, forecast
 from .common import note, require, svc, table
 
 
@@ -100,9 +101,10 @@ class Progress:
 @click.option("--accept-foreign-vg", is_flag=True,
               help="rebuild even if a kept disk holds a volume group named like the one the install creates")
 @click.option("--json", "as_json", is_flag=True, help="progress as JSON lines")
+@click.option("--verbose", is_flag=True, help="with --dry-run: every call each node would make, and each gate row")
 @click.pass_context
 def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, resume, retry, local, detach, wait,
-            accept_drift, allow_gluster, accept_foreign_vg, as_json) -> None:
+            accept_drift, allow_gluster, accept_foreign_vg, as_json, verbose) -> None:
     """Wipe and reinstall nodes, then bring them back with the networks they had.
 
     The batch is submitted to the service (a `provision serve` runs it, and goes on if this
@@ -126,7 +128,7 @@ def rebuild(ctx, names, cluster, max_parallel, min_up, canary, dry_run, yes, res
     canary = submit.default_canary(canary if canary is not None else (0 if resume else opts.get("canary")), selected)
     selected = submit.ordered(s.store, s.cfg.defaults.batch_order, selected, canary)
     if dry_run:
-        _print_plan(s, selected, max_parallel, min_up, canary, as_json)
+        _print_plan(s, selected, max_parallel, min_up, canary, as_json, verbose)
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -286,13 +288,45 @@ def runs(ctx, as_json) -> None:
         table(rows, ["id", "status", "runner", "control", "nodes", "done", "failed", "created", "owner"])
 
 
-def _print_plan(s, names, max_parallel, min_up, canary, as_json) -> None:
+def _print_plan(s, names, max_parallel, min_up, canary, as_json, verbose=False) -> None:
+    """The dry run: a line per node (its wave, and the point-of-no-return gate's result read now)
+    and the total with an estimate from the nodes' last rebuilds; --verbose: every call and row."""
     p = submit.plan(s.store, names, max_parallel, min_up, canary, ctx=s)
+    states = s.store.node_states(names)
+    known = [st.last_rebuild_seconds for st in states.values() if st.last_rebuild_seconds]
+    typical = statistics.median(known) if known else None
+    costs = [states[n].last_rebuild_seconds or typical or 0.0 for n in names]
+    eta = forecast(costs, canary, max_parallel) if typical else None
+    p["estimate_seconds"] = eta
     if as_json:
         click.echo(json.dumps(p))
         return
     click.echo(f"plan: {len(names)} node(s), {p['waves']} wave(s), at most {max_parallel} in flight"
                + (f", keep {min_up} Up per cluster" if min_up is not None else "") + " (dry run: nothing touched)")
+    if verbose:
+        _print_calls(p)
+    rows, stops = [], []
+    for entry in p["plan"]:
+        gate_rows = entry.get("gate", [])
+        bad = [g for g in gate_rows if not g["ok"]]
+        stops += [entry["node"]] if bad or not gate_rows else []
+        last = states[entry["node"]].last_rebuild_seconds
+        rows.append({"wave": entry["wave"], "node": entry["node"] + (" (canary)" if entry["canary"] else ""),
+                     "gate": "FAIL" if bad else "PASS" if gate_rows else "-",
+                     "last": duration(last) if last else "-",
+                     "detail": ("; ".join(f"{g['system']}: {g['detail']}" for g in bad)[:160] if bad
+                                else "" if gate_rows else "no facts: the gate cannot be read")})
+    if not verbose:
+        click.echo()
+        table(rows, ["wave", "node", "gate", "last", "detail"])
+    click.echo(f"\ntotal: {len(names)} node(s), {len(names) - len(stops)} pass the gate"
+               + (f", {len(stops)} would stop in preflight before anything is deleted ({', '.join(stops)})"
+                  if stops else "")
+               + (f"; estimated {duration(eta)} from the last rebuilds ({len(known)} recorded)" if eta
+                  else "; no estimate: none of these nodes has a rebuild recorded"))
+
+
+def _print_calls(p: dict) -> None:
     for entry in p["plan"]:
         click.echo(f"\nwave {entry['wave']}: {entry['node']}" + (" (canary, alone)" if entry["canary"] else ""))
         for c in entry["calls"]:

@@ -127,6 +127,16 @@ def estimate(run: Rebuild, by_node: dict[str, list[Span]], states: dict, median:
     return Estimate(started, makespan, max(heap) if (lanes or queued) else 0.0, tuple(sorted(unknown)))
 
 
+def forecast(costs: list[float], canary: int, width: int) -> float:
+    """Seconds a batch takes whose nodes take `costs` each, in start order: the first `canary` one
+    after another, alone, then the rest on `width` lanes, each taking the next node when free."""
+    alone = sum(costs[:canary])
+    heap = [0.0] * max(1, width)
+    for cost in costs[canary:]:
+        heapq.heappush(heap, heapq.heappop(heap) + cost)
+    return alone + max(heap)
+
+
 def duration(seconds: float | None) -> str:
     """12 s, 4 min 05 s, 2 h 03 min."""
     if seconds is None:
