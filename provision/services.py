@@ -26,6 +26,7 @@ from .integrations.ovirt import OvirtEngine
 from .integrations.satellite import FakeSatellite
 from .metrics import Metrics
 from .power.drivers import DriverFactory
+from .power.seen import Seen
 from .render import Renderer
 from .render.cache import BootCache
 from .secretfiles import ensure_secret_file, read_secret
@@ -122,6 +123,7 @@ def build(cfg: Config, *, power=None, bootcheck=None, create: bool = True, **ove
     clients = integrations(cfg) | {"directory": directory_mod.directory(cfg.auth, read_secret)} | overrides
     bootcheck = BootProbe(cfg) if bootcheck is None else (bootcheck or None)
     renderer = Renderer(cfg, store, key)
+    power = Seen(power, store.record_power)
     return Services(cfg=cfg, store=store, renderer=renderer, key=key, metrics=Metrics(),
                     bootcache=BootCache(store, renderer, export=cfg.paths.boot_export), power=power, poll=d.poll_interval, bootcheck=bootcheck,
                     **clients)

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from provision import config as config_mod
 from provision import services
 from provision.cli import main
-from provision.store.tables import N
 from provision.integrations.fakestate import FakeState
+from provision.store.tables import N
 from provision.workflow.machine import advance
 
 from .conftest import write_config

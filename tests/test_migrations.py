@@ -125,7 +125,8 @@ def test_a_database_made_later_without_migrations_upgrades_from_where_it_is(tmp_
         conn.execute("DROP TABLE alembic_version")
         for stmt in ("ALTER TABLE nodes DROP COLUMN last_rebuild_seconds",  # what came with migrations 0003..
                      "ALTER TABLE nodes DROP COLUMN rebuild_started_at", "DROP TABLE audit", "DROP TABLE api_tokens",
-                     "ALTER TABLE ui_sessions DROP COLUMN user", "ALTER TABLE ui_sessions DROP COLUMN role"):
+                     "ALTER TABLE ui_sessions DROP COLUMN user", "ALTER TABLE ui_sessions DROP COLUMN role",
+                     "ALTER TABLE nodes DROP COLUMN power_state", "ALTER TABLE nodes DROP COLUMN power_seen_at"):
             conn.execute(stmt)
     with pytest.raises(schema_mod.OldSchema, match="revision 0001"):
         Store(url)

@@ -37,6 +37,9 @@ class NodeRow(Base):
     # a batch starts the nodes that took longest first
     rebuild_started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_rebuild_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # its power state as last seen through its BMC ("on", "off"), and when (migration 0006)
+    power_state: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    power_seen_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class SnapshotRow(Base):

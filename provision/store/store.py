@@ -25,6 +25,7 @@ from .builds import Builds
 from .catalogue import MediaCatalogue
 from .clock import utcnow
 from .db import Database
+from .fleet import FleetView
 from .journal import Journal
 from .models import Base
 from .records import Build, ImportResult, NodeRecord, Snapshot
@@ -51,7 +52,7 @@ from .tables import (
 )
 
 
-class Store(NodeStates, Journal, Builds, Accounts, Runs, MediaCatalogue, AuditTrail):
+class Store(NodeStates, FleetView, Journal, Builds, Accounts, Runs, MediaCatalogue, AuditTrail):
     """The store. Nodes, their facts snapshots and the MAC/IP index are here; the parts it is made
     of hold the rest, each on the same Database and nothing else: node state and step data
     (states.py), events and logs (journal.py), builds and collection tokens (builds.py), console
