@@ -12,7 +12,8 @@ TSTAMP := $(VENV)/.installed-apimodels
 # runs through the documented nginx front, docs/nginx.md; it is the bench's HTTP peer too), systemd
 # (systemd-analyze and systemd-sysusers check packaging/provision.service), rpm and rpmlint (the
 # RPM spec is parsed and linted), slapd (the directory server console and API logins are tested
-# against, laid out as FreeIPA's), and the VM
+# against, laid out as FreeIPA's), prometheus (its promtool checks and tests docs/prometheus' alert
+# rules), and the VM
 # test's packages (VM_COMMANDS, VM_FILES below); for `make bench` also wrk (HTTP load)
 DEB_PACKAGES := openipmi tftp-hpa tftpd-hpa curl dash libxml2-dev postgresql dnsmasq-base kea-dhcp4-server isc-dhcp-server \
                 qemu-system-x86 ovmf ipxe-qemu shim-signed grub-efi-amd64-bin pxelinux isolinux syslinux-common \
@@ -40,7 +41,8 @@ venv: $(STAMP)
 DEB_COMMANDS := ipmi_sim:openipmi tftp:tftp-hpa in.tftpd:tftpd-hpa curl:curl dash:dash xml2-config:libxml2-dev \
                 dnsmasq:dnsmasq-base kea-dhcp4:kea-dhcp4-server dhcpd:isc-dhcp-server \
                 chromium:chromium chromedriver:chromium-driver nginx:nginx-light \
-                systemd-analyze:systemd systemd-sysusers:systemd rpmspec:rpm rpmlint:rpmlint slapd:slapd
+                systemd-analyze:systemd systemd-sysusers:systemd rpmspec:rpm rpmlint:rpmlint slapd:slapd \
+                promtool:prometheus
 # the virtual machine of tests/test_vm.py (`make e2e`): QEMU with OVMF and iPXE ROMs, Debian's shim,
 # GRUB's EFI modules, pxelinux.0, isolinux.bin and their ldlinux.c32, a kernel, and dracut with its network modules (dhclient and arping for them),
 # mkfs.vfat and mtools (a UEFI El Torito image); for its Redfish case libvirtd with its QEMU driver and
@@ -50,6 +52,8 @@ VM_COMMANDS := qemu-system-x86_64:qemu-system-x86 grub-mkimage:grub-efi-amd64-bi
                dhclient:isc-dhcp-client arping:iputils-arping mkfs.vfat:dosfstools mcopy:mtools \
                libvirtd:libvirt-daemon pkg-config:pkg-config
 LIBVIRT_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu libvirt-dev
+# installed without their recommends too: prometheus for its promtool (the alert rules in docs/prometheus)
+NOREC_PACKAGES := $(LIBVIRT_PACKAGES) prometheus
 VM_FILES := /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/shim/shimx64.efi.signed:shim-signed \
             /usr/lib/grub/x86_64-efi/efinet.mod:grub-efi-amd64-bin /usr/lib/ipxe/qemu/pxe-virtio.rom:ipxe-qemu \
             /usr/lib/PXELINUX/pxelinux.0:pxelinux /usr/lib/ISOLINUX/isolinux.bin:isolinux \
@@ -69,7 +73,7 @@ system-deps bench-deps:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    norec=""; rest=""; \
-	    for p in $$missing; do case " $(LIBVIRT_PACKAGES) " in *" $$p "*) norec="$$norec $$p";; *) rest="$$rest $$p";; esac; done; \
+	    for p in $$missing; do case " $(NOREC_PACKAGES) " in *" $$p "*) norec="$$norec $$p";; *) rest="$$rest $$p";; esac; done; \
 	    apt-get update -q && \
 	    { [ -z "$$rest" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$rest; } && \
 	    { [ -z "$$norec" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$norec; } || exit 1; \

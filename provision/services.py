@@ -124,6 +124,8 @@ def build(cfg: Config, *, power=None, bootcheck=None, create: bool = True, **ove
     bootcheck = BootProbe(cfg) if bootcheck is None else (bootcheck or None)
     renderer = Renderer(cfg, store, key)
     power = Seen(power, store.record_power)
-    return Services(cfg=cfg, store=store, renderer=renderer, key=key, metrics=Metrics(),
+    metrics = Metrics()
+    metrics.watch(store, cfg)
+    return Services(cfg=cfg, store=store, renderer=renderer, key=key, metrics=metrics,
                     bootcache=BootCache(store, renderer, export=cfg.paths.boot_export), power=power, poll=d.poll_interval, bootcheck=bootcheck,
                     **clients)
