@@ -6,7 +6,6 @@ updates. Every form that changes something carries a CSRF token (Flask-WTF)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, session, url_for
 
@@ -14,9 +13,9 @@ from ..capture.diff import diff
 from ..errors import InputError, NotFound, ProvisionError
 from ..integrations.directory import Account, DirectoryDown, LoginRefused
 from ..render import KINDS, check_kickstart
-from ..store import utcnow
 from ..workflow import states as S
 from ..workflow import submit
+from . import fleetview
 from .api import EVENTS_SHOWN
 from .auth import BREAK_GLASS, SESSION_HOURS, fingerprint, principal, token_ok, ui_auth
 from .deps import services, web
@@ -32,16 +31,6 @@ MARKS = {S.DONE: "✔", S.FAILED: "✘"}
 def _safe_next(value: str | None) -> str:
     """Only a plain local path is a redirect target after login (no open redirect)."""
     return value if value and _LOCAL_PATH.match(value) else "/"
-
-
-def _age(ts: datetime | None) -> str:
-    if ts is None:
-        return "none"
-    seconds = max(0, int((utcnow() - ts).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} s"
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -100,30 +89,17 @@ def logout():
 @bp.get("/")
 @ui_auth
 def index():
+    """The fleet: counts per state, sortable columns (failed first by default), grouping by
+    cluster, filters and the page in the URL; one store query however many nodes."""
     store = services().store
-    q, cluster, state = (request.args.get(k, "").strip() for k in ("q", "cluster", "state"))
-    recs = store.list_nodes()
-    rows, runs = [], {}
-    for rec in recs:
-        n, st = rec.node, store.node_state(rec.node.name)
-        if cluster and n.cluster != cluster or state and st.state != state:
-            continue
-        if q and q.lower() not in f"{n.name} {n.fqdn}".lower():
-            continue
-        if st.rebuild_id is not None and st.rebuild_id not in runs:
-            try:
-                runs[st.rebuild_id] = store.rebuild(st.rebuild_id)
-            except NotFound:
-                runs[st.rebuild_id] = None
-        run = runs.get(st.rebuild_id)
-        snap = store.snapshot(n.name, rec.snapshot_id) if rec.snapshot_id is not None else None
-        rows.append({"name": n.name, "fqdn": n.fqdn, "cluster": n.cluster, "state": st.state,
-                     "mark": MARKS.get(st.state, ""), "reason": st.fail_reason if st.state == S.FAILED else "",
-                     "run": run, "run_when": run.created_at.strftime("%Y-%m-%d %H:%M") if run else "",
-                     "facts_age": _age(snap.created_at if snap else None),
-                     "boots": "install" if store.active_build(n.name) is not None else "local disk"})
-    return render_template("fleet.html", title="Fleet", rows=rows, q=q, cluster=cluster, state=state,
-                           clusters=sorted({r.node.cluster for r in recs}), states=[S.READY, *S.STEPS, S.DONE, S.FAILED])
+
+    def ip_of(name: str) -> str:
+        facts = store.get(name).node.facts
+        mgmt = facts.management if facts is not None else None
+        return str(mgmt.address.ip) if mgmt is not None and mgmt.address is not None else ""
+    page = fleetview.build(store, fleetview.Query.parse(request.args), ip_of)
+    return render_template("fleet.html", title="Fleet", page=page, marks=MARKS, per_page=fleetview.PER_PAGE,
+                           states=fleetview.ORDER)
 
 
 @bp.get("/nodes/<name>")

@@ -14,6 +14,44 @@
     });
   }
 
+  // Fleet: tick every node shown, or every node of a cluster; say how many are ticked.
+  var all = document.getElementById("all");
+  var ticked = document.getElementById("ticked");
+  function boxes(cluster) {
+    return Array.prototype.filter.call(document.querySelectorAll('#fleet input[name="nodes"]'), function (b) {
+      return !b.closest("tr").hidden && (!cluster || b.dataset.cluster === cluster);
+    });
+  }
+  function count() {
+    if (!ticked) return;
+    var n = document.querySelectorAll('#fleet input[name="nodes"]:checked').length;
+    ticked.textContent = n ? n + " ticked." : "";
+  }
+  if (all) {
+    all.addEventListener("change", function () {
+      boxes().forEach(function (b) { b.checked = all.checked; });
+      document.querySelectorAll("#fleet .all-cluster").forEach(function (c) { c.checked = all.checked; });
+      count();
+    });
+    document.querySelectorAll("#fleet .all-cluster").forEach(function (c) {
+      c.addEventListener("change", function () {
+        boxes(c.dataset.cluster).forEach(function (b) { b.checked = c.checked; });
+        count();
+      });
+    });
+    document.getElementById("fleet").addEventListener("change", function (e) {
+      if (e.target.name === "nodes") count();
+    });
+  }
+
+  // Node page: an action asks first, naming the node; the server checks the name came back.
+  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+    f.addEventListener("submit", function (e) {
+      if (!window.confirm(f.dataset.confirm)) { e.preventDefault(); return; }
+      f.querySelector('input[name="confirm"]').value = f.dataset.node;
+    });
+  });
+
   var run = document.getElementById("run");
   if (!run) return;
   var MARK = {done: "✔", failed: "✘", queued: "…"};
