@@ -38,8 +38,8 @@ class FleetView:
 
     db: Database
 
-    def fleet(self, cluster: str | None = None) -> list[FleetRow]:
-        """Every node (of `cluster`), by name, with its latest snapshot's id and age and whether it
+    def fleet(self, cluster: str | None = None, name: str | None = None) -> list[FleetRow]:
+        """Every node (of `cluster`; or the one `name`d), by name, with its latest snapshot's id and age and whether it
         is armed: one query however many nodes there are."""
         now = utcnow()
         latest = select(S.c.id, S.c.created_at).where(S.c.node_id == N.c.id).order_by(S.c.id.desc()).limit(1)
@@ -51,6 +51,8 @@ class FleetView:
                    armed.label("armed")).order_by(N.c.name)
         if cluster:
             q = q.where(N.c.cluster == cluster)
+        if name:
+            q = q.where(N.c.name == name)
         with self.db.read() as conn:
             return [FleetRow(**{**r._mapping, "armed": bool(r.armed)}) for r in conn.execute(q)]
 

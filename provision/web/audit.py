@@ -27,6 +27,7 @@ ACTIONS = {
     "ui.control": "rebuild.{action}",
     "ui.retry": "rebuild.retry",
     "ui.start": "rebuild.submit",
+    "ui.node_action": "node.{action}",
     "tokens.create_token": "token.create",
     "tokens.revoke_token": "token.revoke",
     "ui.create_token": "token.create",
@@ -55,6 +56,8 @@ def _target(response: Response) -> str:
     args = request.view_args or {}
     if "run_id" in args:
         return f"rebuild {args['run_id']}"
+    if "name" in args:
+        return args["name"]
     if "token_id" in args:
         return f"token {args['token_id']}"
     if (request.endpoint or "").endswith("create_token"):
@@ -93,7 +96,7 @@ def record(response: Response) -> Response:
         if isinstance(error, str):
             detail = (detail + " " + error[:300]).strip()
     try:
-        services().store.record_audit(who, request.remote_addr or "?", action.format(**(request.view_args or {})),
+        services().store.record_audit(who, request.remote_addr or "?", action.format(**(request.view_args or {})).replace("-", "."),
                                       _target(response), result, detail)
     except Exception:  # the action happened: a failed audit write must not turn it into an error
         log.exception("audit: could not record %s by %s", action, who)

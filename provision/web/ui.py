@@ -13,9 +13,11 @@ from ..capture.diff import diff
 from ..errors import InputError, NotFound, ProvisionError
 from ..integrations.directory import Account, DirectoryDown, LoginRefused
 from ..render import KINDS, check_kickstart
+from ..store import utcnow
 from ..workflow import states as S
-from ..workflow import submit
-from . import fleetview
+from ..workflow import submit, timeline
+from ..workflow.timeline import duration
+from . import fleetview, nodeactions
 from .api import EVENTS_SHOWN
 from .auth import BREAK_GLASS, SESSION_HOURS, fingerprint, principal, token_ok, ui_auth
 from .deps import services, web
@@ -105,6 +107,11 @@ def index():
 @bp.get("/nodes/<name>")
 @ui_auth
 def node(name: str):
+    return node_page(name)
+
+
+def node_page(name: str, checks: list[dict] | None = None):
+    """A node: its actions, the steps of its last rebuild, facts, history, previews, events."""
     store = services().store
     rec = store.get(name)
     snaps = store.snapshots(name)
@@ -116,10 +123,27 @@ def node(name: str):
             previews.append((kind, text, None, check_kickstart(text) if kind == "kickstart" else None))
         except ProvisionError as exc:
             previews.append((kind, "", str(exc), None))
+    now = utcnow()
+    steps = [{"step": sp.step, "start": sp.start.isoformat(timespec="seconds"),
+              "end": sp.end.isoformat(timespec="seconds") if sp.end else "now",
+              "took": duration(sp.seconds(now)), "outcome": sp.outcome}
+             for sp in timeline.last_rebuild(name, store.transitions([name])[name])]
     return render_template("node.html", title=name, rec=rec, facts=rec.node.facts, history=list(reversed(history)),
                            previews=previews, events=list(reversed(store.events(name, limit=EVENTS_SHOWN))),
-                           events_total=store.event_count(name),
+                           events_total=store.event_count(name), steps=steps, checks=checks,
+                           actions=nodeactions.offered(name, rec), state=store.node_state(name),
+                           power=_power_seen(store.fleet(name=name)[0]),
                            retry_at=submit.retry_at(store, name), audit=store.audit(target=name, limit=50))
+
+
+def _power_seen(row) -> str:
+    return f"{row.power_state}, seen {fleetview.age(row.power_seen_at)} ago" if row.power_seen_at else "unknown"
+
+
+@bp.post(f"/nodes/<name>/do/<any({', '.join(repr(a) for a in nodeactions.ACTIONS)}):action>")
+@ui_auth
+def node_action(name: str, action: str):
+    return nodeactions.act(name, action)
 
 
 def _tokens_page(made: str | None = None, status: int = 200):
@@ -269,6 +293,14 @@ def start():
 def _forbidden(exc):
     """The account's role does not allow this: the page says which role it needs."""
     return render_template("error.html", title="Not allowed", error=exc.description), 403
+
+
+@bp.errorhandler(ProvisionError)
+def _failed(exc):
+    """An action that a remote system (a BMC, the engine) refused or failed: the page says why."""
+    if isinstance(exc, InputError):
+        return _bad_input(exc)
+    return render_template("error.html", title="Failed", error=str(exc)), 502
 
 
 @bp.errorhandler(InputError)
