@@ -92,3 +92,59 @@ def test_five_thousand_nodes_page_by_page_in_under_a_second(wf):
     assert len(second) == 100 and not set(second) & set(shown)
     per500 = client.get("/?sort=name&dir=desc&group=cluster&per=500").text
     assert len(names_shown(per500)) == 500 and per500.count('<tr class="group">') == 25  # 20 nodes per cluster
+
+
+def _csrf(client, path="/"):
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def test_a_rebuild_is_confirmed_by_its_node_count_or_its_cluster_not_every_name(wf):
+    client = console(wf)
+    form = {"nodes": NAMES, "max_parallel": "2", "csrf_token": _csrf(client)}
+    plan = client.post("/rebuild/plan", data=form).text
+    assert "3 node(s) will be <strong>wiped and reinstalled</strong>" in plan
+    assert "type <code>3</code> or <code>ocpcluster</code>" in plan
+    for wrong in ("", "2", "rhvnode3 rhvnode4", "othercluster"):
+        refused = client.post("/rebuild/start", data=form | {"typed": wrong})
+        assert refused.status_code == 400 and "nothing was started" in refused.text
+    assert wf.store.rebuilds() == []
+    assert client.post("/rebuild/start", data=form | {"typed": "ocpcluster"}).status_code == 302
+    wf.store.control_rebuild(wf.store.rebuilds()[0].id, "abort")
+    one = {"nodes": ["rhvnode4"], "max_parallel": "1", "csrf_token": form["csrf_token"]}
+    assert client.post("/rebuild/start", data=one | {"typed": "1"}).status_code in (302, 409)
+
+
+def test_the_run_page_draws_each_nodes_steps_and_estimates_what_is_left(wf):
+    from datetime import timedelta
+
+    from provision.store.tables import E, N, R
+    client = console(wf)
+    run = wf.store.create_rebuild(NAMES, {"max_parallel": 2, "canary": 1}, runner="service")
+    began = run.created_at - timedelta(minutes=30)  # the run began half an hour ago
+    with wf.store.db.write() as tx:
+        tx.execute(R.update().where(R.c.id == run.id).values(created_at=began))
+    # rhvnode3 went through preflight and capture and is draining; rhvnode4 failed in preflight
+    for event in ("start", "ok", "ok"):
+        advance(wf.store, "rhvnode3", event, rebuild_id=run.id)
+    advance(wf.store, "rhvnode4", "start", rebuild_id=run.id)
+    advance(wf.store, "rhvnode4", "fail", reason="BMC refused the login")
+    with wf.store.db.write() as tx:  # the moves 5 minutes apart from then on, as a real rebuild's would be
+        rows = tx.execute(E.select().where(E.c.kind == "transition").order_by(E.c.id)).all()
+        for i, r in enumerate(rows):
+            tx.execute(E.update().where(E.c.id == r.id).values(ts=began + timedelta(minutes=5 * i)))
+        tx.execute(N.update().where(N.c.name == "rhvnode3").values(step_started_at=began + timedelta(minutes=10)))
+    page = client.get(f"/runs/{run.id}").text
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="gantt"' in page
+    svg = client.get(f"/runs/{run.id}/timeline.svg")
+    assert svg.mimetype == "image/svg+xml"
+    bars = re.findall(r'<g class="row" data-node="(\w+)">|data-step="(\w+)" data-outcome="(\w+)"', svg.text)
+    assert [b for b in bars if b[0] or b[1]] == [
+        ("rhvnode3", "", ""), ("", "preflight", "ok"), ("", "capture", "ok"), ("", "drain", "running"),
+        ("rhvnode4", "", ""), ("", "preflight", "failed"), ("rhvnode5", "", "")]
+    assert re.search(r"<title>rhvnode3: capture ok, 5 min 00 s \(from ", svg.text)
+    data = client.get(f"/runs/{run.id}.json").json["timeline"]
+    assert data["makespan"] == "30 min 00 s"  # from the first step's start to now
+    # medians known for preflight and capture (5 min each) only, the rest is said to be unknown:
+    # rhvnode5 needs those 10 minutes on the lane rhvnode4 left
+    assert "drain" in data["unknown"] and data["remaining"] == "10 min 00 s" and data["eta"]
+    assert "Makespan so far: <strong id=\"makespan\">" in page and "no finished sample yet" in page

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, g, jsonify, redirect, render_template, request, session, url_for
 
 from ..capture.diff import diff
 from ..errors import InputError, NotFound, ProvisionError
@@ -17,7 +17,7 @@ from ..store import utcnow
 from ..workflow import states as S
 from ..workflow import submit, timeline
 from ..workflow.timeline import duration
-from . import fleetview, nodeactions
+from . import fleetview, gantt, nodeactions
 from .api import EVENTS_SHOWN
 from .auth import BREAK_GLASS, SESSION_HOURS, fingerprint, principal, token_ok, ui_auth
 from .deps import services, web
@@ -208,15 +208,30 @@ def run(run_id: int):
                       "since": st.step_started_at.isoformat(timespec="seconds") if mine and st.step_started_at else "",
                       "reason": st.fail_reason if mine and st.state == S.FAILED else ""})
     retry = [n for n in r.nodes if r.finished and submit.retry_at(store, n)]
-    return render_template("run.html", title=f"Rebuild #{r.id}", run=r, nodes=nodes, retry=retry,
+    fig = gantt.figures(r, store)
+    return render_template("run.html", title=f"Rebuild #{r.id}", run=r, nodes=nodes, retry=retry, fig=fig,
+                           timeline_svg=gantt.svg(r, fig), colours=gantt.COLOURS,
                            audit=store.audit(target=f"rebuild {r.id}", limit=50))
+
+
+@bp.get("/runs/<int:run_id>/timeline.svg")
+@ui_auth
+def run_timeline(run_id: int):
+    """The run's timeline, alone (the run page fetches it again as the run moves)."""
+    store = services().store
+    r = store.rebuild(run_id)
+    return Response(gantt.svg(r, gantt.figures(r, store)), mimetype="image/svg+xml",
+                    headers={"Cache-Control": "no-store"})
 
 
 @bp.get("/runs/<int:run_id>.json")
 @ui_auth
 def run_json_view(run_id: int):
     store = services().store
-    return jsonify(run_json(store.rebuild(run_id), store))
+    r = store.rebuild(run_id)
+    fig = gantt.figures(r, store)
+    return jsonify(run_json(r, store) | {"timeline": {"makespan": fig["makespan"], "remaining": fig["remaining"],
+                                                      "eta": fig["eta"], "unknown": fig["unknown"]}})
 
 
 @bp.post("/runs/<int:run_id>/<action>")
@@ -271,19 +286,28 @@ def _prepare():
 def plan():
     store, names, o = _prepare()
     p = submit.plan(store, names, o["max_parallel"], o["min_up"], o["canary"], ctx=services())
-    return render_template("plan.html", title="Plan a rebuild", names=names, plan=p, options=o, error=None)
+    return render_template("plan.html", title="Plan a rebuild", names=names, plan=p, options=o, error=None,
+                           confirm=confirmations(store, names))
+
+
+def confirmations(store, names: list[str]) -> list[str]:
+    """What confirms wiping `names`: their count; the cluster's name when they are all of one
+    cluster; the node's name when it is one node."""
+    clusters = {st.cluster for st in store.node_states(names).values()}
+    return [str(len(names))] + (sorted(clusters) if len(clusters) == 1 else []) + (names if len(names) == 1 else [])
 
 
 @bp.post("/rebuild/start")
 @ui_auth(role="operator")
 def start():
     store, names, o = _prepare()
-    typed = request.form.get("typed", "").replace(",", " ").split()
-    if sorted(typed) != sorted(names):
+    typed = request.form.get("typed", "").strip()
+    if typed not in confirmations(store, names):
         p = submit.plan(store, names, o["max_parallel"], o["min_up"], o["canary"])
-        error = (f"the names typed ({' '.join(typed) or 'none'}) are not the nodes to wipe ({' '.join(names)}); "
-                 "nothing was started")
-        return render_template("plan.html", title="Plan a rebuild", names=names, plan=p, options=o, error=error), 400
+        error = (f"typed {typed or 'nothing'!r}: type {' or '.join(repr(c) for c in confirmations(store, names))} "
+                 "to wipe these nodes; nothing was started")
+        return render_template("plan.html", title="Plan a rebuild", names=names, plan=p, options=o, error=error,
+                               confirm=confirmations(store, names)), 400
     run = store.create_rebuild(names, o, runner="service")
     wake_conductor()
     return redirect(url_for("ui.run", run_id=run.id))

@@ -82,6 +82,20 @@
     });
     document.getElementById("counts").textContent = [["not_started", "queued"], ["in_flight", "in flight"],
       ["done", "done"], ["failed", "failed"]].map(function (k) { return counts[k[0]] + " " + k[1]; }).join(" · ");
+    var t = data.timeline || {};
+    [["makespan", t.makespan || "not started"], ["remaining", t.remaining || (finished ? "none" : "unknown")],
+     ["eta", t.eta || ""]].forEach(function (k) {
+      var el = document.getElementById(k[0]);
+      if (el && el.textContent !== k[1]) el.textContent = k[1];
+    });
+    var gantt = document.getElementById("gantt");
+    if (gantt && (!finished || !gantt.dataset.final)) {
+      if (finished) gantt.dataset.final = "1";
+      fetch(gantt.dataset.svg, {credentials: "same-origin"})
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (svg) { if (svg) gantt.innerHTML = svg; })
+        .catch(function () {});
+    }
     if (data.summary && data.summary.error) {
       document.getElementById("summary").textContent = "Stopped: " + data.summary.error;
     }
