@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -45,7 +45,8 @@ def browser(tmp_path):
 
 def test_the_console_plans_starts_watches_and_aborts_a_rebuild(lab, browser, tmp_path):
     # a page being replaced by the one a form posts to leaves stale elements for a moment: asked again
-    b, wait = browser, WebDriverWait(browser, 180, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+    b, wait = browser, WebDriverWait(browser, 180, poll_frequency=0.2,
+                                     ignored_exceptions=(StaleElementReferenceException, NoAlertPresentException))
     shots = tmp_path / "screenshots"
     shots.mkdir()
     keep = os.environ.get("PROVISION_SCREENSHOTS")
@@ -93,12 +94,13 @@ def test_the_console_plans_starts_watches_and_aborts_a_rebuild(lab, browser, tmp
     b.find_element(By.ID, "plan").click()
     wait.until(lambda d: d.find_elements(By.ID, "typed"))
     assert "2 node(s), 2 wave(s)" in text() and "canary, alone" in text()
+    assert "To confirm, type 2 or ocpcluster" in text()
     shot("plan")
-    b.find_element(By.ID, "typed").send_keys("rhvnode3")
+    b.find_element(By.ID, "typed").send_keys("rhvnode3")  # a name is not the count or the cluster
     b.find_element(By.ID, "start").click()
     wait.until(lambda d: "nothing was started" in text())
     assert lab.svc.store.rebuilds() == []
-    b.find_element(By.ID, "typed").send_keys("rhvnode3 rhvnode4")
+    b.find_element(By.ID, "typed").send_keys("2")
     b.find_element(By.ID, "start").click()
     wait.until(lambda d: d.find_elements(By.ID, "nodes"))
     b.execute_script("window.stillThisPage = true")  # a reload would drop it: the updates are live
@@ -119,7 +121,7 @@ def test_the_console_plans_starts_watches_and_aborts_a_rebuild(lab, browser, tmp
     b.find_element(By.CSS_SELECTOR, 'input[name=nodes][value="rhvnode5"]').click()
     b.find_element(By.ID, "plan").click()
     wait.until(lambda d: d.find_elements(By.ID, "typed"))
-    b.find_element(By.ID, "typed").send_keys("rhvnode5")
+    b.find_element(By.ID, "typed").send_keys("1")
     b.find_element(By.ID, "start").click()
     wait.until(lambda d: d.find_elements(By.ID, "nodes"))
     wait.until(lambda d: "installing" in d.find_element(By.CSS_SELECTOR, 'tr[data-node="rhvnode5"] .st').text)
@@ -129,10 +131,13 @@ def test_the_console_plans_starts_watches_and_aborts_a_rebuild(lab, browser, tmp
     assert b.find_element(By.ID, "abort").get_attribute("disabled") is not None
     shot("run-aborted")
 
-    # the node the abort left installing: its page offers a Retry that names it and the step
+    # the node the abort left installing: its page offers a Retry at that step, confirmed by name
     b.get(lab.url + "/nodes/rhvnode5")
-    assert b.find_element(By.ID, "retry").text == "Retry rhvnode5 at installing"
-    b.find_element(By.ID, "retry").click()
+    assert b.find_element(By.ID, "do-retry").text == "Retry at installing"
+    b.find_element(By.ID, "do-retry").click()
+    alert = wait.until(lambda d: d.switch_to.alert)
+    assert alert.text == "Retry rhvnode5's rebuild at installing?"
+    alert.accept()
     wait.until(lambda d: d.find_elements(By.ID, "nodes"))
     lab.hold.discard("rhvnode5")  # its installer goes on
     wait.until(lambda d: d.find_element(By.ID, "status").text == "done")
