@@ -153,7 +153,8 @@ def facts_diff(ctx, args, cluster, parallel) -> None:
     s = svc(ctx)
     nodes = many.targets(s.store, names, cluster)
     if len(nodes) == 1 and not cluster:
-        old, new, changes = _diff(s, nodes[0], *ids, strict=True)
+        a, b = (ids + [None, None])[:2]
+        old, new, changes = _diff(s, nodes[0], a, b)
         click.echo(f"{nodes[0]}: #{old.id} ({old.source}) -> #{new.id} ({new.source}): "
                    + (f"{len(changes)} change(s)" if changes else "no changes"))
         _print_changes(changes, "  ")

@@ -95,5 +95,5 @@ def act(name: str, action: str):
             driver.set_boot_device("network", persistent=False, uefi=uefi)
         else:
             driver.set_power_state(_POWER[action])
-        flash(ACTIONS[action][2].format(node=name))
+        flash(str(ACTIONS[action][2]).format(node=name))
     return redirect(url_for("ui.node", name=name))

@@ -109,12 +109,13 @@ def estimate(run: Rebuild, by_node: dict[str, list[Span]], states: dict, median:
     queued: list[float] = []
     for name in run.nodes:
         st = states.get(name)
-        mine = st is not None and st.rebuild_id == run.id
-        if mine and st.state in S.ACTIVE:
+        if st is None or st.rebuild_id != run.id:
+            queued.append(need(S.STEPS))  # not started in this run
+        elif st.state in S.ACTIVE:
             i = S.STEPS.index(st.state)
             in_step = (now - st.step_started_at).total_seconds() if st.step_started_at else 0.0
             lanes.append(max(0.0, need([st.state]) - in_step) + need(S.STEPS[i + 1:]))
-        elif not mine or st.state == S.READY:
+        elif st.state == S.READY:
             queued.append(need(S.STEPS))
         # done or failed in this run: nothing left
     width = max(1, int(run.options.get("max_parallel") or 1))
