@@ -11,15 +11,13 @@ import os
 import shutil
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from provision.workflow import states as S
 
+from .chromium import chromium
 from .test_e2e import Lab, bmc_commands
 
 
@@ -32,13 +30,7 @@ def lab(tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
-    opts = Options()
-    opts.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-                f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,900"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver = chromium(tmp_path / "chromium")
     yield driver
     driver.quit()
 

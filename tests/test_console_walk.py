@@ -12,16 +12,14 @@ import shutil
 import threading
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import make_server
 
 from provision.web import create_app
 
+from .chromium import chromium
 from .fleetlab import populate
 from .workflow_helpers import build_wf
 
@@ -42,13 +40,7 @@ def site(tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
-    opts = Options()
-    opts.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1440,1000"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver = chromium(tmp_path / "chromium", "1440,1000")
     yield driver
     driver.quit()
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from ..errors import InputError, ProvisionError
+from ..workflow import submit
 
 PARALLEL_DEFAULT = 8
 
@@ -28,19 +29,10 @@ def options(f):
 
 
 def targets(store, names, cluster: str | None) -> list[str]:
-    """The nodes named (each must exist: exit 2), or every node of --cluster."""
-    if names and cluster:
-        raise InputError("give node names or --cluster, not both")
-    if cluster:
-        found = [r.node.name for r in store.list_nodes(cluster)]
-        if not found:
-            raise InputError(f"--cluster: no nodes in cluster {cluster!r}")
-        return found
-    if not names:
+    """The nodes named (each must exist: exit 2), or every node of --cluster (as a rebuild selects)."""
+    if not names and not cluster:
         raise InputError("name one or more nodes, or give --cluster")
-    for n in names:
-        store.get(n)
-    return list(dict.fromkeys(names))
+    return submit.select(store, names, cluster)
 
 
 @dataclass
@@ -61,7 +53,7 @@ def each(ctx: click.Context, names: list[str], fn: Callable[[str], Any], paralle
     debug = bool(ctx.find_root().obj.get("debug"))
     out: dict[str, Outcome] = {}
     lock = threading.Lock()
-    bar = _Bar(len(names), verb) if sys.stderr.isatty() and len(names) > 1 else None
+    bar = _Bar(len(names), verb) if sys.stderr.isatty() else None
 
     def one(name: str) -> Outcome:
         try:
@@ -88,7 +80,7 @@ def each(ctx: click.Context, names: list[str], fn: Callable[[str], Any], paralle
 
 
 class _Bar:
-    """rich's progress bar on stderr: "checking ━━━━━━━━━ 12/43 rhvnode12"."""
+    """rich's progress bar on stderr, for one node too: "checking ━━━━━━━━━ 12/43 0:00:09 rhvnode12"."""
 
     def __init__(self, total: int, verb: str) -> None:
         from rich.console import Console
