@@ -1,5 +1,6 @@
-"""The web console: the fleet, a node's facts, history, previews and events, rebuild runs with
-live progress, and starting a rebuild (the dry-run plan first, then the node names typed back).
+"""The web console: the fleet (web/fleetview.py), a node's actions, steps, facts, history, previews
+and events (web/nodeactions.py), rebuild runs with a live timeline (web/gantt.py), and starting a
+rebuild (the dry-run plan first, then the node count or the cluster's name typed back).
 Server-rendered templates (templates/), a little plain JavaScript (static/console.js) for live
 updates. Every form that changes something carries a CSRF token (Flask-WTF)."""
 
