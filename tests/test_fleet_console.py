@@ -148,3 +148,15 @@ def test_the_run_page_draws_each_nodes_steps_and_estimates_what_is_left(wf):
     # rhvnode5 needs those 10 minutes on the lane rhvnode4 left
     assert "drain" in data["unknown"] and data["remaining"] == "10 min 00 s" and data["eta"]
     assert "Makespan so far: <strong id=\"makespan\">" in page and "no finished sample yet" in page
+
+
+def test_all_nodes_matching_a_filter_are_ticked_across_pages(wf):
+    wf.store.import_nodes(parse_nodes(generated(150, cluster_size=120)))
+    client = console(wf)
+    page = client.get("/?cluster=c000&per=25").text
+    assert "tick all 120 matching, on every page" in page and len(names_shown(page)) == 25
+    plan = client.post("/rebuild/plan", data={"matching": "1", "m_cluster": "c000", "m_q": "", "m_state": "",
+                                              "max_parallel": "10", "csrf_token": _csrf(client)})
+    assert plan.status_code == 200 and "120 node(s) will be" in plan.text and "type <code>120</code> or <code>c000</code>" in plan.text
+    assert "hv0120" not in plan.text and "hv0119" in plan.text  # c001 is not in it
+    assert "tick all" not in client.get("/?cluster=ocpcluster").text  # one page: nothing more to tick

@@ -88,20 +88,31 @@ def _key(sort: str):
     }[sort]
 
 
+def _select(every: list, query: Query) -> tuple[list, list]:
+    """(the nodes the query's search and cluster match, those of them in its state, in its order)."""
+    needle = query.q.lower()
+    base = [r for r in every if (not query.cluster or r.cluster == query.cluster)
+            and (not needle or needle in f"{r.name} {r.fqdn} {r.bmc.get('address', '')}".lower())]
+    matching = [r for r in base if not query.state or r.state == query.state]
+    matching.sort(key=_key(query.sort), reverse=query.desc)
+    if query.group:
+        matching.sort(key=lambda r: r.cluster)  # stable: the chosen order within each cluster
+    return base, matching
+
+
+def matching_names(store, query: Query) -> list[str]:
+    """Every node the query matches, on all its pages ("tick all N matching")."""
+    return [r.name for r in _select(store.fleet(), query)[1]]
+
+
 def build(store, query: Query, ip_of) -> Page:
     """The page `query` asks for; `ip_of(name)`: a shown node's management IP."""
     now = utcnow()
     every = store.fleet()
     clusters = sorted({r.cluster for r in every})
-    needle = query.q.lower()
-    base = [r for r in every if (not query.cluster or r.cluster == query.cluster)
-            and (not needle or needle in f"{r.name} {r.fqdn} {r.bmc.get('address', '')}".lower())]
+    base, matching = _select(every, query)
     tally = Counter(r.state for r in base)
     counts = [(st, tally[st]) for st in ORDER if tally[st]]
-    matching = [r for r in base if not query.state or r.state == query.state]
-    matching.sort(key=_key(query.sort), reverse=query.desc)
-    if query.group:
-        matching.sort(key=lambda r: r.cluster)  # stable: the chosen order within each cluster
     pages = max(1, -(-len(matching) // query.per))
     query.page = min(query.page, pages)
     shown = matching[(query.page - 1) * query.per:query.page * query.per]

@@ -262,7 +262,12 @@ def retry():
 
 def _request_from_form() -> submit.RebuildRequest:
     f = request.form
-    body = {"nodes": f.getlist("nodes"), "max_parallel": f.get("max_parallel") or 1,
+    nodes = f.getlist("nodes")
+    if f.get("matching") == "1":  # "tick all N matching": the fleet's filter, on every page
+        query = fleetview.Query.parse({"q": f.get("m_q", ""), "cluster": f.get("m_cluster", ""),
+                                       "state": f.get("m_state", ""), "sort": "name"})
+        nodes = list(dict.fromkeys(nodes + fleetview.matching_names(services().store, query)))
+    body = {"nodes": nodes, "max_parallel": f.get("max_parallel") or 1,
             "canary": f.get("canary") or None, "min_up": f.get("min_up") or None,
             "accept_drift": f.get("accept_drift") == "1", "allow_gluster": f.get("allow_gluster") == "1"}
     if not body["nodes"]:
