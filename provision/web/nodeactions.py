@@ -9,6 +9,7 @@ from flask import abort, flash, redirect, request, url_for
 
 from ..capture import service as capture
 from ..errors import Conflict, InputError
+from ..integrations.directory import at_least
 from ..workflow import submit
 from ..workflow.nodecheck import run_checks
 from .auth import principal
@@ -35,8 +36,6 @@ _POWER = {"power-on": "on", "power-off": "off", "power-cycle": "cycle"}
 def offered(name: str, rec) -> list[dict]:
     """The actions the node page shows: (action, label, role, confirmation)."""
     who = principal()
-    from ..integrations.directory import at_least
-
     step = submit.retry_at(services().store, name)
     out = []
     for action, (role, confirm, _done) in ACTIONS.items():
@@ -60,8 +59,6 @@ def act(name: str, action: str):
         abort(404)
     role = ACTIONS[action][0]
     who = principal()
-    from ..integrations.directory import at_least
-
     if who is None or not at_least(who.role, role):
         abort(403, description=f"{action} needs the {role} role")
     s = services()
