@@ -117,3 +117,19 @@ def test_capture_and_retry_from_the_node_page_and_its_step_timeline(wf, monkeypa
     (run,) = wf.store.rebuilds()
     assert run.nodes == ["rhvnode5"] and run.options["retry"] is True
     assert wf.store.node_state("rhvnode5").state == S.FAILED  # the service's run resumes it
+
+
+def test_a_bmc_that_fails_the_action_is_a_page_saying_so_and_a_failed_audit_row(wf):
+    from provision.power.fake import FakeBmc
+
+    otto = Console(wf, "otto")
+    wf.power.bmcs["rhvnode3"] = FakeBmc(fail="unreachable")
+    failed = otto.do("rhvnode3", "power-cycle")
+    assert failed.status_code == 502 and "node rhvnode3: BMC" in failed.text and "password" not in failed.text
+    wf.power.bmcs["rhvnode3"] = FakeBmc(fail="auth")
+    assert otto.do("rhvnode3", "boot-installer").status_code == 502
+    assert wf.store.fleet(name="rhvnode3")[0].power_state is None  # nothing was seen
+    assert [(a.action, a.outcome) for a in wf.store.audit(target="rhvnode3")] == [
+        ("node.boot.installer", "failed"), ("node.power.cycle", "failed")]
+    wf.power.bmcs["rhvnode3"] = FakeBmc()  # the BMC answers again: the same action goes through
+    assert otto.do("rhvnode3", "power-cycle").status_code == 302 and wf.power.bmcs["rhvnode3"].cycles() == 1

@@ -119,9 +119,7 @@ def estimate(run: Rebuild, by_node: dict[str, list[Span]], states: dict, median:
             queued.append(need(S.STEPS))
         # done or failed in this run: nothing left
     width = max(1, int(run.options.get("max_parallel") or 1))
-    heap = sorted(lanes)[:max(width, len(lanes))]
-    while len(heap) < width:
-        heap.append(0.0)
+    heap = lanes + [0.0] * max(0, width - len(lanes))  # the lanes in flight, then the free ones
     heapq.heapify(heap)
     for cost in queued:
         heapq.heappush(heap, heapq.heappop(heap) + cost)
